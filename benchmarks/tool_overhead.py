@@ -1,0 +1,159 @@
+"""cloudrescue's own cost, measured on the lab (run as root).
+
+Prints, from one run:
+- `cloudrescue --help` wall time beside `openstack --help` (target: ≤ 0.25x);
+- for `fix-ssh-keys` on a lab instance broken with `lost-key`: the total time, the time spent
+  waiting for the cloud (state polls, console host keys, sshd coming up), and the rest — the
+  tool's own overhead per instance (target: ≤ 1.5 s), with the SSH round trips it made.
+
+Usage: .venv/bin/python benchmarks/tool_overhead.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+
+
+def median_wall(argv: list[str], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, capture_output=True, check=False)
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+class Stopwatch:
+    """Sums the time spent inside wrapped callables, by label."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def wrap(self, label: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                self.totals[label] = self.totals.get(label, 0.0) + time.perf_counter() - started
+                self.counts[label] = self.counts.get(label, 0) + 1
+
+        return timed
+
+
+@contextmanager
+def lab_up(base: Path) -> Iterator[Path]:
+    state = base / "lab"
+    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(base / "clouds.yaml")}
+    subprocess.run(
+        [
+            str(BIN / "cloudrescue"),
+            "lab",
+            "up",
+            "--state-dir",
+            str(state),
+            "--instances",
+            "0",
+            "--transition-delay",
+            "0",
+        ],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
+    os.environ["OS_CLIENT_CONFIG_FILE"] = env["OS_CLIENT_CONFIG_FILE"]
+    os.environ["CLOUDRESCUE_STATE_DIR"] = str(base / "state")
+    try:
+        yield state
+    finally:
+        subprocess.run(
+            [str(BIN / "cloudrescue"), "lab", "down", "--state-dir", str(state)],
+            env=env,
+            check=False,
+            capture_output=True,
+        )
+
+
+def measure_fix(state: Path) -> dict[str, float]:
+    from cloudrescue import rescue as rescue_module
+    from cloudrescue.cloud.openstack import OpenStackCloud
+    from cloudrescue.events import SilentEvents
+    from cloudrescue.fixes.ssh_access import default_user, restore_ssh_access
+    from cloudrescue.journal import Journal
+    from cloudrescue.keys import load_public_keys
+    from cloudrescue.lab.lifecycle import admin
+    from cloudrescue.remote import ssh as ssh_module
+    from cloudrescue.repair import DiskOptions, repair
+
+    client = admin(state)
+    name = f"bench-{time.monotonic_ns()}"
+    client.add({"name": name})
+    client.break_instance(name, "lost-key")
+    keys = load_public_keys(state / "lab_key.pub")
+
+    watch = Stopwatch()
+    rescue_module.wait_for_status = watch.wrap("cloud state waits", rescue_module.wait_for_status)
+    rescue_module.RescueWorkflow._announced_host_keys = watch.wrap(
+        "console host-key wait", rescue_module.RescueWorkflow._announced_host_keys
+    )
+    rescue_module.connect = watch.wrap("ssh connect (incl. sshd start)", rescue_module.connect)
+    ssh_module.SSHHost.run = watch.wrap("ssh round trips", ssh_module.SSHHost.run)
+
+    backend = OpenStackCloud("lab")
+    server = backend.find_server(name)
+    workflow = rescue_module.RescueWorkflow(
+        backend, Journal(), SilentEvents(), rescue_module.RescueSettings(poll_interval=0.2)
+    )
+
+    def fix(guest: Any, mounted: Any) -> Any:
+        return restore_ssh_access(guest, default_user(guest), keys, replace=False)
+
+    started = time.perf_counter()
+    repair(workflow, server, fix, command="bench", dry_run=False, disk=DiskOptions())
+    total = time.perf_counter() - started
+    figures = {"total": total, **watch.totals}
+    figures["ssh round trips (count)"] = float(watch.counts.get("ssh round trips", 0))
+    waits = sum(
+        watch.totals.get(k, 0.0)
+        for k in ("cloud state waits", "console host-key wait", "ssh connect (incl. sshd start)")
+    )
+    figures["tool overhead (total - cloud waits)"] = total - waits
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    ours = median_wall([str(BIN / "cloudrescue"), "--help"], args.runs)
+    peer = median_wall([str(BIN / "openstack"), "--help"], args.runs)
+    print(f"cloudrescue --help  {ours:6.3f} s (median of {args.runs})")
+    print(f"openstack --help    {peer:6.3f} s (median of {args.runs})")
+    print(f"ratio               {ours / peer:6.2f}  (target <= 0.25)")
+    with (
+        tempfile.TemporaryDirectory(prefix="cloudrescue-bench-") as base,
+        lab_up(Path(base)) as state,
+    ):
+        figures = measure_fix(state)
+    print("fix-ssh-keys on one lab instance (transition delay 0):")
+    for label, value in figures.items():
+        unit = "" if "count" in label else " s"
+        print(f"  {label:40s} {value:8.3f}{unit}")
+    print("  target: tool overhead <= 1.5 s")
+
+
+if __name__ == "__main__":
+    main()

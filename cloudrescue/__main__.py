@@ -1,0 +1,3 @@
+from cloudrescue.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""Command-line entry point: builds the Typer app and maps errors to exit codes.
+
+This is the only place where exceptions become messages and exit statuses. Command modules
+parse, confirm and render; they import the core lazily so ``cloudrescue --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Annotated
+
+import typer
+
+from cloudrescue.cli.options import CliState
+from cloudrescue.errors import CloudRescueError, ExitStatus
+
+app = typer.Typer(
+    name="cloudrescue",
+    help="Repair unreachable cloud instances through rescue mode.",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from cloudrescue import __version__
+
+        typer.echo(f"cloudrescue {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    os_cloud: Annotated[
+        str | None,
+        typer.Option(
+            "--os-cloud",
+            envvar="OS_CLOUD",
+            help="Cloud from clouds.yaml (default: $OS_CLOUD, else the OS_* variables).",
+        ),
+    ] = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """Repair unreachable cloud instances through rescue mode."""
+    ctx.obj = CliState(os_cloud=os_cloud)
+
+
+def _register_commands() -> None:
+    from cloudrescue.cli import console, instances, lab, playbooks
+
+    for command in (instances.rescue, instances.unrescue, instances.status, instances.resume):
+        app.command()(command)
+    playbooks.register(app)
+    app.add_typer(console.app, name="console")
+    app.add_typer(lab.app, name="lab")
+
+
+def _error_line(message: str) -> None:
+    typer.echo(f"cloudrescue: error: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI and exit with the status documented in the README."""
+    # Typer may vendor its own click: take the usage errors from the module it uses.
+    click_errors = importlib.import_module(typer.BadParameter.__module__)
+    _register_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except CloudRescueError as error:
+        _error_line(error.message)
+        if error.hint:
+            typer.echo(f"hint: {error.hint}", err=True)
+        sys.exit(error.exit_status)
+    except (KeyboardInterrupt, typer.Abort):
+        _error_line("interrupted")
+        sys.exit(ExitStatus.INTERRUPTED)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except click_errors.ClickException as error:
+        error.show()
+        sys.exit(ExitStatus.USAGE)
+    sys.exit(ExitStatus.SUCCESS)

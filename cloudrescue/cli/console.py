@@ -1,0 +1,50 @@
+"""`console log` and `console url`: reach an instance without SSH."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cloudrescue.cli import options
+from cloudrescue.cli.render import stdout
+
+app = typer.Typer(help="The instance's console: its log and its remote (noVNC) console URL.")
+
+
+@app.command("log")
+def log(
+    ctx: typer.Context,
+    instance: options.Instance,
+    lines: Annotated[
+        int | None, typer.Option("--lines", "-n", min=1, help="Only the last N lines.")
+    ] = None,
+) -> None:
+    """Print the instance's console log (boot messages, emergency mode, host keys)."""
+    backend = options.state(ctx).cloud()
+    server = backend.find_server(instance)
+    typer.echo(backend.console_output(server.id, lines), nl=False)
+
+
+@app.command("url")
+def url(
+    ctx: typer.Context,
+    instance: options.Instance,
+    console_type: Annotated[
+        str, typer.Option("--type", help="Console type: novnc, xvpvnc, spice-html5, serial.")
+    ] = "novnc",
+    full_page: Annotated[
+        bool,
+        typer.Option(
+            "--vnc-html",
+            help="Use noVNC's vnc.html instead of vnc_auto.html (when the display misbehaves).",
+        ),
+    ] = False,
+) -> None:
+    """Print a URL of the instance's remote console (works when SSH does not)."""
+    backend = options.state(ctx).cloud()
+    server = backend.find_server(instance)
+    address = backend.console_url(server.id, console_type)
+    if full_page:
+        address = address.replace("/vnc_auto.html", "/vnc.html")
+    stdout.print(address, soft_wrap=True)

@@ -1,0 +1,288 @@
+"""`cloudrescue lab ...`: a local test cloud with real instances (needs root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from types import TracebackType
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from cloudrescue.cli.render import stderr, stdout
+from cloudrescue.lab.layout import default_state_dir
+from cloudrescue.lab.model import FAMILIES, VARIANTS
+from cloudrescue.lab.scenarios import SCENARIOS
+
+app = typer.Typer(
+    help="A local OpenStack-like lab with real instances to rescue (needs root).",
+    no_args_is_help=True,
+)
+
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        envvar="CLOUDRESCUE_LAB_DIR",
+        help="The lab's state directory.",
+        default_factory=default_state_dir,
+        show_default="/var/lib/cloudrescue/lab",
+    ),
+]
+
+
+def _choice(value: str | None, allowed: tuple[str, ...], option: str) -> None:
+    if value is not None and value not in allowed:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=option)
+
+
+class _UpDisplay:
+    """Rich rendering of ``lab up``: a line per stage, a bar for booted instances."""
+
+    def __init__(self) -> None:
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=stderr,
+            transient=True,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> _UpDisplay:
+        self._progress.start()
+        self._task = self._progress.add_task("preparing", total=None)
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def step(self, message: str) -> None:
+        self._progress.console.print(f"[bold]→[/] {message}")
+        if self._task is not None:
+            self._progress.update(self._task, description=message)
+
+    def booted(self, done: int, total: int) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, completed=done, total=total)
+
+
+PIPE_WIDTH = 200  # when not on a terminal, never cut IDs or wrap lines
+
+
+def _print(console: Console, renderable: str | Table) -> None:
+    if not console.is_terminal:
+        console = Console(file=console.file, width=PIPE_WIDTH, highlight=False)
+    console.print(renderable)
+
+
+def _instances_table(instances: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "ID", "ADDRESS", "VARIANT", "STATUS", "USER"):
+        table.add_column(column, min_width=36 if column == "ID" else None)
+    for view in instances:
+        table.add_row(
+            str(view.get("name")),
+            str(view.get("id")),
+            str(view.get("address")),
+            f"{view.get('variant')}/{view.get('family', 'debian')}",
+            str(view.get("status")),
+            str(view.get("user")),
+        )
+    return table
+
+
+@app.command()
+def up(
+    state_dir: StateDir,
+    instances: Annotated[
+        int, typer.Option("--instances", "-n", min=0, max=200, help="Instances to boot.")
+    ] = 3,
+    variant: Annotated[
+        str, typer.Option("--variant", help=f"Disk layout: {', '.join(VARIANTS)}.")
+    ] = "ext4",
+    transition_delay: Annotated[
+        float,
+        typer.Option("--transition-delay", min=0, help="Seconds each nova state change takes."),
+    ] = 1.0,
+) -> None:
+    """Start a lab (needs root): images (cached), network, daemon, instances, clouds.yaml.
+
+    Prints `export OS_CLOUD=lab` for the shell; the lab stays up until `cloudrescue lab down`.
+    """
+    from cloudrescue.lab import lifecycle
+
+    _choice(variant, VARIANTS, "--variant")
+    with _UpDisplay() as display:
+        result = lifecycle.up(
+            state_dir,
+            instances=instances,
+            variant=variant,  # type: ignore[arg-type] # checked by _choice
+            transition_delay=transition_delay,
+            progress=display,
+        )
+    config = result.config
+    _print(
+        stderr,
+        f"[bold green]lab {config.lab_id} is up[/]: API http://127.0.0.1:{config.api_port}, "
+        f"network {config.subnet}, clouds.yaml entry [bold]{config.cloud_name}[/] in "
+        f"{result.clouds_yaml}",
+    )
+    _print(stderr, _instances_table(result.instances))
+    stdout.print(f"export OS_CLOUD={config.cloud_name}")
+
+
+@app.command()
+def down(state_dir: StateDir) -> None:
+    """Stop the lab and remove everything it made, even after a crash (needs root)."""
+    from cloudrescue.lab import lifecycle
+
+    lifecycle.down(state_dir)
+    stderr.print(f"lab in {state_dir} is down; nothing of it is left")
+
+
+JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+
+
+@app.command()
+def status(state_dir: StateDir, as_json: JsonOutput = False) -> None:
+    """Show the lab and its instances."""
+    from cloudrescue.lab import lifecycle
+
+    found = lifecycle.status(state_dir)
+    config = found.config
+    if as_json:
+        summary = {
+            "lab_id": config.lab_id,
+            "api": f"http://127.0.0.1:{config.api_port}",
+            "network": config.subnet,
+            "cloud": config.cloud_name,
+            "daemon_pid": found.daemon_pid,
+            "daemon_answers": found.daemon_answers,
+            "instances": found.instances,
+        }
+        typer.echo(json.dumps(summary, indent=1))
+        return
+    daemon = f"daemon pid {found.daemon_pid}" if found.daemon_pid else "daemon not running"
+    answers = "" if found.daemon_answers else " (not answering: state from disk)"
+    _print(
+        stdout,
+        f"lab {config.lab_id}: API http://127.0.0.1:{config.api_port}, network {config.subnet}, "
+        f"{daemon}{answers}",
+    )
+    _print(stdout, _instances_table(found.instances))
+
+
+@app.command()
+def add(
+    state_dir: StateDir,
+    name: Annotated[str | None, typer.Option("--name", help="Instance name.")] = None,
+    variant: Annotated[
+        str | None, typer.Option("--variant", help=f"Disk layout: {', '.join(VARIANTS)}.")
+    ] = None,
+    family: Annotated[
+        str, typer.Option("--family", help=f"Guest layout: {', '.join(FAMILIES)}.")
+    ] = "debian",
+    volume_backed: Annotated[
+        bool, typer.Option("--volume-backed", help="Boot from a volume (its disk has a serial).")
+    ] = False,
+    as_json: JsonOutput = False,
+) -> None:
+    """Create and boot one more instance (through the lab daemon)."""
+    from cloudrescue.lab import lifecycle
+
+    _choice(variant, VARIANTS, "--variant")
+    _choice(family, FAMILIES, "--family")
+    body: dict[str, Any] = {"family": family, "volume_backed": volume_backed}
+    if name:
+        body["name"] = name
+    if variant:
+        body["variant"] = variant
+    view = lifecycle.admin(state_dir).add(body)
+    if as_json:
+        typer.echo(json.dumps(view, indent=1))
+        return
+    _print(stdout, _instances_table([view]))
+
+
+_SCENARIO_HELP = "\n\n".join(f"{s.name}: {s.description}" for s in SCENARIOS.values())
+
+
+@app.command(
+    "break",
+    help=f"Break an instance on purpose (it reboots broken).\n\nScenarios:\n\n{_SCENARIO_HELP}",
+)
+def break_(
+    state_dir: StateDir,
+    instance: Annotated[str, typer.Argument(help="Instance name or ID.", show_default=False)],
+    scenario: Annotated[
+        str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}.", show_default=False)
+    ],
+) -> None:
+    from cloudrescue.lab import lifecycle
+    from cloudrescue.lab.scenarios import get
+
+    get(scenario)
+    answer = lifecycle.admin(state_dir).break_instance(instance, scenario)
+    _print(stdout, f"{instance}: {answer.get('detail', scenario)}")
+
+
+@app.command()
+def faults(
+    state_dir: StateDir,
+    set_json: Annotated[
+        str | None,
+        typer.Option("--set", help='Merge faults, e.g. \'{"api_error": {"status": 503}}\'.'),
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every fault.")] = False,
+) -> None:
+    """Show, set or clear the API faults the lab daemon injects (for tests)."""
+    from cloudrescue.errors import InvalidInputError
+    from cloudrescue.lab import lifecycle
+
+    client = lifecycle.admin(state_dir)
+    if clear:
+        current = client.faults("DELETE")
+    elif set_json is not None:
+        try:
+            body = json.loads(set_json)
+        except json.JSONDecodeError as error:
+            raise InvalidInputError(f"--set: not JSON ({error})") from None
+        current = client.faults("PUT", body)
+    else:
+        current = client.faults()
+    typer.echo(json.dumps(current, indent=1))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ssh(
+    ctx: typer.Context,
+    state_dir: StateDir,
+    instance: Annotated[str, typer.Argument(help="Instance name or ID.", show_default=False)],
+) -> None:
+    """Log in to an instance as its default user with the lab's key (`-- cmd` runs cmd)."""
+    from cloudrescue.lab import lifecycle
+
+    argv = lifecycle.ssh_argv(state_dir, instance, list(ctx.args))
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)  # noqa: S606 - argv list, no shell

@@ -1,0 +1,65 @@
+"""Rendering of progress and results for humans (Rich, on stderr)."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+from cloudrescue.cloud.base import ServerInfo
+
+stderr = Console(stderr=True, highlight=False)
+stdout = Console(highlight=False)
+
+
+class RichEvents:
+    """``Events`` shown as a spinner line with the current step and the instance's state."""
+
+    def __init__(self, console: Console = stderr, *, quiet: bool = False) -> None:
+        self._console = console
+        self._quiet = quiet
+        self._progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TextColumn("[dim]{task.fields[state]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        )
+        self._task: TaskID | None = None
+
+    def __enter__(self) -> RichEvents:
+        if not self._quiet:
+            self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def stage(self, message: str) -> None:
+        if self._quiet:
+            return
+        self._console.print(f"[bold]→[/] {message}")
+        if self._task is None:
+            self._task = self._progress.add_task(message, state="")
+        else:
+            self._progress.update(self._task, description=message, state="")
+
+    def poll(self, server: ServerInfo, elapsed: float) -> None:
+        if self._task is not None:
+            task = f"/{server.task_state}" if server.task_state else ""
+            self._progress.update(self._task, state=f"{server.status}{task}")
+
+    def note(self, message: str) -> None:
+        if not self._quiet:
+            self._console.print(f"  [dim]{message}[/]")
+
+    def detail(self, message: str) -> None:
+        if self._task is not None:
+            self._progress.update(self._task, state=message)

@@ -1,0 +1,1 @@
+"""Cloud backends: how cloudrescue finds, rescues and unrescues instances."""

@@ -1,0 +1,255 @@
+"""``CloudBackend`` on openstacksdk: any cloud from clouds.yaml, ``OS_*`` or ``--os-cloud``."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from cloudrescue.cloud.base import Address, ImageInfo, RescueStarted, ServerInfo
+from cloudrescue.errors import (
+    AmbiguousNameError,
+    CloudError,
+    InvalidInputError,
+    NotFoundError,
+    WrongStateError,
+)
+
+STABLE_DEVICE_RESCUE = "2.87"
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
+T = TypeVar("T")
+
+
+def _version_tuple(version: str | None) -> tuple[int, int]:
+    if not version:
+        return (2, 1)
+    major, _, minor = version.partition(".")
+    return (int(major), int(minor or 0))
+
+
+@contextmanager
+def _api_errors(what: str) -> Iterator[None]:
+    """Turn openstacksdk / keystoneauth failures into one-line cloudrescue errors."""
+    from keystoneauth1 import exceptions as ksa_exceptions
+    from openstack import exceptions as sdk_exceptions
+
+    try:
+        yield
+    except sdk_exceptions.NotFoundException as error:
+        raise NotFoundError(f"{what}: {_detail(error)}") from error
+    except sdk_exceptions.ConflictException as error:
+        raise WrongStateError(f"{what}: {_detail(error)}") from error
+    except sdk_exceptions.BadRequestException as error:
+        raise CloudError(f"{what}: the cloud refused the request: {_detail(error)}") from error
+    except sdk_exceptions.HttpException as error:
+        status = getattr(error, "status_code", None)
+        if status == 401:
+            raise CloudError(f"{what}: authentication failed (check your credentials)") from error
+        raise CloudError(f"{what}: HTTP {status}: {_detail(error)}") from error
+    except sdk_exceptions.ConfigException as error:
+        raise InvalidInputError(f"cloud configuration: {error}") from error
+    except ksa_exceptions.ConnectFailure as error:
+        raise CloudError(f"{what}: cannot reach the cloud API ({error})") from error
+    except ksa_exceptions.Unauthorized as error:
+        raise CloudError(f"{what}: authentication failed (check your credentials)") from error
+    except ksa_exceptions.ClientException as error:
+        raise CloudError(f"{what}: {error}") from error
+
+
+def _detail(error: Any) -> str:
+    details = getattr(error, "details", None) or getattr(error, "message", None) or str(error)
+    return str(details).strip().splitlines()[0] if str(details).strip() else "no details"
+
+
+def _server_info(server: Any) -> ServerInfo:
+    addresses: list[Address] = []
+    for network, entries in (server.addresses or {}).items():
+        for entry in entries:
+            addresses.append(
+                Address(
+                    ip=entry.get("addr", ""),
+                    version=int(entry.get("version", 4)),
+                    kind=entry.get("OS-EXT-IPS:type", "fixed") or "fixed",
+                    network=network,
+                )
+            )
+    image = server.image
+    image_id = image.get("id") if isinstance(image, Mapping) else (image or None)
+    volumes = tuple(v.get("id", "") for v in (server.attached_volumes or []) if v.get("id"))
+    return ServerInfo(
+        id=server.id,
+        name=server.name or "",
+        status=server.status or "UNKNOWN",
+        task_state=server.task_state,
+        addresses=tuple(addresses),
+        access_ipv4=server.access_ipv4 or None,
+        image_id=image_id or None,
+        volume_ids=volumes,
+        metadata=dict(server.metadata or {}),
+        tags=tuple(server.tags or ()),
+    )
+
+
+class OpenStackCloud:
+    """A ``CloudBackend`` talking to nova and glance through openstacksdk."""
+
+    def __init__(self, cloud: str | None = None) -> None:
+        import openstack
+        from openstack import exceptions as sdk_exceptions
+
+        try:
+            self._conn = openstack.connect(cloud=cloud) if cloud else openstack.connect()
+        except sdk_exceptions.ConfigException as error:
+            raise InvalidInputError(f"cloud configuration: {error}") from error
+        self._name = cloud or self._conn.config.name or "envvars"
+
+    @property
+    def cloud_name(self) -> str:
+        return self._name
+
+    def _call(self, what: str, func: Callable[[], T]) -> T:
+        with _api_errors(what):
+            return func()
+
+    def max_compute_microversion(self) -> str | None:
+        """Highest compute microversion both this cloud and openstacksdk know."""
+
+        def discover() -> str | None:
+            data = self._conn.compute.get_endpoint_data()
+            version = getattr(data, "max_microversion", None)
+            return None if version is None else f"{version[0]}.{version[1]}"
+
+        return self._call("compute version discovery", discover)
+
+    def find_server(self, name_or_id: str) -> ServerInfo:
+        if _UUID.match(name_or_id):
+            try:
+                return self.get_server(name_or_id)
+            except NotFoundError:
+                pass
+        matches = [
+            s
+            for s in self.list_servers(name_regex=f"^{re.escape(name_or_id)}$")
+            if s.name == name_or_id
+        ]
+        if not matches:
+            raise NotFoundError(f"no instance named or with id {name_or_id!r}")
+        if len(matches) > 1:
+            listed = ", ".join(f"{s.id} ({s.status})" for s in matches)
+            raise AmbiguousNameError(
+                f"{len(matches)} instances are named {name_or_id!r}: {listed}; use an id"
+            )
+        return matches[0]
+
+    def get_server(self, server_id: str) -> ServerInfo:
+        return self._call(
+            f"instance {server_id}", lambda: _server_info(self._conn.compute.get_server(server_id))
+        )
+
+    def list_servers(
+        self, *, name_regex: str | None = None, tags: tuple[str, ...] = ()
+    ) -> list[ServerInfo]:
+        query: dict[str, Any] = {}
+        if name_regex:
+            query["name"] = name_regex
+        if tags:
+            query["tags"] = ",".join(tags)
+        return self._call(
+            "listing instances",
+            lambda: [_server_info(s) for s in self._conn.compute.servers(details=True, **query)],
+        )
+
+    def find_image(self, name_or_id: str) -> ImageInfo:
+        def find() -> ImageInfo:
+            image = self._conn.image.find_image(name_or_id, ignore_missing=True)
+            if image is None:
+                raise NotFoundError(f"no image named or with id {name_or_id!r}")
+            properties = {str(k): str(v) for k, v in (image.properties or {}).items()}
+            for key in ("hw_rescue_device", "hw_rescue_bus"):
+                value = getattr(image, key, None)
+                if value:
+                    properties[key] = str(value)
+            return ImageInfo(id=image.id, name=image.name or "", properties=properties)
+
+        from openstack import exceptions as sdk_exceptions
+
+        try:
+            return self._call(f"image {name_or_id}", find)
+        except sdk_exceptions.DuplicateResource as error:
+            raise AmbiguousNameError(
+                f"several images are named {name_or_id!r}: use an id"
+            ) from error
+
+    def rescue(
+        self, server: ServerInfo, *, admin_password: str, image: ImageInfo | None
+    ) -> RescueStarted:
+        max_version = self.max_compute_microversion()
+        can_stable = _version_tuple(max_version) >= _version_tuple(STABLE_DEVICE_RESCUE)
+        stable = bool(image and image.supports_stable_device_rescue and can_stable)
+        if server.volume_backed and not stable:
+            reason = (
+                f"the cloud's compute API stops at microversion {max_version or '2.1'}"
+                if not can_stable
+                else "the rescue image lacks the hw_rescue_device/hw_rescue_bus properties"
+                if image
+                else "no rescue image was given"
+            )
+            raise CloudError(
+                f"instance {server.name} is volume-backed: rescuing it needs compute microversion "
+                f"{STABLE_DEVICE_RESCUE} and a rescue image with hw_rescue_device and "
+                f"hw_rescue_bus properties, but {reason}",
+                hint="pass --image with a stable-device rescue image",
+            )
+        body: dict[str, Any] = {"rescue": {"adminPass": admin_password}}
+        if image is not None:
+            body["rescue"]["rescue_image_ref"] = image.id
+
+        def post() -> Any:
+            from openstack import exceptions as sdk_exceptions
+
+            response = self._conn.compute.post(
+                f"/servers/{server.id}/action",
+                json=body,
+                microversion=STABLE_DEVICE_RESCUE if stable else None,
+            )
+            sdk_exceptions.raise_from_response(response)
+            return response.json() if response.content else {}
+
+        answer = self._call(f"rescue of {server.name}", post)
+        returned = answer.get("adminPass") if isinstance(answer, dict) else None
+        return RescueStarted(admin_password=returned or admin_password, stable_device=stable)
+
+    def unrescue(self, server_id: str) -> None:
+        self._call(
+            f"unrescue of {server_id}", lambda: self._conn.compute.unrescue_server(server_id)
+        )
+
+    def console_output(self, server_id: str, length: int | None = None) -> str:
+        def fetch() -> str:
+            answer = self._conn.compute.get_server_console_output(server_id, length=length)
+            return str(answer.get("output") or "")
+
+        return self._call(f"console log of {server_id}", fetch)
+
+    def console_url(self, server_id: str, console_type: str = "novnc") -> str:
+        def create() -> str:
+            answer = self._conn.compute.create_console(server_id, console_type=console_type)
+            return str((answer or {}).get("url", ""))
+
+        return self._call(f"console of {server_id}", create)
+
+    def set_marks(self, server_id: str, marks: Mapping[str, str]) -> None:
+        self._call(
+            f"metadata of {server_id}",
+            lambda: self._conn.compute.set_server_metadata(server_id, **marks),
+        )
+
+    def clear_marks(self, server_id: str, keys: tuple[str, ...]) -> None:
+        def clear() -> None:
+            present = _server_info(self._conn.compute.get_server(server_id)).metadata
+            doomed = [key for key in keys if key in present]
+            if doomed:
+                self._conn.compute.delete_server_metadata(server_id, doomed)
+
+        self._call(f"metadata of {server_id}", clear)

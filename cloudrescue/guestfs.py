@@ -1,0 +1,452 @@
+"""Guest file access that cannot escape the guest's mounted root.
+
+Every guest path is resolved component by component inside the mounted root: symlinks are
+read and followed *as the guest would see them* (absolute targets restart at the guest root,
+``..`` stops at it), so a broken or hostile disk with ``.ssh -> /root/.ssh`` resolves to the
+guest's ``/root/.ssh``, never the rescue system's. Writes are atomic (temporary file in the
+same directory, fsync, rename), the previous content is backed up next to the file as
+``<name>.cloudrescue-<UTC timestamp>``, owners are numbers from the **guest's** passwd/group.
+Every change is recorded with what is needed to undo it (``rollback``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import posixpath
+import secrets
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal
+
+from cloudrescue.errors import CloudRescueError, InvalidInputError
+from cloudrescue.remote.base import FileStat, Host
+
+MAX_SYMLINKS = 40
+PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev", "/run")
+
+
+class GuestPathError(CloudRescueError):
+    """A guest path cannot be used (loop of symlinks, pseudo filesystem, wrong file type)."""
+
+
+@dataclass(frozen=True)
+class GuestPath:
+    """A guest path and where it lives on the host running the rescue."""
+
+    guest: str
+    host: str
+
+
+@dataclass(frozen=True)
+class GuestUser:
+    """An account from the guest's ``/etc/passwd``."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+
+
+ChangeKind = Literal["create", "modify", "chmod", "chown", "mkdir", "remove"]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change made to the guest, with what undoing it needs."""
+
+    kind: ChangeKind
+    path: str
+    detail: str
+    backup: str | None = None
+    previous_mode: int | None = None
+    previous_owner: tuple[int, int] | None = None
+    diff: str = ""
+
+
+def unified_diff(path: str, old: bytes | None, new: bytes | None) -> str:
+    """Unified diff of two versions of a guest file ("" for binary content)."""
+    texts: list[list[str]] = []
+    for data in (old, new):
+        if data is None:
+            texts.append([])
+            continue
+        if b"\0" in data:
+            return f"Binary content of {path} changed\n"
+        texts.append(data.decode("utf-8", "replace").splitlines(keepends=True))
+    lines = difflib.unified_diff(
+        texts[0],
+        texts[1],
+        fromfile=f"a{path}" if old is not None else "/dev/null",
+        tofile=f"b{path}" if new is not None else "/dev/null",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def utc_stamp() -> str:
+    """UTC timestamp used in backup names, e.g. ``20261123T101500Z``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def parse_passwd(text: str) -> dict[str, GuestUser]:
+    """Users of a passwd file by name (malformed lines skipped)."""
+    users: dict[str, GuestUser] = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) < 7 or line.startswith("#"):
+            continue
+        try:
+            users[fields[0]] = GuestUser(
+                fields[0], int(fields[2]), int(fields[3]), fields[5], fields[6]
+            )
+        except ValueError:
+            continue
+    return users
+
+
+def parse_group(text: str) -> dict[str, int]:
+    """Group ids of a group file by name."""
+    groups: dict[str, int] = {}
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) >= 3 and fields[2].isdigit():
+            groups[fields[0]] = int(fields[2])
+    return groups
+
+
+@dataclass
+class GuestFS:
+    """Root-anchored, backed-up, atomic file access to a guest mounted on ``root``."""
+
+    host: Host
+    root: str = "/mnt"
+    stamp: Callable[[], str] = utc_stamp
+    dry_run: bool = False
+    changes: list[Change] = field(default_factory=list)
+    _planned_dirs: set[str] = field(default_factory=set)
+    _planned_removals: set[str] = field(default_factory=set)
+
+    # -- resolution -------------------------------------------------------------------------
+
+    def _host_path(self, components: list[str]) -> str:
+        return posixpath.join(self.root, *components) if components else self.root
+
+    def resolve(self, path: str, *, follow_final: bool = True) -> GuestPath:
+        """Where ``path`` (as the guest sees it) lives; symlinks never leave the guest root."""
+        if not path.startswith("/"):
+            raise InvalidInputError(f"guest paths must be absolute: {path!r}")
+        pending = deque(path.split("/"))
+        resolved: list[str] = []
+        followed = 0
+        while pending:
+            name = pending.popleft()
+            if name in ("", "."):
+                continue
+            if name == "..":
+                if resolved:
+                    resolved.pop()
+                continue
+            info = self._lstat(self._host_path([*resolved, name]))
+            is_last = not any(part not in ("", ".") for part in pending)
+            if info is not None and info.is_symlink and (follow_final or not is_last):
+                followed += 1
+                if followed > MAX_SYMLINKS:
+                    raise GuestPathError(f"{path}: too many levels of symbolic links in the guest")
+                target = self.host.readlink(self._host_path([*resolved, name]))
+                if target.startswith("/"):
+                    resolved = []
+                pending.extendleft(reversed(target.split("/")))
+                continue
+            resolved.append(name)
+        guest = "/" + "/".join(resolved)
+        return GuestPath(guest=guest, host=self._host_path(resolved))
+
+    def _lstat(self, host_path: str) -> FileStat | None:
+        """``lstat``, seeing what a dry run has planned to move aside as already gone."""
+        if host_path in self._planned_removals:
+            return None
+        return self.host.lstat(host_path)
+
+    def _writable(self, path: str, *, follow_final: bool = True) -> GuestPath:
+        target = self.resolve(path, follow_final=follow_final)
+        for pseudo in PSEUDO_FILESYSTEMS:
+            if target.guest == pseudo or target.guest.startswith(pseudo + "/"):
+                raise GuestPathError(
+                    f"{path} resolves to {target.guest}, inside the guest's {pseudo}: refused"
+                )
+        return target
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def stat(self, path: str) -> FileStat | None:
+        """``lstat`` of the resolved path (``None`` when absent)."""
+        return self._lstat(self.resolve(path).host)
+
+    def exists(self, path: str) -> bool:
+        """Whether the path exists in the guest."""
+        return self.stat(path) is not None
+
+    def read_bytes(self, path: str) -> bytes | None:
+        """Content of a guest file, or ``None`` when it does not exist."""
+        target = self.resolve(path)
+        info = self._lstat(target.host)
+        if info is None:
+            return None
+        if not info.is_file:
+            raise GuestPathError(f"{path} is not a regular file in the guest")
+        return self.host.read_file(target.host)
+
+    def read_text(self, path: str) -> str | None:
+        """Text of a guest file (UTF-8, undecodable bytes replaced) or ``None``."""
+        data = self.read_bytes(path)
+        return None if data is None else data.decode("utf-8", "replace")
+
+    def listdir(self, path: str) -> list[str]:
+        """Names in a guest directory (empty when absent)."""
+        target = self.resolve(path)
+        info = self._lstat(target.host)
+        if info is None or not info.is_dir:
+            return []
+        return sorted(self.host.listdir(target.host))
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def users(self) -> dict[str, GuestUser]:
+        """The guest's accounts (from its own /etc/passwd)."""
+        return parse_passwd(self.read_text("/etc/passwd") or "")
+
+    def user(self, name: str) -> GuestUser:
+        """One guest account; ``InvalidInputError`` when the guest has no such user."""
+        found = self.users().get(name)
+        if found is None:
+            raise InvalidInputError(f"the guest has no user {name!r} in its /etc/passwd")
+        return found
+
+    def group_id(self, name: str) -> int:
+        """A group id from the guest's /etc/group."""
+        groups = parse_group(self.read_text("/etc/group") or "")
+        if name not in groups:
+            raise InvalidInputError(f"the guest has no group {name!r} in its /etc/group")
+        return groups[name]
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _record(self, change: Change) -> Change:
+        self.changes.append(change)
+        return change
+
+    def _backup_name(self, host_path: str) -> str:
+        base = f"{host_path}.cloudrescue-{self.stamp()}"
+        candidate, counter = base, 1
+        while self._lstat(candidate) is not None:
+            candidate = f"{base}-{counter}"
+            counter += 1
+        return candidate
+
+    def _sync_parent(self, host_path: str) -> None:
+        self.host.fsync(posixpath.dirname(host_path))
+
+    def _parent_exists(self, target: GuestPath) -> bool:
+        parent = posixpath.dirname(target.host)
+        info = self._lstat(parent)
+        return (info is not None and info.is_dir) or parent in self._planned_dirs
+
+    def write_file(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        mode: int | None = None,
+        owner: tuple[int, int] | None = None,
+        show_diff: bool = True,
+    ) -> list[Change]:
+        """Atomically make ``path`` hold ``data`` with ``mode``/``owner``; back up the old file.
+
+        Returns the changes made, or in dry-run mode the changes that would be made (none
+        when everything already matches). ``show_diff=False`` keeps secrets out of the diff.
+        """
+        target = self._writable(path)
+        info = self._lstat(target.host)
+        if info is not None and not info.is_file:
+            raise GuestPathError(f"{path} exists in the guest and is not a regular file")
+        if not self._parent_exists(target):
+            raise GuestPathError(f"{posixpath.dirname(target.guest)} does not exist in the guest")
+        old = self.host.read_file(target.host) if info is not None else None
+        want_mode = mode if mode is not None else (info.permissions if info else 0o644)
+        want_owner = owner if owner is not None else ((info.uid, info.gid) if info else (0, 0))
+        if old == data:
+            return self._fix_metadata(target, info, want_mode, want_owner)
+        diff = (
+            unified_diff(target.guest, old, data)
+            if show_diff
+            else (f"content of {target.guest} changed (not shown)\n")
+        )
+        kind: ChangeKind = "modify" if info is not None else "create"
+        detail = f"{'rewrote' if info else 'created'} {target.guest} (mode {want_mode:04o})"
+        if self.dry_run:
+            return [self._record(Change(kind, target.guest, detail, diff=diff))]
+        backup = None
+        if info is not None and old is not None:
+            backup = self._backup_name(target.host)
+            self.host.write_file(backup, old, mode=info.permissions)
+            self.host.chown(backup, info.uid, info.gid)
+            self.host.fsync(backup)
+            detail += f", backup {posixpath.basename(backup)}"
+        temporary = posixpath.join(
+            posixpath.dirname(target.host),
+            f".{posixpath.basename(target.host)}.cloudrescue-tmp-{secrets.token_hex(4)}",
+        )
+        self.host.write_file(temporary, data, mode=want_mode)
+        self.host.chown(temporary, *want_owner)
+        self.host.chmod(temporary, want_mode)
+        self.host.fsync(temporary)
+        self.host.rename(temporary, target.host)
+        self._sync_parent(target.host)
+        return [
+            self._record(
+                Change(
+                    kind,
+                    target.guest,
+                    detail,
+                    backup=backup,
+                    previous_mode=info.permissions if info else None,
+                    previous_owner=(info.uid, info.gid) if info else None,
+                    diff=diff,
+                )
+            )
+        ]
+
+    def _fix_metadata(
+        self, target: GuestPath, info: FileStat | None, mode: int, owner: tuple[int, int]
+    ) -> list[Change]:
+        if info is None:  # only in dry-run: the file or directory is still to be created
+            return []
+        made: list[Change] = []
+        if (info.uid, info.gid) != owner:
+            if not self.dry_run:
+                self.host.chown(target.host, *owner)
+            made.append(
+                self._record(
+                    Change(
+                        "chown",
+                        target.guest,
+                        f"owner of {target.guest} {info.uid}:{info.gid} -> {owner[0]}:{owner[1]}",
+                        previous_owner=(info.uid, info.gid),
+                    )
+                )
+            )
+        if (info.permissions != mode or made) and not self.dry_run:
+            # chown may clear set-id bits: always re-apply the mode after it.
+            self.host.chmod(target.host, mode)
+        if info.permissions != mode:
+            made.append(
+                self._record(
+                    Change(
+                        "chmod",
+                        target.guest,
+                        f"mode of {target.guest} {info.permissions:04o} -> {mode:04o}",
+                        previous_mode=info.permissions,
+                    )
+                )
+            )
+        return made
+
+    def set_metadata(self, path: str, *, mode: int, owner: tuple[int, int]) -> list[Change]:
+        """Make an existing file or directory have ``mode`` and ``owner``."""
+        target = self._writable(path)
+        info = self._lstat(target.host)
+        if info is None and target.host not in self._planned_dirs:
+            raise GuestPathError(f"{path} does not exist in the guest")
+        return self._fix_metadata(target, info, mode, owner)
+
+    def ensure_dir(self, path: str, *, mode: int, owner: tuple[int, int]) -> list[Change]:
+        """Make ``path`` a directory with ``mode``/``owner``, creating it if needed.
+
+        Missing parents are not created: a guest without the parent is not what we think.
+        """
+        target = self._writable(path)
+        info = self._lstat(target.host)
+        if info is not None and not info.is_dir:
+            raise GuestPathError(f"{path} exists in the guest and is not a directory")
+        if info is not None or target.host in self._planned_dirs:
+            return self._fix_metadata(target, info, mode, owner)
+        if not self._parent_exists(target):
+            raise GuestPathError(f"{posixpath.dirname(target.guest)} does not exist in the guest")
+        change = Change("mkdir", target.guest, f"created directory {target.guest} ({mode:04o})")
+        if self.dry_run:
+            self._planned_dirs.add(target.host)
+            return [self._record(change)]
+        self.host.mkdir(target.host, mode)
+        self.host.chown(target.host, *owner)
+        self.host.chmod(target.host, mode)
+        self._sync_parent(target.host)
+        return [self._record(change)]
+
+    def remove(self, path: str) -> list[Change]:
+        """Move a guest file or symlink aside (to its backup name) instead of deleting it.
+
+        A symlink is moved itself, never what it points to.
+        """
+        target = self._writable(path, follow_final=False)
+        info = self._lstat(target.host)
+        if info is None:
+            return []
+        if info.is_dir:
+            raise GuestPathError(f"{path} is a directory; refusing to remove it")
+        backup = self._backup_name(target.host)
+        change = Change(
+            "remove",
+            target.guest,
+            f"moved {target.guest} aside to {posixpath.basename(backup)}",
+            backup=backup,
+        )
+        if self.dry_run:
+            self._planned_removals.add(target.host)
+        else:
+            self.host.rename(target.host, backup)
+            self._sync_parent(target.host)
+        return [self._record(change)]
+
+    # -- undo -------------------------------------------------------------------------------
+
+    def rollback(self) -> Iterator[str]:
+        """Undo every recorded change, newest first; yields what was restored."""
+        if self.dry_run:
+            self.changes.clear()
+            return
+        while self.changes:
+            change = self.changes.pop()
+            host_path = self._host_path([p for p in change.path.split("/") if p])
+            if change.kind in ("modify", "remove") and change.backup:
+                self.host.rename(change.backup, host_path)
+            elif change.kind == "create":
+                self.host.unlink(host_path)
+            elif change.kind == "mkdir":
+                self.host.run(["rmdir", "--", host_path], check=False)
+            if change.previous_owner is not None and change.kind in ("chown",):
+                self.host.chown(host_path, *change.previous_owner)
+            if change.previous_mode is not None and change.kind in ("chmod",):
+                self.host.chmod(host_path, change.previous_mode)
+            self._sync_parent(host_path)
+            yield f"restored {change.path} ({change.kind} undone)"
+
+    def selinux_mode(self) -> str | None:
+        """``enforcing``/``permissive``/``disabled`` from the guest's /etc/selinux/config."""
+        text = self.read_text("/etc/selinux/config")
+        if text is None:
+            return None
+        for line in text.splitlines():
+            key, _, value = line.strip().partition("=")
+            if key == "SELINUX":
+                return value.strip().strip("\"'").lower() or None
+        return None
+
+    def request_selinux_relabel(self) -> list[Change]:
+        """On SELinux guests, set ``/.autorelabel`` so files we wrote get their contexts."""
+        if self.selinux_mode() not in ("enforcing", "permissive"):
+            return []
+        if self.exists("/.autorelabel"):
+            return []
+        return self.write_file("/.autorelabel", b"", mode=0o644, owner=(0, 0))

@@ -1,0 +1,148 @@
+"""Local journal of every rescue cloudrescue starts (SQLite in the user's state dir).
+
+A rescue is written down *before* the cloud is asked, and marked restored only once the
+instance is back to ACTIVE. Whatever a crash, ``kill -9`` or lost laptop leaves behind is
+therefore listed by ``cloudrescue status`` and restored by ``cloudrescue resume``.
+No secret is ever stored here.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+JournalState = Literal[
+    "rescue-requested", "rescued", "unrescue-requested", "restored", "left-in-rescue", "held"
+]
+# "held": left in rescue on purpose (``cloudrescue rescue``); the others are runs in flight or
+# runs that died in flight.
+OPEN_STATES: tuple[JournalState, ...] = (
+    "rescue-requested",
+    "rescued",
+    "unrescue-requested",
+    "left-in-rescue",
+    "held",
+)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS rescues (
+    run_id TEXT PRIMARY KEY,
+    cloud TEXT NOT NULL,
+    server_id TEXT NOT NULL,
+    server_name TEXT NOT NULL,
+    command TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    note TEXT NOT NULL DEFAULT ''
+)
+"""
+
+
+def default_state_dir() -> Path:
+    """``$CLOUDRESCUE_STATE_DIR``, else ``$XDG_STATE_HOME/cloudrescue``, else ~/.local/state."""
+    explicit = os.environ.get("CLOUDRESCUE_STATE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cloudrescue"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One rescue as the journal knows it."""
+
+    run_id: str
+    cloud: str
+    server_id: str
+    server_name: str
+    command: str
+    pid: int
+    state: JournalState
+    started_at: str
+    updated_at: str
+    note: str
+
+    @property
+    def process_alive(self) -> bool:
+        """Whether the process that started the rescue still runs (on this machine)."""
+        if self.pid == os.getpid():
+            return True
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        cmdline = Path(f"/proc/{self.pid}/cmdline")
+        try:
+            return b"cloudrescue" in cmdline.read_bytes()
+        except OSError:
+            return False
+
+
+class Journal:
+    """The rescue journal at ``<state dir>/journal.sqlite3``."""
+
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.path = (state_dir or default_state_dir()) / "journal.sqlite3"
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with closing(sqlite3.connect(self.path, timeout=30)) as db:
+            db.execute(_SCHEMA)
+            with db:
+                yield db
+
+    def start(self, *, cloud: str, server_id: str, server_name: str, command: str) -> str:
+        """Record a rescue about to be requested; returns its run id."""
+        run_id = secrets.token_hex(6)
+        now = _now()
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO rescues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+                (
+                    run_id,
+                    cloud,
+                    server_id,
+                    server_name,
+                    command,
+                    os.getpid(),
+                    "rescue-requested",
+                    now,
+                    now,
+                ),
+            )
+        return run_id
+
+    def update(self, run_id: str, state: JournalState, note: str = "") -> None:
+        """Move a rescue to ``state``."""
+        with self._db() as db:
+            db.execute(
+                "UPDATE rescues SET state = ?, updated_at = ?, note = ? WHERE run_id = ?",
+                (state, _now(), note, run_id),
+            )
+
+    def entries(self, *, include_restored: bool = False) -> list[JournalEntry]:
+        """Rescues, newest first; by default only those not restored yet."""
+        query = "SELECT * FROM rescues"
+        params: tuple[str, ...] = ()
+        if not include_restored:
+            query += f" WHERE state IN ({', '.join('?' for _ in OPEN_STATES)})"
+            params = OPEN_STATES
+        with self._db() as db:
+            rows = db.execute(query + " ORDER BY started_at DESC, rowid DESC", params).fetchall()
+        return [JournalEntry(*row) for row in rows]

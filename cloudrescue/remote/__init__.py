@@ -1,0 +1,1 @@
+"""Where commands run and files are read: the rescue system over SSH, or this machine."""

@@ -1,0 +1,132 @@
+"""restore_ssh_access on a real guest-shaped directory tree."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cloudrescue.fixes.ssh_access import (
+    authorized_keys_path,
+    default_user,
+    restore_ssh_access,
+)
+from cloudrescue.guestfs import GuestFS
+from cloudrescue.keys import PublicKey, load_public_keys
+from cloudrescue.remote.local import LocalHost
+
+PASSWD = (
+    "root:x:0:0:root:/root:/bin/bash\n"
+    "admin:x:999:999::/home/admin:/bin/bash\n"
+    "debian:x:1000:1000::/home/debian:/bin/bash\n"
+)
+
+
+def make_key(tmp_path: Path, name: str) -> PublicKey:
+    path = tmp_path / name
+    subprocess.run(["ssh-keygen", "-q", "-N", "", "-t", "ed25519", "-f", str(path)], check=True)
+    return load_public_keys(path.with_suffix(".pub"))[0]
+
+
+@pytest.fixture
+def guest(tmp_path: Path) -> GuestFS:
+    root = tmp_path / "g"
+    for directory in ("etc/ssh", "home/debian", "home/admin", "root"):
+        (root / directory).mkdir(parents=True)
+    (root / "etc/passwd").write_text(PASSWD)
+    (root / "etc/ssh/sshd_config").write_text("Include /etc/ssh/sshd_config.d/*.conf\n")
+    os.chown(root / "home/debian", 1000, 1000)
+    return GuestFS(LocalHost(), str(root), stamp=lambda: "T")
+
+
+def test_default_user_prefers_cloud_init_then_known_names(guest: GuestFS) -> None:
+    assert default_user(guest).name == "debian"
+    Path(guest.root, "etc/cloud").mkdir()
+    Path(guest.root, "etc/cloud/cloud.cfg").write_text(
+        "system_info:\n  default_user:\n    name: admin\n"
+    )
+    assert default_user(guest).name == "admin"
+
+
+def test_authorized_keys_file_setting_is_honoured(guest: GuestFS) -> None:
+    user = guest.user("debian")
+    assert authorized_keys_path(guest, user) == "/home/debian/.ssh/authorized_keys"
+    Path(guest.root, "etc/ssh/sshd_config.d").mkdir()
+    Path(guest.root, "etc/ssh/sshd_config.d/keys.conf").write_text(
+        "AuthorizedKeysFile /etc/ssh/keys/%u .ssh/authorized_keys\n"
+    )
+    assert authorized_keys_path(guest, user) == "/etc/ssh/keys/debian"
+
+
+def test_bad_perms_are_repaired_and_second_run_changes_nothing(
+    guest: GuestFS, tmp_path: Path
+) -> None:
+    home = Path(guest.root, "home/debian")
+    os.chown(home, 0, 0)
+    (home / ".ssh").mkdir(mode=0o777)
+    (home / ".ssh").chmod(0o777)
+    key = make_key(tmp_path, "k")
+    user = guest.user("debian")
+    changes = restore_ssh_access(guest, user, [key], replace=False)
+    assert {c.kind for c in changes} >= {"chown", "chmod", "create"}
+    assert (home.stat().st_uid, (home / ".ssh").stat().st_mode & 0o777) == (1000, 0o700)
+    keys = home / ".ssh/authorized_keys"
+    assert keys.read_text() == key.line + "\n"
+    assert keys.stat().st_mode & 0o777 == 0o600 and keys.stat().st_uid == 1000
+    assert restore_ssh_access(guest, user, [key], replace=False) == []
+
+
+def test_append_keeps_other_keys_and_replace_drops_them(guest: GuestFS, tmp_path: Path) -> None:
+    old, new = make_key(tmp_path, "old"), make_key(tmp_path, "new")
+    ssh = Path(guest.root, "home/debian/.ssh")
+    ssh.mkdir(mode=0o700)
+    os.chown(ssh, 1000, 1000)
+    (ssh / "authorized_keys").write_text(f'from="10.0.0.0/8" {old.line}\n')
+    user = guest.user("debian")
+    restore_ssh_access(guest, user, [new, old], replace=False)
+    assert (ssh / "authorized_keys").read_text() == f'from="10.0.0.0/8" {old.line}\n{new.line}\n'
+    restore_ssh_access(guest, user, [new], replace=True)
+    assert (ssh / "authorized_keys").read_text() == new.line + "\n"
+    assert list(ssh.glob("authorized_keys.cloudrescue-T*"))
+
+
+def test_dry_run_reports_diff_and_touches_nothing(guest: GuestFS, tmp_path: Path) -> None:
+    key = make_key(tmp_path, "k")
+    before = sorted(str(p) for p in Path(guest.root).rglob("*"))
+    dry = GuestFS(LocalHost(), guest.root, dry_run=True)
+    changes = restore_ssh_access(dry, dry.user("debian"), [key], replace=False)
+    assert [c.kind for c in changes] == ["mkdir", "create"]
+    assert f"+{key.line}" in changes[1].diff
+    assert sorted(str(p) for p in Path(guest.root).rglob("*")) == before
+
+
+def test_dot_ssh_symlink_out_of_home_is_replaced_not_followed(
+    guest: GuestFS, tmp_path: Path
+) -> None:
+    root_ssh = Path(guest.root, "root/.ssh")
+    root_ssh.mkdir(mode=0o700)
+    (root_ssh / "authorized_keys").write_text("root's key\n")
+    os.symlink("/root/.ssh", f"{guest.root}/home/debian/.ssh")
+    key = make_key(tmp_path, "k")
+    changes = restore_ssh_access(guest, guest.user("debian"), [key], replace=False)
+    assert [c.kind for c in changes][:2] == ["remove", "mkdir"]
+    assert (root_ssh / "authorized_keys").read_text() == "root's key\n"
+    assert root_ssh.stat().st_uid == 0
+    home_ssh = Path(guest.root, "home/debian/.ssh")
+    assert home_ssh.is_dir() and not home_ssh.is_symlink()
+    assert (home_ssh / "authorized_keys").read_text() == key.line + "\n"
+    [backup] = Path(guest.root, "home/debian").glob(".ssh.cloudrescue-*")
+    assert backup.is_symlink() and os.readlink(backup) == "/root/.ssh"
+
+
+def test_dry_run_of_symlink_replacement_plans_a_fresh_directory(
+    guest: GuestFS, tmp_path: Path
+) -> None:
+    Path(guest.root, "root/.ssh").mkdir(mode=0o700)
+    os.symlink("/root/.ssh", f"{guest.root}/home/debian/.ssh")
+    dry = GuestFS(LocalHost(), guest.root, dry_run=True)
+    changes = restore_ssh_access(dry, dry.user("debian"), [make_key(tmp_path, "k")], replace=False)
+    assert [c.kind for c in changes] == ["remove", "mkdir", "create"]
+    assert os.readlink(f"{guest.root}/home/debian/.ssh") == "/root/.ssh"
