@@ -1,0 +1,269 @@
+"""Nova's state machine over the lab runtime: checks, task states, worker threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from cloudrescue.errors import InvalidInputError
+from cloudrescue.lab.api import store as st
+from cloudrescue.lab.api.errors import instance_not_found, invalid_state
+from cloudrescue.lab.api.store import ServerRecord, ServerStore, launch_time
+from cloudrescue.lab.model import BootOutcome, InstanceSpec, RescueRequest
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+PROVISION_PARALLELISM = 4
+
+
+class Runtime(Protocol):
+    """What the daemon needs of ``cloudrescue.lab.runtime.LabRuntime`` (docs/lab-design.md)."""
+
+    def provision(self, spec: InstanceSpec) -> None: ...
+    def boot(self, spec: InstanceSpec) -> BootOutcome: ...
+    def shutdown(self, spec: InstanceSpec) -> None: ...
+    def rescue(self, spec: InstanceSpec, request: RescueRequest) -> None: ...
+    def unrescue(self, spec: InstanceSpec) -> BootOutcome: ...
+    def console_output(self, spec: InstanceSpec, length: int | None) -> str: ...
+    def break_instance(self, spec: InstanceSpec, scenario: str) -> str: ...
+    def cut_ssh(self, spec: InstanceSpec) -> int: ...
+    def destroy(self, spec: InstanceSpec) -> None: ...
+
+
+@dataclass(frozen=True)
+class Transition:
+    """An action nova accepts in some states; ``task_state`` is shown while it runs."""
+
+    action: str
+    vm_states: frozenset[str]
+    task_states: frozenset[str | None]
+    task_state: str
+
+
+_IDLE: frozenset[str | None] = frozenset({None})
+RESCUE = Transition("rescue", frozenset({st.ACTIVE, st.STOPPED, st.ERROR}), _IDLE, st.RESCUING)
+UNRESCUE = Transition("unrescue", frozenset({st.RESCUED}), _IDLE, st.UNRESCUING)
+STOP = Transition("stop", frozenset({st.ACTIVE, st.ERROR}), _IDLE, st.POWERING_OFF)
+START = Transition("start", frozenset({st.STOPPED}), _IDLE, st.POWERING_ON)
+SOFT_REBOOT = Transition("reboot", frozenset({st.ACTIVE}), _IDLE, st.REBOOTING)
+HARD_REBOOT = Transition(
+    "reboot",
+    frozenset({st.ACTIVE, st.STOPPED, st.ERROR}),
+    frozenset({None, st.REBOOTING, st.REBOOT_STARTED, st.REBOOTING_HARD}),
+    st.REBOOTING_HARD,
+)
+
+
+def check_state(record: ServerRecord, action: str, transition: Transition | None = None) -> None:
+    """Raise nova's 409 when ``record`` is not in a state ``transition`` starts from."""
+    vm_states = transition.vm_states if transition else frozenset({st.ACTIVE, st.STOPPED})
+    task_states = transition.task_states if transition else _IDLE
+    if record.vm_state not in vm_states:
+        raise invalid_state(action, record.id, "vm_state", record.vm_state)
+    if record.task_state not in task_states:
+        raise invalid_state(action, record.id, "task_state", record.task_state)
+
+
+class Machine:
+    """Runs runtime calls in worker threads, one at a time per instance, and records the result."""
+
+    def __init__(
+        self, runtime: Runtime, store: ServerStore, delay: Callable[[], float], workers: int = 32
+    ) -> None:
+        self.runtime = runtime
+        self.store = store
+        self._delay = delay
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lab-op")
+        self._provisioning = threading.BoundedSemaphore(PROVISION_PARALLELISM)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._stopping = threading.Event()
+
+    def _lock(self, server_id: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(server_id, threading.Lock())
+
+    def stop(self) -> None:
+        """Let running runtime calls finish; jobs not yet started give up their task state."""
+        self._stopping.set()
+        self._pool.shutdown(wait=True)
+
+    def begin(self, server_id: str, transition: Transition) -> ServerRecord:
+        """Check the state and set the task state (nova's API half of an action)."""
+        try:
+            with self.store.edit(server_id) as record:
+                check_state(record, transition.action, transition)
+                record.task_state = transition.task_state
+                return ServerRecord.from_json(record.to_json())
+        except KeyError:
+            raise instance_not_found(server_id) from None
+
+    def _finish_idle(self, server_id: str, task_state: str | None) -> None:
+        try:
+            with self.store.edit(server_id) as record:
+                if record.task_state == task_state:
+                    record.task_state = None
+        except KeyError:
+            return
+
+    def _job(
+        self,
+        server_id: str,
+        task_state: str | None,
+        work: Callable[[InstanceSpec], T],
+        finish: Callable[[ServerRecord, T], None],
+        delay: bool,
+        fatal: bool,
+    ) -> T:
+        with self._lock(server_id):
+            record = self.store.get(server_id)
+            if record is None:
+                raise LookupError(server_id)
+            if self._stopping.is_set():
+                self._finish_idle(server_id, task_state)
+                raise RuntimeError("the lab daemon is stopping")
+            try:
+                result = work(record.spec)
+            except Exception as error:
+                log.exception("%s: %s failed", record.spec.name, task_state or "operation")
+                if not fatal or isinstance(error, InvalidInputError):
+                    self._finish_idle(server_id, task_state)
+                    raise
+                with self.store.edit(server_id) as failed:
+                    failed.vm_state = st.ERROR
+                    failed.task_state = None
+                    failed.set_fault(f"{type(error).__name__}: {error}")
+                raise
+            if delay:
+                time.sleep(max(0.0, self._delay()))
+            with self.store.edit(server_id) as done:
+                finish(done, result)
+                if done.task_state == task_state:
+                    done.task_state = None
+            return result
+
+    def _submit(
+        self,
+        record: ServerRecord,
+        work: Callable[[InstanceSpec], T],
+        finish: Callable[[ServerRecord, T], None],
+        delay: bool = True,
+        fatal: bool = True,
+    ) -> Future[T]:
+        log.info("%s: %s", record.spec.name, record.task_state or "admin operation")
+        return self._pool.submit(
+            self._job, record.id, record.task_state, work, finish, delay, fatal
+        )
+
+    def rescue(self, server_id: str, request: RescueRequest) -> Future[None]:
+        record = self.begin(server_id, RESCUE)
+        return self._submit(
+            record, lambda spec: self.runtime.rescue(spec, request), _running(st.RESCUED)
+        )
+
+    def unrescue(self, server_id: str) -> Future[BootOutcome]:
+        record = self.begin(server_id, UNRESCUE)
+        return self._submit(record, self.runtime.unrescue, _booted)
+
+    def stop_server(self, server_id: str) -> Future[None]:
+        record = self.begin(server_id, STOP)
+        return self._submit(record, self.runtime.shutdown, _stopped)
+
+    def start_server(self, server_id: str) -> Future[BootOutcome]:
+        record = self.begin(server_id, START)
+        return self._submit(record, self.runtime.boot, _booted)
+
+    def reboot(self, server_id: str, hard: bool) -> Future[BootOutcome]:
+        record = self.begin(server_id, HARD_REBOOT if hard else SOFT_REBOOT)
+
+        def reboot(spec: InstanceSpec) -> BootOutcome:
+            self.runtime.shutdown(spec)
+            return self.runtime.boot(spec)
+
+        return self._submit(record, reboot, _booted)
+
+    def provision(self, record: ServerRecord) -> Future[BootOutcome]:
+        """Create and boot a new instance (at most four at a time)."""
+
+        def provision(spec: InstanceSpec) -> BootOutcome:
+            with self._provisioning:
+                if self._stopping.is_set():
+                    raise RuntimeError("the lab daemon is stopping")
+                self.runtime.provision(spec)
+                return self.runtime.boot(spec)
+
+        return self._submit(record, provision, _booted, delay=False)
+
+    def break_instance(self, server_id: str, scenario: str) -> Future[str]:
+        """The runtime's break scenario; the guest reboots, so a SHUTOFF instance comes up."""
+
+        def finish(record: ServerRecord, _detail: str) -> None:
+            if record.vm_state in (st.STOPPED, st.ERROR):
+                record.vm_state = st.ACTIVE
+                record.power_state = st.RUNNING
+            record.boot_outcome = None
+
+        record = self._get(server_id)
+        return self._submit(
+            record, lambda spec: self.runtime.break_instance(spec, scenario), finish, delay=False
+        )
+
+    def cut_ssh(self, server_id: str) -> Future[int]:
+        return self._submit(
+            self._get(server_id), self.runtime.cut_ssh, _nothing, delay=False, fatal=False
+        )
+
+    def destroy(self, server_id: str) -> Future[None]:
+        """Stop and delete the instance, then forget its record."""
+
+        def destroy(spec: InstanceSpec) -> None:
+            self.runtime.destroy(spec)
+            self.store.remove(spec.id)
+
+        return self._pool.submit(self._locked, server_id, destroy)
+
+    def _locked(self, server_id: str, work: Callable[[InstanceSpec], None]) -> None:
+        with self._lock(server_id):
+            record = self.store.get(server_id)
+            if record is None:
+                raise LookupError(server_id)
+            work(record.spec)
+
+    def console_output(self, spec: InstanceSpec, length: int | None) -> Future[str]:
+        """Read the console log; not serialised with the instance's other operations."""
+        return self._pool.submit(self.runtime.console_output, spec, length)
+
+    def _get(self, server_id: str) -> ServerRecord:
+        record = self.store.get(server_id)
+        if record is None:
+            raise instance_not_found(server_id)
+        return record
+
+
+def _running(vm_state: str) -> Callable[[ServerRecord, object], None]:
+    def finish(record: ServerRecord, _result: object) -> None:
+        record.vm_state = vm_state
+        record.power_state = st.RUNNING
+        record.launched_at = record.launched_at or launch_time()
+
+    return finish
+
+
+def _booted(record: ServerRecord, outcome: BootOutcome) -> None:
+    _running(st.ACTIVE)(record, outcome)
+    record.boot_outcome = outcome
+
+
+def _stopped(record: ServerRecord, _result: None) -> None:
+    record.vm_state = st.STOPPED
+    record.power_state = st.SHUTDOWN
+
+
+def _nothing(_record: ServerRecord, _result: object) -> None:
+    return None
