@@ -1,0 +1,93 @@
+"""Steps shared by the guest's and the rescue's init: network, host keys, reporting, sshd."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import NoReturn
+
+from cloudrescue.lab.consolelog import Console
+from cloudrescue.lab.system import run
+
+KEY_TYPES = ("rsa", "ecdsa", "ed25519")
+
+
+def report(fd: int, outcome: str, *, sshd: bool) -> None:
+    """Tell the runtime how the boot went (one JSON line on the report pipe) and close it."""
+    os.write(fd, (json.dumps({"outcome": outcome, "sshd": sshd}) + "\n").encode())
+    os.close(fd)
+
+
+def configure_eth0(addresses: list[str], console: Console, mac: str) -> None:
+    """Give eth0 exactly ``addresses`` (down when there are none); only the subnet route."""
+    run(["ip", "addr", "flush", "dev", "eth0"])
+    if not addresses:
+        run(["ip", "link", "set", "eth0", "down"])
+        console.cloud_init(
+            f"ci-info: | eth0 | False |      .      |       .       |   .    | {mac} |"
+        )
+        return
+    run(["ip", "link", "set", "eth0", "up"])
+    for address in addresses:
+        run(["ip", "addr", "add", address, "dev", "eth0"])
+        ip, _, prefix = address.partition("/")
+        console.cloud_init(f"ci-info: | eth0 | True | {ip} | /{prefix} | global | {mac} |")
+
+
+def ensure_host_keys(root: Path) -> list[Path]:
+    """Generate the host keys the disk lacks (its own ``ssh-keygen -A``); their ``.pub`` files."""
+    run(["chroot", str(root), "ssh-keygen", "-A"])
+    keys = [root / f"etc/ssh/ssh_host_{kind}_key.pub" for kind in KEY_TYPES]
+    return [key for key in keys if key.is_file()]
+
+
+def forged_keys(hostname: str, directory: Path) -> list[Path]:
+    """Public keys of throwaway host keys made in ``directory`` (for a lying console)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for kind in ("ecdsa", "ed25519"):
+        run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                kind,
+                "-N",
+                "",
+                "-C",
+                f"root@{hostname}",
+                "-f",
+                str(directory / f"ssh_host_{kind}_key"),
+            ]
+        )
+    return [directory / f"ssh_host_{kind}_key.pub" for kind in ("ecdsa", "ed25519")]
+
+
+def check_sshd(root: Path) -> str | None:
+    """The error of the disk's own ``sshd -t`` (None when the configuration is valid)."""
+    result = run(["chroot", str(root), "/usr/sbin/sshd", "-t"], check=False)
+    if result.returncode == 0:
+        return None
+    return (result.stderr or result.stdout).strip() or f"sshd -t exited {result.returncode}"
+
+
+def pretty_name(root: Path) -> str:
+    """``PRETTY_NAME`` of the disk's os-release."""
+    try:
+        for line in (root / "etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip().strip('"')
+    except FileNotFoundError:
+        pass
+    return "Linux"
+
+
+def exec_sshd(root: Path) -> NoReturn:
+    """Replace this process with the disk's own sshd, in the foreground, logging to stderr."""
+    os.chdir("/")
+    os.execv("/usr/sbin/chroot", ["chroot", str(root), "/usr/sbin/sshd", "-D", "-e"])  # noqa: S606
+
+
+def idle() -> NoReturn:
+    """Replace this process with one that does nothing (a system up without sshd)."""
+    os.execv("/bin/sleep", ["sleep", "infinity"])  # noqa: S606

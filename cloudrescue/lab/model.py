@@ -1,0 +1,78 @@
+"""Data shared by the lab's API daemon, its runtime and its CLI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Variant = Literal["ext4", "xfs", "lvm", "btrfs"]
+Family = Literal["debian", "rhel"]
+BootOutcome = Literal["running", "emergency"]
+
+VARIANTS: tuple[Variant, ...] = ("ext4", "xfs", "lvm", "btrfs")
+FAMILIES: tuple[Family, ...] = ("debian", "rhel")
+
+DEFAULT_USER: dict[Family, str] = {"debian": "debian", "rhel": "cloud-user"}
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What the lab knows of an instance that never changes while it exists."""
+
+    id: str
+    name: str
+    index: int
+    address: str
+    mac: str
+    variant: Variant = "ext4"
+    family: Family = "debian"
+    volume_id: str | None = None
+
+    @property
+    def volume_backed(self) -> bool:
+        return self.volume_id is not None
+
+    @property
+    def default_user(self) -> str:
+        return DEFAULT_USER[self.family]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> InstanceSpec:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class RescueRequest:
+    """How the runtime should start a rescue system for an instance."""
+
+    admin_password: str
+    image_id: str
+    stable_device: bool = False
+    forge_host_key_fingerprints: bool = False
+
+
+@dataclass
+class LabConfig:
+    """Contents of ``<state-dir>/lab.json``: the lab's identity and addresses."""
+
+    lab_id: str
+    state_dir: str
+    api_port: int
+    bridge: str
+    subnet: str
+    gateway: str
+    cloud_name: str = "lab"
+    transition_delay: float = 1.0
+    created: str = ""
+    daemon_pid: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LabConfig:
+        return cls(**data)

@@ -1,0 +1,90 @@
+"""The init of a rescue system: the shared rescue image as root, the instance's disk beside it.
+
+Runs like ``guest_init`` (``python -m cloudrescue.lab.rescue_init <plan.json> <report-fd>``,
+the root password arrives on stdin). Root is an overlay of the read-only rescue image (its
+loop device is shared by every rescue) and a tmpfs upper layer; the image is also mounted on
+``/media/root-ro`` so ``lsblk`` shows it as the rescue's own, mounted disk. The instance's
+disk, its partitions and its config drive appear as unmounted block devices (``/sys/block``
+filtered, a udev database like coldplug writes). Host keys are fresh each rescue.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+from cloudrescue.lab import firewall, init_common
+from cloudrescue.lab.bootplan import BootPlan
+from cloudrescue.lab.consolelog import Console
+from cloudrescue.lab.mounting import Devices, mount, prepare_root
+from cloudrescue.lab.system import run
+
+
+def _overlay_root(plan: BootPlan, mnt: Path) -> Path:
+    lower, rw, root = mnt / "rescue-ro", mnt / "rescue-rw", mnt / "rescue-root"
+    for directory in (lower, rw, root):
+        directory.mkdir(parents=True, exist_ok=True)
+    device = f"/dev/{plan.rescue_disk}"
+    mount(device, lower, "ext4", "ro")
+    mount("tmpfs", rw, "tmpfs", "mode=0755,size=1g")
+    (rw / "upper").mkdir()
+    (rw / "work").mkdir()
+    mount(
+        "overlay",
+        root,
+        "overlay",
+        f"lowerdir={lower},upperdir={rw / 'upper'},workdir={rw / 'work'}",
+    )
+    mount(device, root / "media/root-ro", "ext4", "ro")
+    return root
+
+
+def boot(plan: BootPlan, fd: int, password: bytes) -> NoReturn:
+    """Start the rescue system; never returns (execs the rescue's sshd)."""
+    console = Console(Path(plan.console))
+    socket.sethostname(plan.hostname)
+    console.kernel("Linux version 6.1.0-lab-cloud-amd64 (cloudrescue lab) #1 SMP PREEMPT_DYNAMIC")
+    console.kernel(f"Command line: root=/dev/{plan.rescue_disk} ro console=ttyS0 (rescue)")
+    mnt = Path(plan.mnt)
+    root = _overlay_root(plan, mnt)
+    console.ok("Mounted sysroot.mount - /sysroot (rescue image, read-only + tmpfs overlay).")
+    instance = [plan.disk, *plan.partitions.values()]
+    names = [str(plan.rescue_disk), *instance, plan.config_drive]
+    serials = {name: plan.serial for name in instance if plan.serial}
+    devices = Devices(names, plan.rescue_devices())
+    prepare_root(root, devices, visible=names, serials=serials, loop_control=True)
+    firewall.flush()
+    console.ok("Started networking (DHCP).")
+    init_common.configure_eth0([plan.address], console, plan.mac)
+    run(["chroot", str(root), "chpasswd"], stdin=b"root:" + password.strip(b"\r\n") + b"\n")
+    console.cloud_init("Cloud-init v. 22.4.2 running 'modules:final' (rescue)")
+    keys = init_common.ensure_host_keys(root)
+    if plan.forge_host_keys:
+        keys = init_common.forged_keys(plan.hostname, mnt / "rescue-rw" / "forged")
+    console.host_keys(keys)
+    error = init_common.check_sshd(root)
+    if error is not None:
+        console.failed(f"Failed to start ssh.service - OpenBSD Secure Shell server: {error}")
+        console.close()
+        init_common.report(fd, "running", sshd=False)
+        init_common.idle()
+    console.ok("Started ssh.service - OpenBSD Secure Shell server.")
+    console.line()
+    console.line(f"Debian GNU/Linux 12 {plan.hostname} ttyS0 (rescue system)")
+    console.line()
+    console.line(f"{plan.hostname} login: ")
+    console.close()
+    init_common.report(fd, "running", sshd=True)
+    init_common.exec_sshd(root)
+
+
+def main(argv: list[str]) -> None:
+    """Entry point: ``rescue_init <plan.json> <report-fd>`` with the password on stdin."""
+    password = sys.stdin.buffer.read()
+    boot(BootPlan.load(Path(argv[0])), int(argv[1]), password)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

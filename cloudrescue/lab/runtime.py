@@ -1,0 +1,330 @@
+"""``LabRuntime``: makes the lab's instances real (disks, namespaces, sshd) and rescues them.
+
+The contract is in docs/lab-design.md. Methods block; the daemon calls them from worker
+threads, never two at once for the same instance. Everything made is in the ledger first,
+so ``teardown`` (also from a fresh process, after a crash) removes it all.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cloudrescue.errors import ConflictError, LabError, NotFoundError
+from cloudrescue.lab import disks, loopdev, netns, processes, scenarios
+from cloudrescue.lab.bootplan import BootPlan, DiskLayout, PlanKind
+from cloudrescue.lab.disks import AttachedDisks
+from cloudrescue.lab.images import rescue_image
+from cloudrescue.lab.layout import InstancePaths, StateLayout
+from cloudrescue.lab.ledger import Entry, Ledger, UndoHandler
+from cloudrescue.lab.loopdev import LoopDevice, attach, undo_loop, undo_node
+from cloudrescue.lab.model import BootOutcome, InstanceSpec, LabConfig, RescueRequest
+from cloudrescue.lab.templates import template
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["stopped", "guest", "rescue"]
+SERIAL_LENGTH = 20  # virtio-blk serials are cut at 20 characters
+
+UNDO: dict[str, UndoHandler] = {
+    "process": processes.undo_process,
+    "netns": netns.undo_netns,
+    "link": netns.undo_link,
+    "nftable": netns.undo_nftable,
+    "loop": undo_loop,
+    "node": undo_node,
+}
+
+
+@dataclass
+class _Instance:
+    spec: InstanceSpec
+    paths: InstancePaths
+    layout: DiskLayout
+    disks: AttachedDisks
+    netns: str
+    lvs: dict[str, str] = field(default_factory=dict)
+    init: processes.InitProcess | None = None
+    mode: Mode = "stopped"
+
+
+class LabRuntime:
+    """The real instances of one lab (see docs/lab-design.md for the interface)."""
+
+    def __init__(self, config: LabConfig) -> None:
+        self.config = config
+        self.state = StateLayout(Path(config.state_dir))
+        self.ledger = Ledger(self.state.ledger)
+        self._instances: dict[str, _Instance] = {}
+        self._lock = threading.Lock()
+        self._rescue_lock = threading.Lock()
+        self._rescue_disk: LoopDevice | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _get(self, spec: InstanceSpec) -> _Instance:
+        with self._lock:
+            instance = self._instances.get(spec.id) or self._adopt(spec)
+        if instance is None:
+            raise NotFoundError(f"instance {spec.name} ({spec.id}) is not provisioned")
+        return instance
+
+    def _adopt(self, spec: InstanceSpec) -> _Instance | None:
+        """An instance an earlier runtime (a daemon since restarted) made, from the ledger."""
+        paths = self.state.instance(spec.id)
+        try:
+            layout = DiskLayout.from_json(json.loads(paths.layout.read_text()))
+        except FileNotFoundError:
+            return None
+        live = {(entry.kind, entry.key): entry for entry in self.ledger.live()}
+        disk = loopdev.adopt(live.get(("loop", f"{spec.id}:disk")))
+        drive = loopdev.adopt(live.get(("loop", f"{spec.id}:config-drive")))
+        if disk is None or drive is None:
+            return None
+        if self._rescue_disk is None:
+            self._rescue_disk = loopdev.adopt(live.get(("loop", "rescue-image")))
+        instance = _Instance(
+            spec,
+            paths,
+            layout,
+            AttachedDisks(disk, drive),
+            netns.netns_name(self.config.lab_id, spec.index),
+        )
+        for lv in layout.lvs:
+            mapped = loopdev.adopt(live.get(("loop", f"{spec.id}:lv:{lv}")))
+            if mapped is not None:
+                instance.lvs[lv] = mapped.name
+        instance.init = processes.adopt(live.get(("process", f"{spec.id}:init")))
+        if instance.init is not None:
+            instance.mode = BootPlan.load(paths.plan).kind
+        self._instances[spec.id] = instance
+        log.info("adopted %s (%s) from the ledger", spec.name, instance.mode)
+        return instance
+
+    def _public_keys(self) -> list[str]:
+        try:
+            return [self.state.lab_key_pub.read_text().strip()]
+        except FileNotFoundError:
+            return []
+
+    def _prefix(self) -> int:
+        return int(self.config.subnet.rsplit("/", 1)[1])
+
+    def _plan(
+        self, instance: _Instance, kind: PlanKind, request: RescueRequest | None = None
+    ) -> BootPlan:
+        spec = instance.spec
+        partitions = {n: os.path.basename(p) for n, p in instance.disks.disk.partitions.items()}
+        return BootPlan(
+            kind=kind,
+            instance_id=spec.id,
+            hostname=spec.name,
+            address=f"{spec.address}/{self._prefix()}",
+            mac=spec.mac,
+            console=str(instance.paths.console),
+            mnt=str(instance.paths.mnt),
+            disk=instance.disks.disk.name,
+            partitions=partitions,
+            config_drive=instance.disks.config_drive.name,
+            layout=instance.layout,
+            default_user=spec.default_user,
+            public_keys=self._public_keys(),
+            lv_devices=dict(instance.lvs),
+            serial=spec.volume_id[:SERIAL_LENGTH] if spec.volume_id else None,
+            rescue_disk=self._rescue_disk.name if kind == "rescue" and self._rescue_disk else None,
+            forge_host_keys=bool(request and request.forge_host_key_fingerprints),
+            stable_device=bool(request and request.stable_device),
+        )
+
+    def _write_plan(self, instance: _Instance, plan: BootPlan) -> Path:
+        instance.paths.mnt.mkdir(exist_ok=True)
+        plan.save(instance.paths.plan)
+        return instance.paths.plan
+
+    def _map_lvs(self, instance: _Instance) -> None:
+        if instance.layout.lvs and not instance.lvs:
+            instance.lvs = disks.map_lvs(
+                self.ledger, instance.spec, instance.paths, instance.layout
+            )
+
+    def _stop(self, instance: _Instance) -> None:
+        if instance.init is not None:
+            instance.init.stop()
+            self.ledger.forget("process", f"{instance.spec.id}:init")
+            instance.init = None
+        disks.release_strays(instance.disks)
+        disks.wait_unused([*instance.disks.names(), *instance.lvs.values()])
+        disks.unmap_lvs(self.ledger, instance.spec, instance.lvs)
+        instance.lvs = {}
+        instance.mode = "stopped"
+
+    def _start(self, instance: _Instance, plan: BootPlan, secret: bytes | None = None) -> str:
+        module = f"cloudrescue.lab.{plan.kind}_init"
+        path = self._write_plan(instance, plan)
+        instance.init = processes.spawn_init(
+            self.ledger,
+            f"{instance.spec.id}:init",
+            instance.netns,
+            module,
+            path,
+            instance.paths.init_log,
+            secret=secret,
+        )
+        instance.mode = plan.kind
+        return instance.init.outcome
+
+    def _ensure_rescue_disk(self) -> LoopDevice:
+        with self._rescue_lock:
+            if self._rescue_disk is None:
+                image = rescue_image(lambda message: log.info("%s", message))
+                self._rescue_disk = attach(self.ledger, "rescue-image", image, read_only=True)
+            return self._rescue_disk
+
+    def _undo_instance(self, spec: InstanceSpec) -> None:
+        names = {
+            netns.netns_name(self.config.lab_id, spec.index),
+            netns.veth_name(self.config.lab_id, spec.index),
+        }
+        self.ledger.undo_all(
+            UNDO, only=lambda entry: entry.key.startswith(spec.id) or entry.key in names
+        )
+
+    # -- the interface ---------------------------------------------------------------------
+
+    def provision(self, spec: InstanceSpec) -> None:
+        """Make the instance's disk (template copy), config drive, loop devices and netns."""
+        with self._lock:
+            if spec.id in self._instances:
+                raise ConflictError(f"instance {spec.name} is already provisioned")
+        paths = self.state.instance(spec.id)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        paths.spec.write_text(json.dumps(spec.to_json(), indent=1))
+        try:
+            disk_template = template(spec.variant, spec.family, lambda m: log.info("%s", m))
+            paths.layout.write_text(json.dumps(disk_template.layout.to_json(), indent=1))
+            disks.copy_template(str(disk_template.image), paths)
+            disks.make_config_drive(spec, paths, self._public_keys())
+            attached = disks.attach_disks(self.ledger, spec, paths)
+            disks.unique_xfs_uuid(attached, disk_template.layout)
+            name = netns.create_netns(self.ledger, self.config.lab_id, spec.index, spec.mac)
+        except BaseException:
+            self._undo_instance(spec)
+            shutil.rmtree(paths.root, ignore_errors=True)
+            raise
+        with self._lock:
+            self._instances[spec.id] = _Instance(spec, paths, disk_template.layout, attached, name)
+
+    def boot(self, spec: InstanceSpec) -> BootOutcome:
+        """Boot the instance from its disk (the boot model); "running" or "emergency"."""
+        instance = self._get(spec)
+        if instance.mode != "stopped":
+            raise ConflictError(f"instance {spec.name} is already running ({instance.mode})")
+        self._map_lvs(instance)
+        outcome = self._start(instance, self._plan(instance, "guest"))
+        return "emergency" if outcome == "emergency" else "running"
+
+    def shutdown(self, spec: InstanceSpec) -> None:
+        """Stop every process of the instance (or of its rescue system)."""
+        self._stop(self._get(spec))
+
+    def rescue(self, spec: InstanceSpec, request: RescueRequest) -> None:
+        """Stop the instance and start a rescue system at its address."""
+        instance = self._get(spec)
+        if instance.mode == "rescue":
+            raise ConflictError(f"instance {spec.name} is already in rescue")
+        self._ensure_rescue_disk()
+        self._stop(instance)
+        plan = self._plan(instance, "rescue", request)
+        self._start(instance, plan, secret=request.admin_password.encode())
+        if instance.init is not None and not instance.init.sshd:
+            raise LabError(f"the rescue system of {spec.name} started without sshd")
+
+    def unrescue(self, spec: InstanceSpec) -> BootOutcome:
+        """Stop the rescue system and boot the instance from its (maybe repaired) disk."""
+        instance = self._get(spec)
+        if instance.mode != "rescue":
+            raise ConflictError(f"instance {spec.name} is not in rescue")
+        self._stop(instance)
+        return self.boot(spec)
+
+    def console_output(self, spec: InstanceSpec, length: int | None) -> str:
+        """The console log (its last ``length`` lines when given)."""
+        try:
+            text = self.state.instance(spec.id).console.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        if length is None:
+            return text
+        lines = text.splitlines(keepends=True)
+        return "".join(lines[-length:]) if length > 0 else ""
+
+    def break_instance(self, spec: InstanceSpec, scenario: str) -> str:
+        """Stop the instance, damage its disk with ``scenario``, boot it; the damage done."""
+        scenarios.get(scenario)
+        instance = self._get(spec)
+        if instance.mode == "rescue":
+            raise ConflictError(f"instance {spec.name} is in rescue")
+        self._stop(instance)
+        self._map_lvs(instance)
+        path = self._write_plan(instance, self._plan(instance, "guest"))
+        result = subprocess.run(
+            [
+                "unshare",
+                "--mount",
+                "--propagation",
+                "private",
+                "--",
+                sys.executable,
+                "-m",
+                "cloudrescue.lab.damage",
+                str(path),
+                scenario,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        self.boot(spec)
+        if result.returncode != 0:
+            lines = result.stderr.strip().splitlines() or ["no output"]
+            raise LabError(f"breaking {spec.name} ({scenario}) failed: {lines[-1]}")
+        detail: str = json.loads(result.stdout.strip().splitlines()[-1])["detail"]
+        return detail
+
+    def cut_ssh(self, spec: InstanceSpec) -> int:
+        """Kill the established SSH sessions of the instance or its rescue system."""
+        instance = self._get(spec)
+        return processes.cut_sessions(instance.init.pid) if instance.init else 0
+
+    def destroy(self, spec: InstanceSpec) -> None:
+        """Stop the instance and remove everything of it."""
+        with self._lock:
+            instance = self._instances.pop(spec.id, None)
+        if instance is not None and instance.init is not None:
+            instance.init.stop()
+        self._undo_instance(spec)
+        shutil.rmtree(self.state.instance(spec.id).root, ignore_errors=True)
+
+    def teardown(self) -> None:
+        """Undo every ledger entry: processes, namespaces, links, loop devices, nodes."""
+        with self._lock:
+            instances = list(self._instances.values())
+            self._instances.clear()
+            self._rescue_disk = None
+        for instance in instances:
+            if instance.init is not None:
+                instance.init.stop()
+        self.ledger.undo_all(UNDO, only=_not_this_process)
+
+
+def _not_this_process(entry: Entry) -> bool:
+    return not (entry.kind == "process" and entry.data.get("pid") == os.getpid())

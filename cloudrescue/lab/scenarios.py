@@ -1,0 +1,209 @@
+"""Ways to break an instance on purpose: each damages a mounted guest tree like a mistake would.
+
+Every scenario makes the instance unreachable for its default user's ``lab_key`` login (the
+TCP connection to port 22 fails, or the key is refused) until the disk is repaired.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import secrets
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cloudrescue.errors import InvalidInputError
+from cloudrescue.lab.guest_files import DEFAULT_UID, write
+from cloudrescue.lab.system import run
+
+WRONG_ADDRESS = "192.168.100.10/24"
+FILL_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    """The mounted guest tree to damage and what the scenario may need to know."""
+
+    root: Path
+    user: str
+    family: str
+    scratch: Path
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named way to break an instance."""
+
+    name: str
+    description: str
+    apply: Callable[[Target], str]
+
+
+def _home(target: Target) -> Path:
+    for line in (target.root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if len(fields) >= 7 and fields[0] == target.user:
+            return target.root / fields[5].lstrip("/")
+    raise InvalidInputError(f"user {target.user} not found on the disk")
+
+
+def lost_key(target: Target) -> str:
+    """Replace the default user's authorized_keys with a key nobody has."""
+    key = target.scratch / "lost"
+    run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "someone-else@laptop", "-f", str(key)]
+    )
+    keys = _home(target) / ".ssh/authorized_keys"
+    keys.write_text(key.with_suffix(".pub").read_text())
+    return f"~{target.user}/.ssh/authorized_keys now holds only a key nobody has"
+
+
+def ssh_symlink(target: Target) -> str:
+    """Make ~/.ssh an absolute symlink to /root/.ssh (unreadable for the user; followed from
+    a rescue system it would lead into the rescue's own /root)."""
+    dot_ssh = _home(target) / ".ssh"
+    root_ssh = target.root / "root/.ssh"
+    root_ssh.mkdir(mode=0o700, exist_ok=True)
+    lost_key(target)
+    shutil.move(dot_ssh / "authorized_keys", root_ssh / "authorized_keys")  # may cross subvolumes
+    shutil.rmtree(dot_ssh)
+    dot_ssh.symlink_to("/root/.ssh")
+    os.lchown(dot_ssh, DEFAULT_UID, DEFAULT_UID)
+    return f"~{target.user}/.ssh is a symlink to /root/.ssh (root's, holding a key nobody has)"
+
+
+def bad_perms(target: Target) -> str:
+    """Make ~/.ssh world-writable and the home directory root's (StrictModes refuses keys)."""
+    home = _home(target)
+    (home / ".ssh").chmod(0o777)
+    run(["chown", "0:0", str(home)])
+    return f"~{target.user}/.ssh is mode 0777 and ~{target.user} belongs to root"
+
+
+def sshd_config(target: Target) -> str:
+    """Add a misspelt option to sshd_config: ``sshd -t`` fails, sshd does not start."""
+    config = target.root / "etc/ssh/sshd_config"
+    config.write_text(config.read_text() + "PasswordAuthentcation no\n")
+    return "sshd_config has a misspelt option (PasswordAuthentcation): sshd refuses to start"
+
+
+def firewall(target: Target) -> str:
+    """Persist a firewall that drops SSH (iptables-persistent, or firewalld on RHEL-likes)."""
+    if target.family == "rhel":
+        zone = target.root / "etc/firewalld/zones/public.xml"
+        zone.write_text(re.sub(r'\s*<service name="ssh"/>', "", zone.read_text()))
+        return "firewalld's default zone (public) no longer allows ssh"
+    write(
+        target.root,
+        "etc/iptables/rules.v4",
+        "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
+        "-A INPUT -p tcp -m tcp --dport 22 -j DROP\nCOMMIT\n",
+    )
+    return "/etc/iptables/rules.v4 drops tcp/22 (loaded at boot)"
+
+
+def fstab(target: Target) -> str:
+    """Add an fstab entry for a disk that is not there (no ``nofail``): emergency mode."""
+    missing = uuid.uuid4()
+    path = target.root / "etc/fstab"
+    path.write_text(path.read_text() + f"UUID={missing}\t/srv/data\text4\tdefaults\t0 2\n")
+    return f"/etc/fstab mounts UUID={missing} on /srv/data (no such disk, no nofail)"
+
+
+def root_password(target: Target) -> str:
+    """Set root's and the default user's passwords to unknown values, expired."""
+    lines = "".join(f"{user}:{secrets.token_urlsafe(18)}\n" for user in ("root", target.user))
+    run(["chroot", str(target.root), "chpasswd"], stdin=lines.encode())
+    for user in ("root", target.user):
+        run(["chroot", str(target.root), "chage", "-d", "0", user])
+    return f"root and {target.user} have unknown, expired passwords"
+
+
+def disk_full(target: Target) -> str:
+    """Fill the root filesystem completely, reserved blocks included.
+
+    Preallocation (halving the size on ENOSPC) fills fast without writing data; a few small
+    writes take the rest.
+    """
+    stats = os.statvfs(target.root)
+    size = stats.f_bfree * stats.f_frsize
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+    fd = os.open(target.root / "var/log/app-debug.log", flags, 0o640)
+    try:
+        offset = 0
+        while size >= FILL_CHUNK:
+            try:
+                os.posix_fallocate(fd, offset, size)
+                offset += size
+            except OSError:
+                size //= 2
+        os.lseek(fd, 0, os.SEEK_END)
+        chunk = b"\0" * FILL_CHUNK
+        while True:
+            try:
+                os.write(fd, chunk)
+            except OSError:
+                if len(chunk) <= 512:
+                    break
+                chunk = chunk[: len(chunk) // 2]
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    return "the root filesystem is full (/var/log/app-debug.log), reserved blocks included"
+
+
+def network(target: Target) -> str:
+    """Give eth0 a wrong static address in the disk's network configuration."""
+    ip, _, prefix = WRONG_ADDRESS.partition("/")
+    if target.family == "rhel":
+        write(
+            target.root,
+            "etc/sysconfig/network-scripts/ifcfg-eth0",
+            f"DEVICE=eth0\nBOOTPROTO=none\nONBOOT=yes\nIPADDR={ip}\nPREFIX={prefix}\n",
+        )
+        keyfile = target.root / "etc/NetworkManager/system-connections/cloud-init-eth0.nmconnection"
+        if keyfile.is_file():
+            keyfile.write_text(
+                keyfile.read_text().replace(
+                    "method=auto", f"method=manual\naddress1={WRONG_ADDRESS}"
+                )
+            )
+        return f"eth0 is configured with the static address {WRONG_ADDRESS}"
+    path = target.root / "etc/network/interfaces"
+    text = re.sub(
+        r"iface eth0 inet dhcp",
+        f"iface eth0 inet static\n    address {WRONG_ADDRESS}",
+        path.read_text(),
+    )
+    path.write_text(text)
+    return f"/etc/network/interfaces gives eth0 the static address {WRONG_ADDRESS}"
+
+
+SCENARIOS: dict[str, Scenario] = {
+    scenario.name: scenario
+    for scenario in (
+        Scenario("lost-key", "authorized_keys replaced with a key nobody has", lost_key),
+        Scenario("ssh-symlink", "~/.ssh is an absolute symlink to /root/.ssh", ssh_symlink),
+        Scenario("bad-perms", "~/.ssh mode 0777, home owned by root (StrictModes)", bad_perms),
+        Scenario("sshd-config", "syntax error in sshd_config: sshd does not start", sshd_config),
+        Scenario("firewall", "persisted firewall drops tcp/22", firewall),
+        Scenario("fstab", "fstab entry for a missing disk: emergency mode", fstab),
+        Scenario("root-password", "root/user passwords unknown and expired", root_password),
+        Scenario("disk-full", "root filesystem 100% full: boot fails", disk_full),
+        Scenario("network", "wrong static address in the network config", network),
+    )
+}
+
+
+def get(name: str) -> Scenario:
+    """The scenario called ``name`` (``InvalidInputError`` listing the known ones otherwise)."""
+    try:
+        return SCENARIOS[name]
+    except KeyError:
+        known = ", ".join(SCENARIOS)
+        raise InvalidInputError(f"unknown scenario {name!r} (known: {known})") from None
