@@ -1,0 +1,192 @@
+"""The playbook reference (``docs/playbooks.md``), generated from the declarations.
+
+Run ``python -m cloudrescue.playbook.docs > docs/playbooks.md`` after changing a playbook, an
+action, a parameter type, a fact or the schema; a test fails when the file is out of date.
+``playbooks show`` prints the same section for one playbook.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from cloudrescue.playbook import SHORT_COMMANDS, catalog
+from cloudrescue.playbook.actions import ACTIONS
+from cloudrescue.playbook.actions.base import RUNS_ON_MEANING, AnyAction
+from cloudrescue.playbook.conditions import CONDITIONS
+from cloudrescue.playbook.facts import FACTS, MOUNT_MODES
+from cloudrescue.playbook.fields import MODE, kind_of
+from cloudrescue.playbook.paramtypes import PARAM_TYPES, key_files
+from cloudrescue.playbook.schema import ParameterSpec, Playbook, PlaybookHead, StepHead
+
+HEADER = """\
+# Playbooks reference
+
+<!-- Generated from the declarations by `python -m cloudrescue.playbook.docs > \
+docs/playbooks.md`; tests/playbook/test_docs.py fails when this file is out of date. -->
+
+A playbook is a YAML file: typed parameters, a mount phase and steps, each step one of the
+actions below. Shipped playbooks live in `playbooks/`; run one, or your own file, with
+`cloudrescue run INSTANCE NAME|FILE [--param NAME=VALUE ...] [--dry-run]`. `--dry-run` is
+check mode: it mounts the disk read-only and prints the diffs and the commands that would
+run. A real run reports each step `changed`, `ok` or `skipped`; if a step fails, the files
+changed so far are restored from their backups (`<name>.cloudrescue-<time>`).
+Check a file with `cloudrescue playbooks validate FILE`.
+
+Values are referenced as `{{ name }}` (a parameter) or `{{ facts.name }}` (a fact): plain
+substitution, no filters, no expressions, no code. A string that is exactly one reference
+keeps the value's type. Secrets only go to `stdin` and secret fields, never to command lines,
+files or messages.
+"""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _table(headings: list[str], rows: list[list[str]]) -> str:
+    lines = [
+        "| " + " | ".join(headings) + " |",
+        "|" + "---|" * len(headings),
+        *("| " + " | ".join(_cell(cell) for cell in row) + " |" for row in rows),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _model_keys(model: type[BaseModel]) -> str:
+    rows = [
+        [f"`{info.alias or name}`", "yes" if info.is_required() else "no", info.description or ""]
+        for name, info in model.model_fields.items()
+    ]
+    return _table(["key", "required", "meaning"], rows)
+
+
+def _field_default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
+    value: Any = info.get_default(call_default_factory=True)
+    if value is None:
+        return "—"
+    if kind_of(info.metadata) is MODE and isinstance(value, int):
+        return f"`'{value:04o}'`"
+    return f"`{_flow(value).removesuffix('...').strip()}`"
+
+
+def _field_kind(info: FieldInfo) -> str:
+    kind = kind_of(info.metadata)
+    return kind.name if kind is not None else str(info.annotation)
+
+
+def parameter_default(spec: ParameterSpec) -> str:
+    """A parameter's default in words (help and docs)."""
+    if spec.required:
+        return "required" if spec.type != "secret" else "asked for (or read from stdin)"
+    if spec.fact_default is not None:
+        return FACTS[spec.fact_default.removeprefix("facts.")].description
+    if spec.type == "public_keys":
+        return "the first that exists of " + ", ".join(key_files(spec.default))
+    if isinstance(spec.default, bool):
+        return "true" if spec.default else "false"
+    if spec.default == "":
+        return "empty"
+    return str(spec.default)
+
+
+def _flow(value: Any) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, width=1000, sort_keys=False)
+    return str(text).strip()
+
+
+def playbook_section(playbook: Playbook, level: int = 3) -> str:
+    """One playbook: description, how to run it, parameters, steps and what it changes."""
+    parts = [f"{'#' * level} {playbook.name}\n", f"{playbook.description}\n"]
+    if playbook.details:
+        parts.append(f"{playbook.details}\n")
+    run = f"`cloudrescue run INSTANCE {playbook.name}`"
+    if playbook.name in SHORT_COMMANDS:
+        run = f"`cloudrescue {playbook.name} INSTANCE` or {run}"
+    parts.append(
+        f"- Run: {run}\n- Mount: `{playbook.mount}`"
+        + (", chroot (binds /dev, /proc, /sys, /run)" if playbook.chroot else "")
+        + "\n"
+    )
+    if playbook.parameters:
+        rows = [
+            [f"`{name}`", spec.type, parameter_default(spec), spec.description]
+            for name, spec in playbook.parameters.items()
+        ]
+        parts.append(_table(["parameter", "type", "default", "description"], rows))
+    steps = ["Steps:\n\n"]
+    for number, step in enumerate(playbook.steps, start=1):
+        steps.append(f"{number}. **{step.name}**: `{step.action.name}`")
+        if step.params:
+            steps.append(f" `{_flow(dict(step.params))}`")
+        if step.when is not None:
+            steps.append(f", when `{_flow(step.when)}`")
+        changes = "nothing (read-only)" if step.params.get("read_only") is True else None
+        steps.append(f"; changes: {changes or step.action.changes}\n")
+    parts.append("".join(steps))
+    return "\n".join(parts)
+
+
+def action_section(action: AnyAction) -> str:
+    """One action: heading, where it runs, what it changes, its parameters."""
+    rows = [
+        [f"`{info.alias or name}`", _field_kind(info), _field_default(info), info.description or ""]
+        for name, info in action.params.model_fields.items()
+    ]
+    table = _table(["parameter", "kind", "default", "description"], rows) if rows else ""
+    return (
+        f"### {action.name}\n\n{action.heading}\n\n"
+        f"- Works on: {RUNS_ON_MEANING[action.runs_on]}\n- Changes: {action.changes}\n"
+        + ("\n" + table if table else "- Parameters: none\n")
+    )
+
+
+def reference() -> str:
+    """The whole of ``docs/playbooks.md``."""
+    parameter_types = [[f"`{t.name}`", t.summary] for t in PARAM_TYPES.values()]
+    facts = [
+        [
+            f"`facts.{fact.name}`",
+            fact.kind,
+            ", ".join(mode for mode in MOUNT_MODES if mode in fact.phases),
+            fact.description,
+        ]
+        for fact in FACTS.values()
+    ]
+    conditions = "".join(f"- {model.__doc__}\n" for model in CONDITIONS.values())
+    sections = [
+        HEADER,
+        "## Playbook files\n",
+        "Top-level keys:\n",
+        _model_keys(PlaybookHead),
+        "Each entry of `parameters`:\n",
+        _model_keys(ParameterSpec),
+        "Each step: these keys, plus the parameters of its action.\n",
+        _model_keys(StepHead),
+        "### Parameter types\n",
+        _table(["type", "values"], parameter_types),
+        "### Facts\n",
+        _table(["fact", "type", "known with mount", "meaning"], facts),
+        "### Conditions (`when`, `assert`)\n",
+        conditions,
+        "## Shipped playbooks\n",
+        *(playbook_section(catalog.load_shipped(name)) for name in catalog.shipped_names()),
+        "## Actions\n",
+        *(action_section(action) for action in ACTIONS.values()),
+    ]
+    return "\n".join(sections)
+
+
+def main() -> None:
+    """Print the reference on stdout."""
+    sys.stdout.write(reference())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""Docs and help are generated from the declarations and must not drift from them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from rich.markup import escape
+
+from cloudrescue.cli.playbooks import command_help, option_flag, option_help, shortcut_command
+from cloudrescue.playbook import SHORT_COMMANDS, catalog, docs
+from cloudrescue.playbook.actions import ACTIONS
+
+REPO = Path(__file__).parents[2]
+CLOUDRESCUE = str(REPO / ".venv/bin/cloudrescue")
+
+
+def test_reference_docs_are_up_to_date() -> None:
+    committed = (REPO / "docs/playbooks.md").read_text()
+    assert committed == docs.reference(), (
+        "docs/playbooks.md is out of date: "
+        "run `python -m cloudrescue.playbook.docs > docs/playbooks.md`"
+    )
+
+
+def test_reference_covers_every_playbook_action_and_field() -> None:
+    text = docs.reference()
+    for name in catalog.shipped_names():
+        assert f"### {name}\n" in text
+    for action in ACTIONS.values():
+        assert f"### {action.name}\n\n{action.heading}\n" in text
+        for field in action.params.model_fields:
+            assert f"| `{field}` |" in text
+
+
+@pytest.mark.parametrize("name", SHORT_COMMANDS)
+def test_short_command_help_comes_from_the_playbook(name: str) -> None:
+    playbook = catalog.load_shipped(name)
+    command = shortcut_command(name)
+    assert command.help == escape(command_help(playbook))
+    options = {option: param for param in command.params for option in param.opts}
+    for parameter, spec in playbook.parameters.items():
+        flag = option_flag(parameter, spec).split("/")[0]
+        assert getattr(options[flag], "help", None) == option_help(parameter, spec)
+    for shared in ("--dry-run", "--yes", "--disk", "--image", "--address", "--ssh-timeout"):
+        assert shared in options
+
+
+@pytest.mark.parametrize("name", SHORT_COMMANDS)
+def test_short_command_help_output(name: str) -> None:
+    playbook = catalog.load_shipped(name)
+    shown = subprocess.run(
+        [CLOUDRESCUE, name, "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "400"},
+        check=True,
+    ).stdout
+    assert playbook.description in shown
+    for parameter, spec in playbook.parameters.items():
+        assert option_help(parameter, spec) in shown
+        assert option_flag(parameter, spec).split("/")[0] in shown
+    root_help = subprocess.run(
+        [CLOUDRESCUE, "--help"], capture_output=True, text=True,
+        env={**os.environ, "COLUMNS": "400"}, check=True,
+    ).stdout
+    assert playbook.description in root_help
