@@ -1,0 +1,1 @@
+"""Canned fixes applied to a mounted guest."""

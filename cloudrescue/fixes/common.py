@@ -1,0 +1,213 @@
+"""What several fixes share: running the guest's own tools in a chroot, systemd unit state,
+the ``# cloudrescue:`` marker, and guest changes ``GuestFS`` has no verb for (masking a unit,
+deleting cache files, removing state directories, truncating logs).
+
+Every guest path still goes through ``GuestFS.resolve`` (symlinks cannot leave the guest
+root); each change is returned as a ``Change`` and, when it can be undone, recorded in
+``guest.changes`` so ``GuestFS.rollback`` undoes it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+
+from cloudrescue.disks.commands import run_tool
+from cloudrescue.disks.probe import parse_os_release
+from cloudrescue.disks.session import MountedGuest
+from cloudrescue.guestfs import Change, GuestFS, GuestPathError
+from cloudrescue.remote.base import CommandResult, Host
+
+MARKER = "# cloudrescue:"
+SYSTEMD_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+CHROOT_TIMEOUT = 300.0
+RHEL_IDS = ("rhel", "centos", "fedora", "rocky", "almalinux", "ol", "amzn")
+
+
+def commented(line: str, reason: str) -> str:
+    """``line`` disabled with the cloudrescue marker and why (newline kept as it was)."""
+    body = line.rstrip("\n")
+    return f"{MARKER} {reason}: {body}" + ("\n" if line.endswith("\n") else "")
+
+
+def os_release(guest: GuestFS) -> dict[str, str]:
+    """The guest's os-release values (empty when it has none)."""
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        text = guest.read_text(path)
+        if text is not None:
+            return parse_os_release(text)
+    return {}
+
+
+def is_rhel_like(guest: GuestFS) -> bool:
+    """Whether the guest is RHEL-like (Rocky, Alma, CentOS, Fedora...) by os-release."""
+    values = os_release(guest)
+    names = {values.get("ID", ""), *values.get("ID_LIKE", "").split()}
+    return bool(names & set(RHEL_IDS)) or guest.exists("/etc/redhat-release")
+
+
+def chroot_ready(mounted: MountedGuest) -> bool:
+    """Whether ``/dev``, ``/proc`` and ``/sys`` are bound into the guest (mount with chroot)."""
+    bound = {record.guest_path for record in mounted.mounts if record.kind == "bind"}
+    return {"/dev", "/proc", "/sys"} <= bound
+
+
+def chroot_run(
+    host: Host,
+    guest: GuestFS,
+    argv: Sequence[str],
+    *,
+    stdin: bytes | None = None,
+    timeout: float = CHROOT_TIMEOUT,
+) -> CommandResult:
+    """Run the guest's own ``argv`` chrooted into the mounted root (never raises on failure).
+
+    Exit status 127 or 126 means the guest's program is missing or cannot run here.
+    """
+    command = ["chroot", guest.root, *argv]
+    try:
+        return host.run(command, stdin=stdin, check=False, timeout=timeout)
+    except FileNotFoundError as error:
+        return CommandResult(tuple(command), 127, "", f"chroot: {error}")
+
+
+def cannot_run(result: CommandResult) -> bool:
+    """Whether a chrooted command failed to start at all (missing, wrong arch, no loader)."""
+    text = result.stderr.lower()
+    return result.exit_code in (126, 127) or (
+        result.exit_code != 0
+        and result.argv[:1] == ("chroot",)
+        and ("exec format error" in text or "failed to run command" in text)
+    )
+
+
+def guest_program(guest: GuestFS, *candidates: str) -> str | None:
+    """The first of ``candidates`` that is a file in the guest (as a guest path)."""
+    for candidate in candidates:
+        info = guest.stat(candidate)
+        if info is not None and info.is_file:
+            return candidate
+    return None
+
+
+def rescue_has(host: Host, program: str) -> bool:
+    """Whether ``program`` is on the rescue system's PATH."""
+    return run_tool(host, ["sh", "-c", 'command -v "$1"', "sh", program], check=False).ok
+
+
+# -- systemd units -----------------------------------------------------------------------------
+
+
+def _link(guest: GuestFS, path: str) -> tuple[str, str] | None:
+    """(host path, target) of a symlink at guest ``path`` (not followed), else ``None``."""
+    where = guest.resolve(path, follow_final=False)
+    info = guest.host.lstat(where.host)
+    if info is None or not info.is_symlink:
+        return None
+    return where.host, guest.host.readlink(where.host)
+
+
+def unit_wanted_by(guest: GuestFS, unit: str) -> list[str]:
+    """Guest paths of the ``*.wants/<unit>`` links that enable ``unit`` at boot."""
+    found = []
+    for directory in guest.listdir("/etc/systemd/system"):
+        if directory.endswith((".wants", ".requires")):
+            path = f"/etc/systemd/system/{directory}/{unit}"
+            if _link(guest, path) is not None:
+                found.append(path)
+    return found
+
+
+def unit_masked(guest: GuestFS, unit: str) -> bool:
+    """Whether ``unit`` is masked (``/etc/systemd/system/<unit>`` -> ``/dev/null``)."""
+    link = _link(guest, f"/etc/systemd/system/{unit}")
+    return link is not None and link[1] == "/dev/null"
+
+
+def unit_enabled(guest: GuestFS, unit: str) -> bool:
+    """Whether ``unit`` starts at boot: wanted by a target and not masked."""
+    return bool(unit_wanted_by(guest, unit)) and not unit_masked(guest, unit)
+
+
+def disable_unit(guest: GuestFS, unit: str) -> list[Change]:
+    """Stop ``unit`` from starting at boot: remove its wants links and mask it."""
+    changes: list[Change] = []
+    for path in unit_wanted_by(guest, unit):
+        changes += remove_symlink(guest, path)
+    if not unit_masked(guest, unit):
+        changes += make_symlink(guest, f"/etc/systemd/system/{unit}", "/dev/null")
+    return changes
+
+
+def make_symlink(guest: GuestFS, path: str, target: str) -> list[Change]:
+    """Create a symlink in the guest (a file already there is moved aside first)."""
+    where = guest.resolve(path, follow_final=False)
+    changes: list[Change] = []
+    info = guest.host.lstat(where.host)
+    if info is not None:
+        if info.is_dir:
+            raise GuestPathError(f"{path} is a directory in the guest")
+        if info.is_symlink:
+            changes += remove_symlink(guest, path)
+        else:
+            changes += guest.remove(path)
+    change = Change("create", where.guest, f"symlinked {where.guest} -> {target}")
+    if not guest.dry_run:
+        guest.host.symlink(target, where.host)
+        guest.host.fsync(posixpath.dirname(where.host))
+    guest.changes.append(change)
+    return [*changes, change]
+
+
+def remove_symlink(guest: GuestFS, path: str) -> list[Change]:
+    """Delete a symlink of the guest; its target is kept in the change's detail."""
+    link = _link(guest, path)
+    if link is None:
+        return []
+    host_path, target = link
+    guest_path = guest.resolve(path, follow_final=False).guest
+    change = Change("remove", guest_path, f"removed the symlink {guest_path} (-> {target})")
+    if not guest.dry_run:
+        guest.host.unlink(host_path)
+        guest.host.fsync(posixpath.dirname(host_path))
+    return [change]
+
+
+# -- deleting and truncating -------------------------------------------------------------------
+
+
+def delete_file(guest: GuestFS, path: str, *, why: str) -> list[Change]:
+    """Really delete a regular guest file (caches, old journal files): no backup is kept."""
+    where = guest.resolve(path, follow_final=False)
+    info = guest.host.lstat(where.host)
+    if info is None:
+        return []
+    if not info.is_file:
+        raise GuestPathError(f"{path} is not a regular file in the guest; not deleting it")
+    change = Change("remove", where.guest, f"deleted {where.guest} ({why}, {info.size} bytes)")
+    if not guest.dry_run:
+        guest.host.unlink(where.host)
+    return [change]
+
+
+def move_aside(guest: GuestFS, path: str) -> list[Change]:
+    """Rename a guest file, directory or symlink to ``<name>.cloudrescue-<stamp>`` (undoable)."""
+    where = guest.resolve(path, follow_final=False)
+    info = guest.host.lstat(where.host)
+    if info is None:
+        return []
+    base = f"{where.host}.cloudrescue-{guest.stamp()}"
+    backup, counter = base, 1
+    while guest.host.lstat(backup) is not None:
+        backup, counter = f"{base}-{counter}", counter + 1
+    change = Change(
+        "remove",
+        where.guest,
+        f"moved {where.guest} aside to {posixpath.basename(backup)}",
+        backup=backup,
+    )
+    if not guest.dry_run:
+        guest.host.rename(where.host, backup)
+        guest.host.fsync(posixpath.dirname(where.host))
+    guest.changes.append(change)
+    return [change]

@@ -1,0 +1,92 @@
+"""Kernel messages and a login on the serial console (what the cloud's console log shows).
+
+Sets ``console=tty0 console=ttyS0,115200n8`` in ``GRUB_CMDLINE_LINUX`` of
+``/etc/default/grub`` (other ``console=`` arguments replaced), then regenerates the boot
+configuration with the guest's own tools, chrooted: ``update-grub`` or ``grub-mkconfig``
+(Debian/Ubuntu), ``grubby`` and ``grub2-mkconfig`` (RHEL-like). Needs the disk mounted with
+the chroot binds. In a dry run only the ``/etc/default/grub`` diff is computed.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from cloudrescue.disks.session import MountedGuest
+from cloudrescue.errors import FixFailedError
+from cloudrescue.fixes.common import chroot_ready, chroot_run, guest_program
+from cloudrescue.guestfs import Change, GuestFS
+from cloudrescue.remote.base import Host
+
+DEFAULT_GRUB = "/etc/default/grub"
+CONSOLE_ARGS = ("console=tty0", "console=ttyS0,115200n8")
+_CMDLINE = re.compile(r"^(?P<lead>\s*GRUB_CMDLINE_LINUX=)(?P<value>.*)$", re.MULTILINE)
+
+
+def with_serial_console(text: str) -> str:
+    """``/etc/default/grub`` text whose ``GRUB_CMDLINE_LINUX`` has exactly our consoles."""
+    match = _CMDLINE.search(text)
+    if match is None:
+        body = text + ("" if text.endswith("\n") or not text else "\n")
+        return f'{body}GRUB_CMDLINE_LINUX="{" ".join(CONSOLE_ARGS)}"\n'
+    try:
+        words = shlex.split(match.group("value"))
+        args = words[0].split() if words else []
+    except ValueError:
+        args = match.group("value").strip("\"'").split()
+    kept = [arg for arg in args if not arg.startswith("console=")]
+    value = " ".join([*kept, *CONSOLE_ARGS])
+    return text[: match.start()] + f'{match.group("lead")}"{value}"' + text[match.end() :]
+
+
+def _commands(guest: GuestFS) -> list[tuple[list[str], str]]:
+    """The guest's boot-config commands and what each rewrites; ``FixFailedError`` if none."""
+    commands: list[tuple[list[str], str]] = []
+    grubby = guest_program(guest, "/usr/sbin/grubby", "/sbin/grubby")
+    if grubby:
+        args = " ".join(CONSOLE_ARGS)
+        commands.append(([grubby, "--update-kernel=ALL", f"--args={args}"], "/boot/loader/entries"))
+    update = guest_program(guest, "/usr/sbin/update-grub", "/sbin/update-grub")
+    mkconfig = guest_program(guest, "/usr/sbin/grub-mkconfig", "/usr/sbin/grub2-mkconfig")
+    if update:
+        commands.append(([update], "/boot/grub/grub.cfg"))
+    elif mkconfig:
+        grub2 = mkconfig.endswith("grub2-mkconfig")
+        output = "/boot/grub2/grub.cfg" if grub2 else "/boot/grub/grub.cfg"
+        commands.append(([mkconfig, "-o", output], output))
+    else:
+        raise FixFailedError(
+            "the guest has neither update-grub nor grub-mkconfig/grub2-mkconfig: "
+            f"{DEFAULT_GRUB} cannot take effect",
+            hint="install grub in the guest, or edit the bootloader configuration by hand",
+        )
+    return commands
+
+
+def enable_serial_console(guest: GuestFS, host: Host, mounted: MountedGuest) -> list[Change]:
+    """Serial console on the kernel command line, boot configuration regenerated. Idempotent.
+
+    Raises ``FixFailedError``, before changing anything, when the guest lacks grub's tools or
+    the disk is mounted without the chroot binds."""
+    text = guest.read_text(DEFAULT_GRUB)
+    if text is None:
+        raise FixFailedError(f"the guest has no {DEFAULT_GRUB}: not a grub-booted system")
+    new = with_serial_console(text)
+    if new == text:
+        return []
+    if guest.dry_run:
+        return guest.write_file(DEFAULT_GRUB, new.encode())
+    if not chroot_ready(mounted):
+        raise FixFailedError(
+            "regenerating grub's configuration needs the chroot binds (/dev, /proc, /sys)",
+            hint="mount the disk with the chroot binds",
+        )
+    commands = _commands(guest)
+    changes = guest.write_file(DEFAULT_GRUB, new.encode())
+    for argv, output in commands:
+        result = chroot_run(host, guest, argv)
+        if not result.ok:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            raise FixFailedError(f"`{' '.join(argv)}` failed in the guest: {detail[-1:]}")
+        changes.append(Change("modify", output, f"regenerated {output} ({argv[0]})"))
+    return changes

@@ -1,0 +1,355 @@
+"""Make the guest's sshd start again: a configuration ``sshd -t`` accepts, host keys, privsep dir.
+
+The guest's own ``sshd -t`` runs chrooted into the mounted root (so its version judges its
+own config); every line it rejects, in ``sshd_config`` or an ``Include``'d file, is commented
+out with the ``# cloudrescue:`` marker, and sshd runs again (bounded: it stops at the first
+file with errors). When the guest's sshd cannot run here, a conservative parser flags only
+unknown keywords and keywords without a value. ``mode="default"`` first restores the packaged
+default configuration. In a dry run sshd runs once, read-only, and the parser covers the rest.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import posixpath
+import re
+import shlex
+from dataclasses import dataclass
+from typing import Literal
+
+from cloudrescue.disks.session import MountedGuest
+from cloudrescue.errors import FixFailedError
+from cloudrescue.fixes.common import (
+    cannot_run,
+    chroot_run,
+    commented,
+    guest_program,
+    is_rhel_like,
+)
+from cloudrescue.guestfs import Change, GuestFS
+from cloudrescue.remote.base import Host
+
+SshdMode = Literal["comment", "default"]
+MAIN_CONFIG = "/etc/ssh/sshd_config"
+SSHD_PATHS = ("/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd")
+KEYGEN_PATHS = ("/usr/bin/ssh-keygen", "/bin/ssh-keygen")
+MAX_PASSES = 10
+MAX_INCLUDE_DEPTH = 8
+DEFAULT_PORT = 22
+DEBIAN_DEFAULT = "/usr/share/openssh/sshd_config"
+RHEL_DEFAULTS = ("/etc/ssh/sshd_config.rpmnew", "/usr/share/openssh/sshd_config")
+RHEL_PRIVSEP_DIR = "/var/empty/sshd"
+DEBIAN_DEFAULT_TEXT = """\
+# sshd_config restored by cloudrescue (Debian/Ubuntu defaults)
+Include /etc/ssh/sshd_config.d/*.conf
+KbdInteractiveAuthentication no
+UsePAM yes
+X11Forwarding yes
+PrintMotd no
+AcceptEnv LANG LC_*
+Subsystem sftp /usr/lib/openssh/sftp-server
+"""
+RHEL_DEFAULT_TEXT = """\
+# sshd_config restored by cloudrescue (RHEL-like defaults)
+Include /etc/ssh/sshd_config.d/*.conf
+AuthorizedKeysFile .ssh/authorized_keys
+Subsystem sftp /usr/libexec/openssh/sftp-server
+"""
+_KEYWORD_NAMES = """
+    AcceptEnv AddressFamily AllowAgentForwarding AllowGroups AllowStreamLocalForwarding
+    AllowTcpForwarding AllowUsers AuthenticationMethods AuthorizedKeysCommand
+    AuthorizedKeysCommandRunAs AuthorizedKeysCommandUser AuthorizedKeysFile
+    AuthorizedPrincipalsCommand AuthorizedPrincipalsCommandUser AuthorizedPrincipalsFile
+    Banner CASignatureAlgorithms ChallengeResponseAuthentication ChannelTimeout
+    ChrootDirectory Ciphers ClientAliveCountMax ClientAliveInterval Compression DebianBanner
+    DenyGroups DenyUsers DisableForwarding DSAAuthentication ExposeAuthInfo FingerprintHash
+    ForceCommand GatewayPorts GSSAPIAuthentication GSSAPICleanupCredentials
+    GSSAPIEnablek5users GSSAPIKexAlgorithms GSSAPIKeyExchange GSSAPIStoreCredentialsOnRekey
+    GSSAPIStrictAcceptorCheck HostbasedAcceptedAlgorithms HostbasedAcceptedKeyTypes
+    HostbasedAuthentication HostbasedUsesNameFromPacketOnly HostCertificate HostKey
+    HostKeyAgent HostKeyAlgorithms IgnoreRhosts IgnoreUserKnownHosts Include IPQoS
+    KbdInteractiveAuthentication KerberosAuthentication KerberosGetAFSToken
+    KerberosOrLocalPasswd KerberosTicketCleanup KerberosUseKuserok KexAlgorithms
+    KeyRegenerationInterval ListenAddress LoginGraceTime LogLevel LogVerbose MACs Match
+    MaxAuthTries MaxSessions MaxStartups ModuliFile PAMAuthenticationViaKbdInt
+    PasswordAuthentication PerSourceMaxStartups PerSourceNetBlockSize PerSourcePenalties
+    PerSourcePenaltyExemptList PermitEmptyPasswords PermitListen PermitOpen PermitRootLogin
+    PermitTTY PermitTunnel PermitUserEnvironment PermitUserRC PidFile Port PrintLastLog
+    PrintMotd Protocol PubkeyAcceptedAlgorithms PubkeyAcceptedKeyTypes PubkeyAuthentication
+    PubkeyAuthOptions RDomain RefuseConnection RekeyLimit RequiredRSASize RevokedKeys
+    RhostsAuthentication RhostsRSAAuthentication RSAAuthentication SecurityKeyProvider
+    ServerKeyBits SetEnv ShowPatchLevel SkeyAuthentication SshdAuthPath SshdSessionPath
+    StreamLocalBindMask StreamLocalBindUnlink StrictModes Subsystem SyslogFacility
+    TCPKeepAlive TrustedUserCAKeys UnusedConnectionTimeout UseBlacklist UseDNS UseLogin
+    UsePAM UsePrivilegeSeparation VersionAddendum X11DisplayOffset X11Forwarding
+    X11UseLocalhost XAuthLocation
+"""
+KEYWORDS = frozenset(keyword.lower() for keyword in _KEYWORD_NAMES.split())
+_LINE_ERROR = re.compile(r"^(?P<file>/[^:\s]+):? line (?P<line>\d+): (?P<message>.+)$")
+_PRIVSEP = re.compile(r"Missing privilege separation directory: (?P<path>\S+)")
+
+
+@dataclass(frozen=True)
+class ConfigError:
+    """A line sshd (or the fallback parser) rejects."""
+
+    path: str
+    line: int
+    message: str
+
+
+@dataclass(frozen=True)
+class SshdCheck:
+    """The outcome of one ``sshd -t``."""
+
+    ran: bool
+    ok: bool
+    errors: tuple[ConfigError, ...]
+    missing_host_keys: bool
+    privsep_dir: str | None
+    output: str
+
+
+def parse_sshd_output(text: str) -> tuple[list[ConfigError], bool, str | None]:
+    """Line errors, "no host keys" and a missing privsep dir from what ``sshd -t`` printed."""
+    errors: list[ConfigError] = []
+    for raw in text.splitlines():
+        match = _LINE_ERROR.match(raw.strip())
+        if match:
+            errors.append(
+                ConfigError(match.group("file"), int(match.group("line")), match.group("message"))
+            )
+    privsep = _PRIVSEP.search(text)
+    return errors, "no hostkeys available" in text, privsep.group("path") if privsep else None
+
+
+def run_sshd_check(host: Host, guest: GuestFS) -> SshdCheck:
+    """The guest's own ``sshd -t -f /etc/ssh/sshd_config``, chrooted into the mounted root."""
+    program = guest_program(guest, *SSHD_PATHS)
+    if program is None:
+        return SshdCheck(False, False, (), False, None, "the guest has no sshd binary")
+    result = chroot_run(host, guest, [program, "-t", "-f", MAIN_CONFIG])
+    output = (result.stderr + result.stdout).strip()
+    if cannot_run(result):
+        return SshdCheck(False, False, (), False, None, output)
+    errors, no_keys, privsep = parse_sshd_output(output)
+    return SshdCheck(True, result.ok, tuple(errors), no_keys, privsep, output)
+
+
+# -- reading the configuration without sshd ---------------------------------------------------
+
+
+def _expand(guest: GuestFS, pattern: str) -> list[str]:
+    """Guest paths an ``Include`` argument names (relative ones are under /etc/ssh)."""
+    path = pattern if pattern.startswith("/") else f"/etc/ssh/{pattern}"
+    directory, name = posixpath.split(path)
+    if not any(char in name for char in "*?["):
+        return [path] if guest.exists(path) else []
+    return [
+        posixpath.join(directory, entry)
+        for entry in guest.listdir(directory)
+        if fnmatch.fnmatchcase(entry, name)
+    ]
+
+
+def _words(line: str) -> list[str]:
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return []
+    try:
+        return shlex.split(stripped.replace("=", " ", 1), comments=True)
+    except ValueError:
+        return stripped.split()
+
+
+def config_files(guest: GuestFS, overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """Text of sshd_config and every file it includes (``overrides`` replace file contents)."""
+    planned = overrides or {}
+    found: dict[str, str] = {}
+
+    def visit(path: str, depth: int) -> None:
+        if path in found or depth > MAX_INCLUDE_DEPTH:
+            return
+        text = planned[path] if path in planned else guest.read_text(path)
+        if text is None:
+            return
+        found[path] = text
+        for line in text.splitlines():
+            words = _words(line)
+            if words and words[0].lower() == "include":
+                for pattern in words[1:]:
+                    for included in sorted(_expand(guest, pattern)):
+                        visit(included, depth + 1)
+
+    visit(MAIN_CONFIG, 0)
+    return found
+
+
+def static_errors(files: dict[str, str]) -> list[ConfigError]:
+    """Lines with an unknown keyword or no value: what any sshd rejects."""
+    errors = []
+    for path, text in files.items():
+        for number, line in enumerate(text.splitlines(), start=1):
+            words = _words(line)
+            if not words:
+                continue
+            if words[0].lower() not in KEYWORDS:
+                message = f"Bad configuration option: {words[0]}"
+            elif len(words) == 1:
+                message = "missing argument."
+            else:
+                continue
+            errors.append(ConfigError(path, number, message))
+    return errors
+
+
+def ssh_ports(guest: GuestFS) -> list[int]:
+    """The TCP ports the guest's sshd listens on (``Port`` and ``ListenAddress host:port``)."""
+    ports: list[int] = []
+    listen_ports: list[int] = []
+    for text in config_files(guest).values():
+        for line in text.splitlines():
+            words = _words(line)
+            if not words:
+                continue
+            keyword = words[0].lower()
+            if keyword == "match":
+                break  # the rest of this file is conditional
+            if keyword == "port" and len(words) > 1 and words[1].isdigit():
+                ports.append(int(words[1]))
+            elif keyword == "listenaddress" and len(words) > 1:
+                match = re.fullmatch(r"(?:\[[^\]]+\]|[^:\s]+):(\d+)", words[1])
+                if match:
+                    listen_ports.append(int(match.group(1)))
+    merged = dict.fromkeys([*(ports or [DEFAULT_PORT]), *listen_ports])
+    return sorted(merged)
+
+
+# -- repairing ---------------------------------------------------------------------------------
+
+
+def _comment_lines(text: str, numbers: dict[int, str]) -> str:
+    lines = text.splitlines(keepends=True)
+    for number, message in numbers.items():
+        index = number - 1
+        if 0 <= index < len(lines) and not lines[index].lstrip().startswith("#"):
+            lines[index] = commented(lines[index], f"sshd rejected this line ({message})")
+    return "".join(lines)
+
+
+def _default_config(guest: GuestFS) -> str:
+    if is_rhel_like(guest):
+        for path in RHEL_DEFAULTS:
+            text = guest.read_text(path)
+            if text:
+                return text
+        return RHEL_DEFAULT_TEXT
+    return guest.read_text(DEBIAN_DEFAULT) or DEBIAN_DEFAULT_TEXT
+
+
+def _plan_fixes(errors: list[ConfigError], files: dict[str, str]) -> dict[str, str]:
+    by_file: dict[str, dict[int, str]] = {}
+    for error in errors:
+        by_file.setdefault(error.path, {})[error.line] = error.message
+    planned = {}
+    for path, numbers in by_file.items():
+        if path in files:
+            new = _comment_lines(files[path], numbers)
+            if new != files[path]:
+                planned[path] = new
+    return planned
+
+
+def _write(guest: GuestFS, contents: dict[str, str]) -> list[Change]:
+    changes: list[Change] = []
+    for path, text in contents.items():
+        changes += guest.write_file(path, text.encode())
+    return changes
+
+
+def _dry_run(guest: GuestFS, host: Host, mode: SshdMode) -> list[Change]:
+    planned: dict[str, str] = {}
+    if mode == "default":
+        planned[MAIN_CONFIG] = _default_config(guest)
+    files = config_files(guest, planned)
+    errors = static_errors(files)
+    if mode == "comment":
+        errors += list(run_sshd_check(host, guest).errors)
+    planned.update(_plan_fixes(errors, config_files(guest, planned)))
+    changes = _write(guest, planned)
+    if not _host_key_files(guest):
+        changes.append(Change("create", "/etc/ssh", "would generate host keys (ssh-keygen -A)"))
+    return changes + _privsep(guest, None)
+
+
+def _host_key_files(guest: GuestFS) -> list[str]:
+    return [
+        name
+        for name in guest.listdir("/etc/ssh")
+        if name.startswith("ssh_host_") and name.endswith("_key")
+    ]
+
+
+def _generate_host_keys(guest: GuestFS, host: Host) -> list[Change]:
+    before = set(guest.listdir("/etc/ssh"))
+    program = guest_program(guest, *KEYGEN_PATHS)
+    result = chroot_run(host, guest, [program, "-A"]) if program else None
+    if result is None or cannot_run(result):
+        command = ["ssh-keygen", "-A", "-f", guest.root]  # the rescue's keygen, guest's /etc/ssh
+        result = host.run(command, check=False)
+    if not result.ok:
+        raise FixFailedError(f"cannot generate the guest's host keys: {result.stderr.strip()}")
+    made = sorted(set(guest.listdir("/etc/ssh")) - before)
+    return [Change("create", f"/etc/ssh/{name}", f"generated /etc/ssh/{name}") for name in made]
+
+
+def _privsep(guest: GuestFS, reported: str | None) -> list[Change]:
+    """The privilege separation directory, when the guest's is persistent (not under /run)."""
+    wanted = reported or (RHEL_PRIVSEP_DIR if is_rhel_like(guest) else None)
+    if wanted is None or wanted.startswith("/run/") or wanted.startswith("/var/run/"):
+        return []
+    changes: list[Change] = []
+    parent = posixpath.dirname(wanted)
+    if not guest.exists(parent):
+        changes += guest.ensure_dir(parent, mode=0o755, owner=(0, 0))
+    return changes + guest.ensure_dir(wanted, mode=0o711, owner=(0, 0))
+
+
+def repair_sshd_config(
+    guest: GuestFS, host: Host, mounted: MountedGuest, *, mode: SshdMode = "comment"
+) -> list[Change]:
+    """Make ``sshd -t`` pass on the guest: rejected lines commented out (or the packaged
+    default restored), missing host keys generated, a persistent privsep dir ensured.
+
+    Raises ``FixFailedError`` when sshd still rejects the configuration after the repairs.
+    """
+    if guest.dry_run:
+        return _dry_run(guest, host, mode)
+    changes: list[Change] = []
+    if mode == "default":
+        changes += guest.write_file(MAIN_CONFIG, _default_config(guest).encode())
+    check = run_sshd_check(host, guest)
+    for _ in range(MAX_PASSES):
+        if not check.ran or not check.errors:
+            break
+        planned = _plan_fixes(list(check.errors), config_files(guest))
+        if not planned:
+            break
+        changes += _write(guest, planned)
+        check = run_sshd_check(host, guest)
+    if not check.ran:
+        files = config_files(guest)
+        changes += _write(guest, _plan_fixes(static_errors(files), files))
+    if not _host_key_files(guest) or check.missing_host_keys:
+        changes += _generate_host_keys(guest, host)
+    changes += _privsep(guest, check.privsep_dir)
+    if check.ran:
+        final = run_sshd_check(host, guest)
+        if final.errors:
+            raise FixFailedError(
+                "sshd still rejects the guest's configuration: "
+                + "; ".join(f"{e.path} line {e.line}: {e.message}" for e in final.errors)
+            )
+    if changes:
+        changes += guest.request_selinux_relabel()
+    return changes

@@ -1,0 +1,99 @@
+"""Make sudo usable again: sudoers files that parse, with the modes and owner sudo demands.
+
+The guest's own ``visudo -c -f`` runs chrooted into the mounted root. A broken file in
+``/etc/sudoers.d`` is moved aside (its backup name contains a dot, which sudo's
+``@includedir`` skips); a line of ``/etc/sudoers`` itself that does not parse is commented out
+with the ``# cloudrescue:`` marker. Every sudoers file is made mode 0440, owned by root.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cloudrescue.disks.session import MountedGuest
+from cloudrescue.errors import FixFailedError
+from cloudrescue.fixes.common import cannot_run, chroot_run, commented, guest_program
+from cloudrescue.guestfs import Change, GuestFS
+from cloudrescue.remote.base import Host
+
+SUDOERS = "/etc/sudoers"
+SUDOERS_D = "/etc/sudoers.d"
+VISUDO_PATHS = ("/usr/sbin/visudo", "/sbin/visudo", "/usr/bin/visudo")
+SUDOERS_MODE = 0o440
+MAX_PASSES = 10
+_ERRORS = (
+    re.compile(r"^(?P<file>/\S+?):(?P<line>\d+):\d+: syntax error"),
+    re.compile(r"^>>> (?P<file>/\S+): syntax error near line (?P<line>\d+) <<<"),
+    re.compile(r"parse error in (?P<file>/\S+) near line (?P<line>\d+)"),
+)
+
+
+def included_files(guest: GuestFS) -> list[str]:
+    """Files of ``/etc/sudoers.d`` sudo reads (names without a dot, not ending in ``~``)."""
+    return [
+        f"{SUDOERS_D}/{name}"
+        for name in guest.listdir(SUDOERS_D)
+        if "." not in name and not name.endswith("~") and guest.stat(f"{SUDOERS_D}/{name}")
+    ]
+
+
+def syntax_errors(output: str) -> list[tuple[str, int]]:
+    """``(file, line)`` of every syntax error visudo reported."""
+    found = []
+    for line in output.splitlines():
+        for pattern in _ERRORS:
+            match = pattern.search(line.strip())
+            if match:
+                found.append((match.group("file"), int(match.group("line"))))
+                break
+    return found
+
+
+def _visudo(host: Host, guest: GuestFS, program: str, path: str) -> list[tuple[str, int]] | None:
+    """Syntax errors of ``path`` (``None`` when the guest's visudo cannot run here)."""
+    result = chroot_run(host, guest, [program, "-c", "-f", path])
+    if cannot_run(result):
+        return None
+    errors = syntax_errors(result.stdout + result.stderr)
+    if not result.ok and not errors:
+        errors = [(path, 0)]
+    return errors
+
+
+def _comment_main(guest: GuestFS, lines: list[int]) -> list[Change]:
+    text = (guest.read_text(SUDOERS) or "").splitlines(keepends=True)
+    for number in lines:
+        if 0 < number <= len(text) and not text[number - 1].startswith("#"):
+            text[number - 1] = commented(text[number - 1], "visudo syntax error")
+    return guest.write_file(SUDOERS, "".join(text).encode(), mode=SUDOERS_MODE, owner=(0, 0))
+
+
+def repair_sudoers(guest: GuestFS, host: Host, mounted: MountedGuest) -> list[Change]:
+    """Broken sudoers.d files moved aside, broken sudoers lines commented out, modes 0440
+    root:root. Raises ``FixFailedError`` when visudo still rejects ``/etc/sudoers``."""
+    if guest.stat(SUDOERS) is None:
+        return []
+    changes: list[Change] = []
+    for path in [SUDOERS, *included_files(guest)]:
+        changes += guest.set_metadata(path, mode=SUDOERS_MODE, owner=(0, 0))
+    program = guest_program(guest, *VISUDO_PATHS)
+    if program is None:
+        return changes
+    for path in included_files(guest):
+        errors = _visudo(host, guest, program, path)
+        if errors is None:
+            return changes
+        if errors:
+            changes += guest.remove(path)
+    for _ in range(MAX_PASSES):
+        errors = _visudo(host, guest, program, SUDOERS) or []
+        main = sorted({line for file, line in errors if file == SUDOERS and line > 0})
+        if not main:
+            break
+        changes += _comment_main(guest, main)
+        if guest.dry_run:
+            break
+    remaining = [] if guest.dry_run else (_visudo(host, guest, program, SUDOERS) or [])
+    if remaining:
+        raise FixFailedError(f"visudo still rejects {SUDOERS}: {remaining}")
+    return changes

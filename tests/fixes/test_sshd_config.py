@@ -1,0 +1,115 @@
+"""repair_sshd_config with the guest's own sshd (chrooted lab guest), and the fallback parser."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cloudrescue.fixes.common import MARKER
+from cloudrescue.fixes.sshd_config import (
+    parse_sshd_output,
+    repair_sshd_config,
+    run_sshd_check,
+    ssh_ports,
+    static_errors,
+)
+from cloudrescue.remote.local import LocalHost
+
+from .conftest import guest_fs, mounted_guest, tree_digest, write_tree
+
+
+def break_config(root: Path) -> None:
+    config = root / "etc/ssh/sshd_config"
+    config.write_text(config.read_text() + "PasswordAuthentcation no\nPort\n")
+    write_tree(root, {"etc/ssh/sshd_config.d/60-typo.conf": "Bad1 x\nPort 2222\n"})
+    for key in (root / "etc/ssh").glob("ssh_host_*"):
+        key.unlink()
+
+
+def test_guest_sshd_rejections_are_commented_out(chroot_guest: Path) -> None:
+    root, host = chroot_guest, LocalHost()
+    break_config(root)
+    mounted = mounted_guest(root)
+    before = tree_digest(root)
+    planned = repair_sshd_config(guest_fs(root, dry_run=True), host, mounted)
+    assert tree_digest(root) == before
+    diffs = "".join(change.diff for change in planned)
+    assert f"+{MARKER}" in diffs and "PasswordAuthentcation" in diffs and "Bad1" in diffs
+
+    guest = guest_fs(root)
+    changes = repair_sshd_config(guest, host, mounted)
+    assert {c.path for c in changes} >= {
+        "/etc/ssh/sshd_config",
+        "/etc/ssh/sshd_config.d/60-typo.conf",
+    }
+    assert run_sshd_check(host, guest).errors == ()
+    assert list((root / "etc/ssh").glob("ssh_host_ed25519_key"))
+    main = (root / "etc/ssh/sshd_config").read_text()
+    assert f"{MARKER} sshd rejected this line" in main and "\nPort\n" not in main
+    assert "Port 2222" in (root / "etc/ssh/sshd_config.d/60-typo.conf").read_text()
+    assert ssh_ports(guest) == [2222]
+    if (root / "etc/redhat-release").exists():
+        assert (root / "var/empty/sshd").is_dir()
+    assert repair_sshd_config(guest, host, mounted) == []
+
+
+def test_default_mode_restores_the_packaged_config(chroot_guest: Path) -> None:
+    root, host = chroot_guest, LocalHost()
+    (root / "etc/ssh/sshd_config").write_text("Port\nNonsense yes\n")
+    guest = guest_fs(root)
+    changes = repair_sshd_config(guest, host, mounted_guest(root), mode="default")
+    assert changes[0].path == "/etc/ssh/sshd_config"
+    assert "Nonsense" not in (root / "etc/ssh/sshd_config").read_text()
+    assert run_sshd_check(host, guest).errors == ()
+    assert repair_sshd_config(guest, host, mounted_guest(root), mode="default") == []
+
+
+def test_fallback_parser_when_the_guest_has_no_sshd(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    write_tree(
+        root,
+        {
+            "etc/os-release": "ID=debian\n",
+            "etc/ssh/sshd_config": (
+                "Include /etc/ssh/sshd_config.d/*.conf\n# Port 1\nPort 22\n"
+                "ListenAddress 0.0.0.0:2200\nUsePAM\nFrobnicate yes\n"
+                "Match User x\n  Port 99\n"
+            ),
+            "etc/ssh/sshd_config.d/a.conf": "PermitRootLogin no\nPubkeyAuthentcation yes\n",
+        },
+    )
+    guest = guest_fs(root)
+    assert ssh_ports(guest) == [22, 2200]
+    changes = repair_sshd_config(guest, LocalHost(), mounted_guest(root))
+    main = (root / "etc/ssh/sshd_config").read_text()
+    assert f"{MARKER} sshd rejected this line (missing argument.): UsePAM" in main
+    assert "Frobnicate" in main and "\nFrobnicate" not in main
+    assert "\nPubkeyAuthentcation" not in (root / "etc/ssh/sshd_config.d/a.conf").read_text()
+    assert any(c.path.startswith("/etc/ssh/ssh_host_") for c in changes)  # rescue's ssh-keygen
+    assert repair_sshd_config(guest, LocalHost(), mounted_guest(root)) == []
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [
+        (
+            "/etc/ssh/sshd_config.d/x.conf: line 1: Bad configuration option: Bad1\n"
+            "/etc/ssh/sshd_config.d/x.conf: terminating, 1 bad configuration options\n",
+            [("/etc/ssh/sshd_config.d/x.conf", 1)],
+        ),
+        ("/etc/ssh/sshd_config line 7: missing argument.\n", [("/etc/ssh/sshd_config", 7)]),
+        ("Missing privilege separation directory: /run/sshd\n", []),
+    ],
+)
+def test_sshd_messages_are_parsed(output: str, expected: list[tuple[str, int]]) -> None:
+    errors, _, privsep = parse_sshd_output(output)
+    assert [(e.path, e.line) for e in errors] == expected
+    assert (privsep == "/run/sshd") == ("privilege" in output)
+
+
+def test_static_errors_only_flag_what_any_sshd_rejects() -> None:
+    files = {"/c": "port 22\nKexAlgorithms=+diffie-hellman-group1-sha1\nBogus 1\n\n# x\n"}
+    assert [(e.line, e.message) for e in static_errors(files)] == [
+        (3, "Bad configuration option: Bogus")
+    ]
