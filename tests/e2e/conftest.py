@@ -1,0 +1,123 @@
+"""One lab for the end-to-end tests of cloudrescue's commands, brought up through the CLI.
+
+Each test adds its own instance (``lab.add``), breaks it for real (``lab.break_``), runs
+cloudrescue as a user would (``lab.cli``), and checks the result through the instance's own
+sshd. cloudrescue's journal, clouds.yaml and known_hosts live in the test's temp dir.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloudrescue.lab.admin_client import AdminClient
+from cloudrescue.lab.lifecycle import admin
+
+CLOUDRESCUE = str(Path(sys.executable).with_name("cloudrescue"))
+
+
+@dataclass
+class E2ELab:
+    """The lab plus the environment cloudrescue runs in."""
+
+    state: Path
+    env: dict[str, str]
+    admin: AdminClient
+
+    @property
+    def key(self) -> Path:
+        """Private key authorised for the default user of every fresh instance."""
+        return self.state / "lab_key"
+
+    def add(self, **body: Any) -> dict[str, Any]:
+        """A fresh booted instance (unique name unless given)."""
+        body.setdefault("name", f"t-{uuid.uuid4().hex[:8]}")
+        return self.admin.add(body)
+
+    def break_(self, name: str, scenario: str) -> None:
+        self.admin.break_instance(name, scenario)
+
+    def faults(self, **faults: Any) -> None:
+        self.admin.call("PUT", "/faults", faults)
+
+    def clear_faults(self) -> None:
+        self.admin.call("DELETE", "/faults")
+
+    def cli(
+        self, *args: str, timeout: float = 600, **kwargs: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``cloudrescue ARGS`` as a user would (stdin not a terminal)."""
+        return subprocess.run(
+            [CLOUDRESCUE, *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+            **kwargs,
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [CLOUDRESCUE, *args],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ELab]:
+    if os.geteuid() != 0:
+        pytest.skip("the lab needs root")
+    base = tmp_path_factory.mktemp("e2e")
+    state = base / "lab"
+    env = {
+        **os.environ,
+        "OS_CLIENT_CONFIG_FILE": str(base / "clouds.yaml"),
+        "OS_CLOUD": "lab",
+        "CLOUDRESCUE_STATE_DIR": str(base / "cloudrescue-state"),
+        "HOME": str(base / "home"),
+        "COLUMNS": "200",
+    }
+    (base / "home").mkdir()
+    up = subprocess.run(
+        [
+            CLOUDRESCUE,
+            "lab",
+            "up",
+            "--state-dir",
+            str(state),
+            "--instances",
+            "0",
+            "--transition-delay",
+            "0.2",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert up.returncode == 0, up.stderr
+    try:
+        yield E2ELab(state, env, admin(state))
+    finally:
+        down = subprocess.run(
+            [CLOUDRESCUE, "lab", "down", "--state-dir", str(state)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert down.returncode == 0, down.stderr
