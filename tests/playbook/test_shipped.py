@@ -26,7 +26,7 @@ def test_every_shipped_playbook_is_valid_and_named_like_its_file() -> None:
 
 def test_find_by_name_or_file() -> None:
     assert catalog.find("fix-ssh-keys").source == "playbooks/fix-ssh-keys.yaml"
-    assert catalog.find(str(SHIPPED / "fsck-root.yaml")).mount == "unmounted"
+    assert catalog.find(str(SHIPPED / "fsck.yaml")).mount == "unmounted"
     with pytest.raises(InvalidInputError, match="no such playbook file"):
         catalog.find("./nope.yaml")
 
