@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,8 +134,8 @@ def test_ssh_add_and_break(cli_lab: CliLab) -> None:
     broken = cli_lab.lab("break", "extra", "lost-key")
     assert broken.returncode == 0, broken.stderr
     assert "nobody has" in broken.stdout
-    views = {line.split()[0]: line.split() for line in cli_lab.lab("status").stdout.splitlines()}
-    address = next(word for word in views["extra"] if word.startswith("10.213."))
+    views = json.loads(cli_lab.lab("status", "--json").stdout)["instances"]
+    address = next(view["address"] for view in views if view["name"] == "extra")
     assert key_login(address, "cloud-user", cli_lab.state / "lab_key") == "key refused"
 
 
@@ -212,3 +213,27 @@ def test_down_after_up_was_killed_halfway(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert leftovers(lab.state, lab_id, loops) == []
     assert not lab.state.exists()
+
+
+def test_fifty_instances_boot_and_answer(tmp_path: Path) -> None:
+    """The scale the issue asks for: 50 instances on a 2-core machine, each on its own sshd."""
+    require_root()
+    lab = _start(tmp_path, 50)
+    try:
+        assert lab.up.returncode == 0, lab.up.stderr
+        status = lab.lab("status", "--json")
+        assert status.returncode == 0, status.stderr
+        instances = json.loads(status.stdout)["instances"]
+        assert len(instances) == 50
+        assert {view["status"] for view in instances} == {"ACTIVE"}
+        assert len({view["address"] for view in instances}) == 50
+        with ThreadPoolExecutor(max_workers=10) as pool:
+            logins = list(
+                pool.map(
+                    lambda view: key_login(view["address"], view["user"], lab.state / "lab_key"),
+                    instances,
+                )
+            )
+        assert logins == ["ok"] * 50
+    finally:
+        _down_and_check(lab)
