@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
     click_errors = importlib.import_module(typer.BadParameter.__module__)
     _register_commands()
     try:
-        app(args=argv, standalone_mode=False)
+        # Not standalone, Typer returns the code of a `typer.Exit` (130 for Ctrl-C).
+        code = app(args=argv, standalone_mode=False)
     except CloudRescueError as error:
         _error_line(error.message)
         if error.hint:
@@ -89,4 +90,6 @@ def main(argv: list[str] | None = None) -> None:
     except click_errors.ClickException as error:
         error.show()
         sys.exit(ExitStatus.USAGE)
-    sys.exit(ExitStatus.SUCCESS)
+    if code == ExitStatus.INTERRUPTED:
+        _error_line("interrupted")
+    sys.exit(code if isinstance(code, int) else ExitStatus.SUCCESS)

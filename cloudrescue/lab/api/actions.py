@@ -62,8 +62,9 @@ async def _rescue(nova: Nova, record: ServerRecord, params: dict[str, Any] | Non
         raise NovaError(
             400, f"Instance {record.id} cannot be rescued: Cannot rescue a volume-backed instance"
         )
+    ignored = nova.lab.faults.rescue_password_ignored
     request = RescueRequest(
-        admin_password=password,
+        admin_password=generate_password() if ignored else password,
         image_id=image.id,
         stable_device=image.asks_stable_rescue,
         forge_host_key_fingerprints=nova.lab.faults.forge_rescue_host_keys,

@@ -52,6 +52,7 @@ class Faults(BaseModel):
     api_stall: ApiStallFault | None = None
     transition_delay: float | None = Field(default=None, ge=0, le=3600)
     forge_rescue_host_keys: bool | None = None
+    rescue_password_ignored: bool | None = None
 
 
 class FaultState:
@@ -89,6 +90,11 @@ class FaultState:
     @property
     def forge_rescue_host_keys(self) -> bool:
         return bool(self._faults.forge_rescue_host_keys)
+
+    @property
+    def rescue_password_ignored(self) -> bool:
+        """The rescue system gets a password of its own, not the one the API answers."""
+        return bool(self._faults.rescue_password_ignored)
 
     def take_error(self, method: str, path: str) -> int | None:
         """The status to fail this request with, counting it against the fault."""

@@ -1,0 +1,139 @@
+"""Rescue mode itself on the lab: `rescue`/`unrescue`, Ctrl-C, and a rescue that refuses us."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import paramiko
+import pytest
+
+from cloudrescue.journal import Journal
+from tests.lab.labkit import key_login
+
+from .conftest import E2ELab
+from .test_errors import one_error_line
+from .test_fix_ssh_keys import status_of
+
+pytestmark = pytest.mark.lab
+
+
+def wait_until(check: Callable[[], bool], process: subprocess.Popen[str] | None = None) -> None:
+    deadline = time.monotonic() + 120
+    while not check():
+        if process is not None:
+            assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.05)
+
+
+def journal_state(lab: E2ELab, name: str) -> str | None:
+    entries = Journal(Path(lab.env["CLOUDRESCUE_STATE_DIR"])).entries(include_restored=True)
+    states = [e.state for e in entries if e.server_name == name]
+    return states[-1] if states else None
+
+
+def test_rescue_prints_the_login_and_the_password_only_when_asked(lab: E2ELab) -> None:
+    instance = lab.add()
+    name = instance["name"]
+    held = lab.cli("rescue", name, "--show-password")
+    assert held.returncode == 0, held.stderr
+    password = re.search(r"root password: (\S+)", held.stdout)
+    fingerprint = re.search(
+        r"host key (SHA256:\S+) \(verified against the console log\)", held.stdout
+    )
+    assert password and fingerprint, held.stdout
+    assert password.group(1) not in held.stderr
+    assert status_of(lab, name) == "RESCUE/-"
+    known_hosts = re.search(r"UserKnownHostsFile=(\S+) root@", held.stdout)
+    assert known_hosts, held.stdout
+    client = paramiko.SSHClient()
+    client.load_host_keys(known_hosts.group(1))  # the file `rescue` told us to use
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+    client.connect(
+        instance["address"],
+        username="root",
+        password=password.group(1),
+        allow_agent=False,
+        look_for_keys=False,
+        timeout=10,
+    )
+    try:
+        key = client.get_transport().get_remote_server_key()  # type: ignore[union-attr]
+        assert fingerprint.group(1) == key.fingerprint
+        _, out, _ = client.exec_command("lsblk -J -o NAME,MOUNTPOINT")
+        assert out.channel.recv_exit_status() == 0
+    finally:
+        client.close()
+    status = lab.cli("status")
+    assert name in status.stdout and "held" in status.stdout
+    left = lab.cli("unrescue", name)
+    assert left.returncode == 0, left.stderr
+    assert key_login(instance["address"], "debian", lab.key) == "ok"
+
+
+def test_wrong_rescue_password_is_refused_and_unrescued(lab: E2ELab) -> None:
+    instance = lab.add()
+    lab.faults(rescue_password_ignored=True)
+    try:
+        result = lab.cli(
+            "fix-ssh-keys",
+            instance["name"],
+            "--key",
+            f"{lab.key}.pub",
+            "--yes",
+            "--ssh-timeout",
+            "10",
+        )
+    finally:
+        lab.clear_faults()
+    assert result.returncode == 7, result.stderr
+    assert "password" in one_error_line(result)
+    assert status_of(lab, instance["name"]) == "ACTIVE/-"
+    assert journal_state(lab, instance["name"]) == "restored"
+    assert key_login(instance["address"], "debian", lab.key) == "ok"
+
+
+def test_ctrl_c_unrescues(lab: E2ELab) -> None:
+    instance = lab.add()
+    name = instance["name"]
+    lab.faults(transition_delay=2.0)
+    try:
+        process = lab.popen("fix-ssh-keys", name, "--key", f"{lab.key}.pub", "--yes")
+        wait_until(lambda: status_of(lab, name) == "ACTIVE/rescuing", process)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        lab.clear_faults()
+    assert process.returncode == 130, stderr
+    assert "interrupted: restoring" in stderr
+    assert status_of(lab, name) == "ACTIVE/-"
+    assert journal_state(lab, name) == "restored"
+    assert key_login(instance["address"], "debian", lab.key) == "ok"
+
+
+def test_second_ctrl_c_leaves_it_in_rescue_and_resume_restores(lab: E2ELab) -> None:
+    instance = lab.add()
+    name = instance["name"]
+    lab.faults(transition_delay=2.0)
+    try:
+        process = lab.popen("fix-ssh-keys", name, "--key", f"{lab.key}.pub", "--yes")
+        wait_until(lambda: status_of(lab, name) == "ACTIVE/rescuing", process)
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # the rescue takes 2 s more: the cleanup is still waiting for it
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        lab.clear_faults()
+    assert process.returncode == 130, stderr
+    assert "left in rescue" in stderr and "cloudrescue resume" in stderr
+    wait_until(lambda: status_of(lab, name) == "RESCUE/-")
+    assert journal_state(lab, name) == "left-in-rescue"
+    resumed = lab.cli("resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{name}: unrescued, now ACTIVE" in resumed.stdout
+    assert key_login(instance["address"], "debian", lab.key) == "ok"
