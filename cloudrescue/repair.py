@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cloudrescue.cloud.base import ServerInfo
-from cloudrescue.disks import DiskSession, MountedGuest, UnmountReport
+from cloudrescue.disks import AskRoot, DiskSession, MountedGuest, UnmountReport
 from cloudrescue.errors import CloudRescueError, FixFailedError
 from cloudrescue.guestfs import Change, GuestFS
 from cloudrescue.rescue import RescueWorkflow
@@ -26,6 +26,7 @@ class DiskOptions:
     disk: str | None = None
     mountpoint: str = "/mnt"
     chroot: bool = False
+    ask: AskRoot | None = None  # choose among several roots (else SeveralRootsError)
 
 
 @dataclass
@@ -59,7 +60,11 @@ def repair(
         with DiskSession(rescued.host, mountpoint=disk.mountpoint) as disks:
             workflow.events.stage("finding and mounting the instance's disk")
             report.guest = disks.mount(
-                disk=disk.disk, volume_id=volume_id, chroot=disk.chroot, read_only=dry_run
+                disk=disk.disk,
+                volume_id=volume_id,
+                ask=disk.ask,
+                chroot=disk.chroot,
+                read_only=dry_run,
             )
             workflow.events.note(
                 f"mounted {report.guest.filesystem.filesystem.device} "

@@ -1,4 +1,4 @@
-"""What repair commands share: the `--disk` option and the confirmation before a rescue.
+"""What repair commands share: `--disk`, the confirmation before a rescue, choosing a root.
 
 The repair commands themselves are playbooks (`cloudrescue/cli/playbooks.py`).
 """
@@ -6,9 +6,15 @@ The repair commands themselves are playbooks (`cloudrescue/cli/playbooks.py`).
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from cloudrescue.cli.render import RichEvents, stderr
+
+if TYPE_CHECKING:
+    from cloudrescue.disks import AskRoot, RootFilesystem
 
 Disk = Annotated[
     str | None,
@@ -33,3 +39,22 @@ def confirm(action: str, *, yes: bool, dry_run: bool) -> None:
         "(downtime of a few minutes). Continue?"
     ):
         raise typer.Abort()
+
+
+def root_chooser(events: RichEvents, *, yes: bool) -> AskRoot | None:
+    """On a terminal (and without ``--yes``), ask which root to repair when several are found."""
+    if yes or not sys.stdin.isatty():
+        return None
+
+    def ask(roots: Sequence[RootFilesystem]) -> RootFilesystem:
+        with events.paused():
+            stderr.print("Several root filesystems were found:")
+            for number, root in enumerate(roots, 1):
+                stderr.print(f"  {number}) {root.describe()}", highlight=False)
+            while True:
+                choice: int = typer.prompt("Which one is the instance's root? (number)", type=int)
+                if 1 <= choice <= len(roots):
+                    return roots[choice - 1]
+                stderr.print(f"  choose a number from 1 to {len(roots)}")
+
+    return ask

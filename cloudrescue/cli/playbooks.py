@@ -22,7 +22,7 @@ from rich.markup import escape
 from typer.core import TyperCommand
 
 from cloudrescue.cli import options
-from cloudrescue.cli.fixes import Disk, confirm
+from cloudrescue.cli.fixes import Disk, confirm, root_chooser
 from cloudrescue.cli.render import RichEvents, stdout
 from cloudrescue.playbook import SHORT_COMMANDS
 
@@ -181,7 +181,7 @@ def _execute(
             playbook,
             values,
             dry_run=run.dry_run,
-            disk=DiskOptions(disk=run.disk),
+            disk=DiskOptions(disk=run.disk, ask=root_chooser(events, yes=run.yes)),
             on_step=on_step,
         )
     render(report)

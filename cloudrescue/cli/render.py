@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import TracebackType
 
 from rich.console import Console
@@ -41,6 +43,16 @@ class RichEvents:
         traceback: TracebackType | None,
     ) -> None:
         self._progress.stop()
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hide the spinner while the user is asked something."""
+        self._progress.stop()
+        try:
+            yield
+        finally:
+            if not self._quiet:
+                self._progress.start()
 
     def stage(self, message: str) -> None:
         if self._quiet:

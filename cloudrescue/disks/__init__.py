@@ -14,6 +14,7 @@ from cloudrescue.disks.fstab import FstabEntry
 from cloudrescue.disks.lvm import LvDevice
 from cloudrescue.disks.probe import ProbeResult, RootFilesystem
 from cloudrescue.disks.session import (
+    AskRoot,
     DiskSession,
     MountedGuest,
     MountRecord,
@@ -22,6 +23,7 @@ from cloudrescue.disks.session import (
 from cloudrescue.disks.teardown import UnmountReport
 
 __all__ = [
+    "AskRoot",
     "DiskInventory",
     "DiskSession",
     "Filesystem",

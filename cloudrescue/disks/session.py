@@ -15,7 +15,7 @@ undone in reverse by ``unmount``, which is idempotent and safe after a partial m
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, NoReturn
@@ -47,6 +47,8 @@ from cloudrescue.guestfs import GuestFS
 from cloudrescue.remote.base import Host
 
 MountKind = Literal["root", "fstab", "bind"]
+AskRoot = Callable[[Sequence[RootFilesystem]], RootFilesystem]
+"""Lets a user choose among several root filesystems (the CLI prompts on a terminal)."""
 SERIAL_LENGTH = 20
 CHROOT_BINDS: tuple[tuple[str, bool], ...] = (
     ("/dev", False),
@@ -165,13 +167,18 @@ class DiskSession:
         return [probe_filesystem(self.host, self.teardown, fs, inventory) for fs in candidates]
 
     def choose_root(
-        self, *, disk: str | None = None, volume_id: str | None = None
+        self,
+        *,
+        disk: str | None = None,
+        volume_id: str | None = None,
+        ask: AskRoot | None = None,
     ) -> RootFilesystem:
         """The instance's root filesystem.
 
         ``disk`` (device path or name, UUID, LABEL, LV name, whole disk) picks among several;
-        otherwise a ``volume_id`` prefers the disk whose serial is its first 20 characters.
-        Raises ``SeveralRootsError`` or ``NoDiskFoundError`` saying what was seen.
+        otherwise a ``volume_id`` prefers the disk whose serial is its first 20 characters,
+        and ``ask`` (an interactive user) chooses among those left. Raises
+        ``SeveralRootsError`` or ``NoDiskFoundError`` saying what was seen.
         """
         probes = self.probe(disk=disk)
         roots = [probe.root for probe in probes if probe.root is not None]
@@ -181,6 +188,8 @@ class DiskSession:
             roots = preferred or roots
         if len(roots) == 1:
             return roots[0]
+        if roots and ask is not None:
+            return ask(roots)
         if roots:
             listing = "\n".join(f"  {root.describe()}" for root in roots)
             raise SeveralRootsError(
@@ -228,12 +237,14 @@ class DiskSession:
         disk: str | None = None,
         volume_id: str | None = None,
         root: RootFilesystem | None = None,
+        ask: AskRoot | None = None,
         chroot: bool = False,
         read_only: bool = False,
     ) -> MountedGuest:
         """Mount the instance's root on the mountpoint, then its fstab filesystems.
 
-        ``root`` skips the choice (from this session's ``choose_root``); ``chroot`` adds ``/dev``,
+        ``root`` skips the choice (from this session's ``choose_root``), ``ask`` is passed to
+        it; ``chroot`` adds ``/dev``,
         ``/dev/pts``, ``/proc``, ``/sys`` and ``/run`` binds. On any failure everything done
         so far is undone before the error propagates.
         """
@@ -241,7 +252,7 @@ class DiskSession:
             raise DiskError(f"the instance is already mounted on {self.guest.root}")
         try:
             target = self._prepare_mountpoint()
-            chosen = root or self.choose_root(disk=disk, volume_id=volume_id)
+            chosen = root or self.choose_root(disk=disk, volume_id=volume_id, ask=ask)
             fs = chosen.filesystem
             if fs.read_only and not read_only:
                 raise MountFailedError(f"{fs.device} is attached read-only: it cannot be repaired")

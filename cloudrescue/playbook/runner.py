@@ -68,7 +68,7 @@ def run_playbook(
             results.append(result)
             return result.changes
 
-        options = DiskOptions(disk.disk, disk.mountpoint, chroot=playbook.chroot)
+        options = DiskOptions(disk.disk, disk.mountpoint, chroot=playbook.chroot, ask=disk.ask)
         done = repair(workflow, server, fix, command=command, dry_run=dry_run, disk=options)
         return PlaybookReport(
             playbook, done.server, dry_run, results[0], guest=done.guest, unmount=done.unmount
@@ -79,7 +79,7 @@ def run_playbook(
             volume_id = server.volume_ids[0] if server.volume_backed else None
             with DiskSession(rescued.host, mountpoint=disk.mountpoint) as disks:
                 workflow.events.stage("finding the instance's disk (left unmounted)")
-                root = disks.choose_root(disk=disk.disk, volume_id=volume_id)
+                root = disks.choose_root(disk=disk.disk, volume_id=volume_id, ask=disk.ask)
                 workflow.events.note(f"root filesystem: {root.describe()}")
                 source = FactSource(address, root)
                 workflow.events.stage("running the steps")

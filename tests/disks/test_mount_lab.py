@@ -7,7 +7,7 @@ import os
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from cloudrescue.disks import (
     MountedGuest,
     MountpointInUseError,
     NoDiskFoundError,
+    RootFilesystem,
     SeveralRootsError,
 )
 from cloudrescue.errors import DiskError
@@ -93,6 +94,14 @@ def test_several_roots_are_listed_and_the_disk_selector_picks(
         assert xfs.loop in message and "Rocky Linux 9.3" in message
         assert f"{VG_NAME}/root" in message and "--disk" in message
         assert f"{VG_NAME}/root" in raised.value.candidates
+        offered: list[str] = []
+
+        def ask(roots: Sequence[RootFilesystem]) -> RootFilesystem:
+            offered.extend(root.filesystem.device for root in roots)
+            return roots[-1]
+
+        assert disks.choose_root(ask=ask).filesystem.device == offered[-1]
+        assert len(offered) == 3 and debian.part(1) in offered
         assert disks.choose_root(disk=debian.part(1)).os_id == "debian"
         assert disks.choose_root(disk="LABEL=rockyroot").filesystem.device == xfs.loop
         assert disks.choose_root(disk=f"{VG_NAME}/root").os_id == "almalinux"
