@@ -188,11 +188,24 @@ def rescue_usage(mounts: Sequence[MountInfo], swaps: Sequence[str]) -> _Usage:
     return usage
 
 
-def rescue_reason(disk: BlockDevice, usage: _Usage) -> str | None:
-    """Why ``disk`` is the rescue system's own (``None`` when nothing on it is in use)."""
+def path_under(path: str, root: str) -> bool:
+    """Whether ``path`` is ``root`` or below it."""
+    root = root.rstrip("/")
+    return not root or path == root or path.startswith(root + "/")
+
+
+def rescue_reason(disk: BlockDevice, usage: _Usage, *, guest_root: str | None = None) -> str | None:
+    """Why ``disk`` is the rescue system's own (``None`` when nothing on it is in use).
+
+    Mounts at or below ``guest_root`` (the instance's own filesystems, mounted for a fix) do
+    not count.
+    """
     for node in disk.walk():
-        if node.mountpoints:
-            return f"{node.path} is mounted on {', '.join(node.mountpoints)}"
+        points = [
+            p for p in node.mountpoints if guest_root is None or not path_under(p, guest_root)
+        ]
+        if points:
+            return f"{node.path} is mounted on {', '.join(points)}"
         names = {node.path, f"/dev/{node.kname}", f"/dev/{node.name}"}
         if (node.majmin and node.majmin in usage.majmins) or names & usage.paths:
             return f"{node.path} is in use by the rescue system"

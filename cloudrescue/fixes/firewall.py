@@ -1,7 +1,8 @@
 """Let SSH through the firewall the guest loads at boot, or stop that firewall from loading.
 
-Handled: ufw (``ufw.conf`` ``ENABLED``, ``user.rules``/``user6.rules``), firewalld (the default
-zone's XML, ``/etc`` overriding ``/usr/lib``), iptables-persistent / iptables-services
+Handled: ufw (``user.rules``/``user6.rules``, when ``ufw.conf`` says ``ENABLED=yes``),
+firewalld (the default zone's XML, ``/etc`` overriding ``/usr/lib``), iptables-persistent /
+iptables-services
 (``/etc/iptables/rules.v4|v6``, ``/etc/sysconfig/iptables|ip6tables``) and nftables
 (``/etc/nftables.conf``, ``/etc/sysconfig/nftables.conf`` and what they include). Rules are
 edited in place, everything else kept; the previous files are backed up by ``GuestFS``.
@@ -289,6 +290,8 @@ def _ufw(guest: GuestFS, host: Host, mode: FirewallMode, ports: Sequence[int]) -
     if mode == "disable":
         new = re.sub(r"(?m)^(\s*ENABLED\s*=\s*)\S*", r"\1no", conf)
         return guest.write_file(UFW_CONF, new.encode())
+    if (_conf_value(conf, "ENABLED") or "no").lower() != "yes":
+        return []  # installed but not started at boot (Ubuntu's default): nothing to let through
     changes: list[Change] = []
     for family, path in UFW_RULES.items():
         old = guest.read_text(path)

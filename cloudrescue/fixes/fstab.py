@@ -5,7 +5,8 @@ probed afresh, on every device but the rescue system's own, which may share UUID
 instance's image) and the disk session could not find it on the instance's disk either. Such
 lines get ``nofail,x-systemd.device-timeout=10s`` or are commented out with the
 ``# cloudrescue:`` marker; network filesystems get ``_netdev,nofail``. The ``/`` and ``/boot``
-lines are never touched: ``check_fstab`` reports them when broken.
+lines are never touched: ``check_fstab`` reports them when broken. SELinux guests relabel
+at next boot (the new fstab has no context).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Literal
 
 from cloudrescue.disks.blockdev import list_block_devices, parse_blkid_export
 from cloudrescue.disks.commands import run_tool
-from cloudrescue.disks.discovery import rescue_reason, rescue_usage
+from cloudrescue.disks.discovery import path_under, rescue_reason, rescue_usage
 from cloudrescue.disks.fstab import (
     NETWORK_FILESYSTEMS,
     VIRTUAL_FILESYSTEMS,
@@ -71,18 +72,13 @@ def _normal(tag: str, value: str) -> tuple[str, str]:
     return (tag, value.lower()) if tag in ("UUID", "PARTUUID") else (tag, value)
 
 
-def _under(path: str, root: str) -> bool:
-    root = root.rstrip("/") or "/"
-    return path == root or path.startswith(root + "/")
-
-
 def attached_tags(host: Host, mounted: MountedGuest) -> set[tuple[str, str]]:
     """``(TAG, value)`` of every device on the rescue system but the rescue's own disks."""
-    mounts = [m for m in read_mounts(host) if not _under(m.mountpoint, mounted.root)]
+    mounts = [m for m in read_mounts(host) if not path_under(m.mountpoint, mounted.root)]
     usage = rescue_usage(mounts, read_swaps(host))
     own: set[str] = set()
     for disk in list_block_devices(host):
-        if rescue_reason(disk, usage) is not None:
+        if rescue_reason(disk, usage, guest_root=mounted.root) is not None:
             own |= {node.path for node in disk.walk()}
     result = run_tool(host, ["blkid", "-c", "/dev/null", "-o", "export"], check=False)
     tags: set[tuple[str, str]] = set()
@@ -166,4 +162,5 @@ def repair_fstab(
                 lines[index] = commented(lines[index], f"device not found ({finding.detail})")
             else:
                 lines[index] = with_options(lines[index], NOFAIL_OPTIONS)
-    return guest.write_file(FSTAB, "".join(lines).encode())
+    changes = guest.write_file(FSTAB, "".join(lines).encode())
+    return changes + guest.request_selinux_relabel() if changes else []

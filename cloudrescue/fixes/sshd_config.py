@@ -6,6 +6,10 @@ out with the ``# cloudrescue:`` marker, and sshd runs again (bounded: it stops a
 file with errors). When the guest's sshd cannot run here, a conservative parser flags only
 unknown keywords and keywords without a value. ``mode="default"`` first restores the packaged
 default configuration. In a dry run sshd runs once, read-only, and the parser covers the rest.
+
+``allow_password_login`` lets one account log in with its password over SSH (cloud images
+turn password logins off): a ``Match User`` block in a drop-in that sshd_config includes, else
+at the end of sshd_config, then checked with the guest's own ``sshd -T``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Literal
 from cloudrescue.disks.session import MountedGuest
 from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.common import (
+    MARKER,
     cannot_run,
     chroot_run,
     commented,
@@ -39,6 +44,8 @@ DEFAULT_PORT = 22
 DEBIAN_DEFAULT = "/usr/share/openssh/sshd_config"
 RHEL_DEFAULTS = ("/etc/ssh/sshd_config.rpmnew", "/usr/share/openssh/sshd_config")
 RHEL_PRIVSEP_DIR = "/var/empty/sshd"
+LOGIN_DROP_IN = "/etc/ssh/sshd_config.d/05-cloudrescue-password-{user}.conf"
+SAFE_USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]*")
 DEBIAN_DEFAULT_TEXT = """\
 # sshd_config restored by cloudrescue (Debian/Ubuntu defaults)
 Include /etc/ssh/sshd_config.d/*.conf
@@ -350,6 +357,83 @@ def repair_sshd_config(
                 "sshd still rejects the guest's configuration: "
                 + "; ".join(f"{e.path} line {e.line}: {e.message}" for e in final.errors)
             )
+    if changes:
+        changes += guest.request_selinux_relabel()
+    return changes
+
+
+# -- password logins ---------------------------------------------------------------------------
+
+
+def _includes(guest: GuestFS, path: str) -> bool:
+    """Whether an ``Include`` of the guest's sshd configuration names ``path``."""
+    for text in config_files(guest).values():
+        for line in text.splitlines():
+            words = _words(line)
+            if words and words[0].lower() == "include":
+                patterns = [p if p.startswith("/") else f"/etc/ssh/{p}" for p in words[1:]]
+                if any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns):
+                    return True
+    return False
+
+
+def _effective(host: Host, guest: GuestFS, user: str) -> dict[str, str] | None:
+    """The guest's ``sshd -T`` settings for a login of ``user`` (None when sshd cannot tell)."""
+    program = guest_program(guest, *SSHD_PATHS)
+    if program is None:
+        return None
+    spec = f"user={user},host=localhost,addr=127.0.0.1"
+    result = chroot_run(host, guest, [program, "-T", "-f", MAIN_CONFIG, "-C", spec])
+    if not result.ok:
+        return None
+    pairs = (line.split(None, 1) for line in result.stdout.splitlines() if " " in line)
+    return {key.lower(): value.strip() for key, value in pairs}
+
+
+def _refusals(settings: dict[str, str], user: str) -> list[str]:
+    """The ``sshd -T`` settings that still keep ``user`` from logging in with a password."""
+    wanted = {"passwordauthentication": "yes"}
+    if user == "root":
+        wanted["permitrootlogin"] = "yes"
+    refused = [
+        f"{key} {settings.get(key)}" for key, value in wanted.items() if settings.get(key) != value
+    ]
+    methods = settings.get("authenticationmethods", "any")
+    if methods != "any" and "password" not in methods:
+        refused.append(f"authenticationmethods {methods}")
+    return refused
+
+
+def allow_password_login(guest: GuestFS, host: Host, user: str) -> list[Change]:
+    """Let ``user`` log in over SSH with a password (and root at all, for root). Idempotent.
+
+    Raises ``FixFailedError`` when the guest's sshd still refuses it afterwards (an earlier
+    ``Match`` block or ``AuthenticationMethods`` winning).
+    """
+    if not SAFE_USER.fullmatch(user):
+        raise FixFailedError(f"cannot write an sshd Match block for the user name {user!r}")
+    lines = [f"Match User {user}", "\tPasswordAuthentication yes"]
+    if user == "root":
+        lines.append("\tPermitRootLogin yes")
+    block = "\n".join(lines) + "\n"
+    drop_in = LOGIN_DROP_IN.format(user=user)
+    changes: list[Change] = []
+    if _includes(guest, drop_in):
+        if not guest.exists(posixpath.dirname(drop_in)):
+            changes += guest.ensure_dir(posixpath.dirname(drop_in), mode=0o755, owner=(0, 0))
+        header = f"{MARKER} password logins over SSH for {user} (reset-password --ssh)\n"
+        changes += guest.write_file(drop_in, (header + block).encode(), mode=0o644, owner=(0, 0))
+    else:
+        text = guest.read_text(MAIN_CONFIG) or ""
+        if block not in text:
+            separator = "\n" if text and not text.endswith("\n") else ""
+            changes += guest.write_file(MAIN_CONFIG, f"{text}{separator}{block}".encode())
+    settings = None if guest.dry_run else _effective(host, guest, user)
+    refused = _refusals(settings, user) if settings is not None else []
+    if refused:
+        raise FixFailedError(
+            f"the guest's sshd still refuses password logins for {user}: {', '.join(refused)}"
+        )
     if changes:
         changes += guest.request_selinux_relabel()
     return changes

@@ -7,7 +7,9 @@ sshd. cloudrescue's journal, clouds.yaml and known_hosts live in the test's temp
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import subprocess
 import sys
 import uuid
@@ -19,6 +21,8 @@ from typing import Any
 import pytest
 
 from cloudrescue.lab.admin_client import AdminClient
+from cloudrescue.lab.layout import StateLayout
+from cloudrescue.lab.ledger import Ledger
 from cloudrescue.lab.lifecycle import admin
 
 CLOUDRESCUE = str(Path(sys.executable).with_name("cloudrescue"))
@@ -52,19 +56,55 @@ class E2ELab:
         self.admin.call("DELETE", "/faults")
 
     def cli(
-        self, *args: str, timeout: float = 600, **kwargs: Any
+        self, *args: str, timeout: float = 600, stdin: str | None = None, **kwargs: Any
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``cloudrescue ARGS`` as a user would (stdin not a terminal)."""
+        """Run ``cloudrescue ARGS`` as a user would (stdin not a terminal: ``stdin`` or empty)."""
         return subprocess.run(
             [CLOUDRESCUE, *args],
             env=self.env,
             capture_output=True,
             text=True,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            input=stdin or "",
             check=False,
             **kwargs,
         )
+
+    def disk_files(self, instance_id: str) -> dict[str, str]:
+        """Every file on a running instance's disk: relative path -> kind or content hash, mode,
+        owner. Read in the instance's own mount namespace (``/proc/<init>/root``), where its
+        root and fstab filesystems are mounted: nothing is mounted or written to look."""
+        [pid] = [
+            entry.data["pid"]
+            for entry in Ledger(StateLayout(self.state).ledger).live()
+            if entry.kind == "process" and entry.key == f"{instance_id}:init"
+        ]
+        proc_root = Path(f"/proc/{pid}/root")
+        guest = StateLayout(self.state).instance(instance_id).mnt / "root"
+        not_disk = {  # proc, sysfs, tmpfs and devpts mounted over the guest's tree
+            proc_root / fields[4].lstrip("/")
+            for fields in (
+                line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+            )
+            if not fields[fields.index("-") + 2].startswith("/dev/")
+        }
+        top = proc_root / str(guest).lstrip("/")
+        found: dict[str, str] = {}
+        for folder, directories, names in os.walk(top):
+            directories[:] = [d for d in directories if Path(folder, d) not in not_disk]
+            for name in [*directories, *names]:
+                path = Path(folder, name)
+                info = path.lstat()
+                if stat.S_ISLNK(info.st_mode):
+                    what = "-> " + os.readlink(path)
+                elif stat.S_ISREG(info.st_mode):
+                    with path.open("rb") as handle:
+                        what = hashlib.file_digest(handle, "sha256").hexdigest()
+                else:
+                    what = stat.filemode(info.st_mode)[0]
+                key = str(path.relative_to(top))
+                found[key] = f"{what} {info.st_mode:o} {info.st_uid}:{info.st_gid}"
+        return found
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(

@@ -141,6 +141,15 @@ def test_debian_firewalls_let_ssh_in(chroot_guest: Path) -> None:
 
 
 @pytest.mark.parametrize("chroot_guest", ["debian"], indirect=True)
+def test_an_installed_but_disabled_ufw_is_left_alone(chroot_guest: Path) -> None:
+    root = chroot_guest
+    assert "ENABLED=no" in (root / "etc/ufw/ufw.conf").read_text()
+    write_tree(root, {"etc/iptables/rules.v4": LAB_DROP_V4})
+    changes = allow_ssh(guest_fs(root), LocalHost(), mounted_guest(root))
+    assert {c.path for c in changes} == {"/etc/iptables/rules.v4"}
+
+
+@pytest.mark.parametrize("chroot_guest", ["debian"], indirect=True)
 def test_debian_firewalls_disabled(chroot_guest: Path) -> None:
     root, host = chroot_guest, LocalHost()
     debian_broken(root)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.common import MARKER
 from cloudrescue.fixes.sshd_config import (
+    allow_password_login,
     parse_sshd_output,
     repair_sshd_config,
     run_sshd_check,
@@ -113,3 +116,44 @@ def test_static_errors_only_flag_what_any_sshd_rejects() -> None:
     assert [(e.line, e.message) for e in static_errors(files)] == [
         (3, "Bad configuration option: Bogus")
     ]
+
+
+def sshd_can_judge(root: Path) -> None:
+    """Host keys and the privsep directory, so the guest's ``sshd -T`` runs chrooted."""
+    subprocess.run(["chroot", str(root), "ssh-keygen", "-A"], check=True, capture_output=True)
+    (root / "run/sshd").mkdir(parents=True, exist_ok=True)
+
+
+def test_password_login_drop_in_is_checked_by_the_guest_sshd(chroot_guest: Path) -> None:
+    root, host = chroot_guest, LocalHost()
+    sshd_can_judge(root)
+    before = tree_digest(root)
+    planned = allow_password_login(guest_fs(root, dry_run=True), host, "root")
+    assert tree_digest(root) == before
+    assert "+Match User root" in planned[0].diff and "PermitRootLogin yes" in planned[0].diff
+    guest = guest_fs(root)
+    changes = allow_password_login(guest, host, "root")
+    assert changes[0].path == "/etc/ssh/sshd_config.d/05-cloudrescue-password-root.conf"
+    assert run_sshd_check(host, guest).ok
+    assert allow_password_login(guest, host, "root") == []
+
+
+def test_password_login_without_include_goes_to_the_end(chroot_guest: Path) -> None:
+    root, host = chroot_guest, LocalHost()
+    sshd_can_judge(root)
+    config = root / "etc/ssh/sshd_config"
+    config.write_text("PasswordAuthentication no\nUsePAM yes\n")
+    guest = guest_fs(root)
+    allow_password_login(guest, host, "debian" if (root / "home/debian").exists() else "cloud-user")
+    assert config.read_text().startswith("PasswordAuthentication no\nUsePAM yes\nMatch User ")
+    assert not list((root / "etc/ssh/sshd_config.d").glob("*cloudrescue*"))
+
+
+def test_password_login_still_refused_fails(chroot_guest: Path) -> None:
+    root, host = chroot_guest, LocalHost()
+    sshd_can_judge(root)
+    write_tree(
+        root, {"etc/ssh/sshd_config.d/01-deny.conf": "Match all\n PasswordAuthentication no\n"}
+    )
+    with pytest.raises(FixFailedError, match="still refuses password logins for root"):
+        allow_password_login(guest_fs(root), host, "root")

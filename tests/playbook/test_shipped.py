@@ -70,16 +70,26 @@ def _password(name: str, spec: ParameterSpec) -> Secret:
 def test_reset_password_writes_a_hash_never_the_password(root: Path) -> None:
     playbook = catalog.load_shipped("reset-password")
     checked = play(playbook, root, given={"user": ["debian"]}, secret=_password, dry_run=True)
-    assert statuses(checked) == ["changed"]
+    assert statuses(checked) == ["changed", "skipped"]
     assert "correct horse" not in repr(checked)
     assert "$" not in "".join(change.diff for change in checked.changes)
     first = play(playbook, root, given={"user": ["debian"]}, secret=_password)
-    assert statuses(first) == ["changed"]
+    assert statuses(first) == ["changed", "skipped"]
     shadow = (root / "etc/shadow").read_text()
     assert "correct horse" not in shadow
     hashed = next(line for line in shadow.splitlines() if line.startswith("debian:")).split(":")[1]
     assert verify(b"correct horse", hashed)
-    assert statuses(play(playbook, root, given={"user": ["debian"]}, secret=_password)) == ["ok"]
+    again = play(playbook, root, given={"user": ["debian"]}, secret=_password)
+    assert statuses(again) == ["ok", "skipped"]
+
+
+def test_reset_password_with_ssh_allows_password_logins(root: Path) -> None:
+    playbook = catalog.load_shipped("reset-password")
+    given = {"user": ["debian"], "ssh": ["true"]}
+    assert statuses(play(playbook, root, given=given, secret=_password)) == ["changed", "changed"]
+    drop_in = root / "etc/ssh/sshd_config.d/05-cloudrescue-password-debian.conf"
+    assert "Match User debian\n\tPasswordAuthentication yes\n" in drop_in.read_text()
+    assert statuses(play(playbook, root, given=given, secret=_password)) == ["ok", "ok"]
 
 
 def test_the_wheel_ships_the_playbooks() -> None:

@@ -13,7 +13,7 @@ from pydantic import Field
 from cloudrescue.fixes.firewall import FirewallMode, allow_ssh
 from cloudrescue.fixes.passwords import reset_password
 from cloudrescue.fixes.ssh_access import default_user, restore_ssh_access
-from cloudrescue.fixes.sshd_config import SshdMode, repair_sshd_config
+from cloudrescue.fixes.sshd_config import SshdMode, allow_password_login, repair_sshd_config
 from cloudrescue.fixes.sudoers import repair_sudoers
 from cloudrescue.keys import PublicKey
 from cloudrescue.playbook.actions.base import (
@@ -57,6 +57,17 @@ def _set_password(target: Target, params: SetPasswordParams, step: str) -> Outco
         return file_outcome(reset_password(target.need_guest(), params.user, secret))
     finally:
         secret[:] = bytes(len(secret))
+
+
+class PasswordLoginParams(ActionParams):
+    user: Annotated[str, USER] = Field(
+        description="guest account that may log in with its password"
+    )
+
+
+def _password_login(target: Target, params: PasswordLoginParams, step: str) -> Outcome:
+    guest = target.need_guest()
+    return file_outcome(allow_password_login(guest, target.host, guest.user(params.user).name))
 
 
 class SshdConfigParams(ActionParams):
@@ -117,6 +128,14 @@ ACTIONS = (
         "/etc/shadow (never shown), /etc/passwd when it held the hash",
         "guest",
         _set_password,
+    ),
+    Action(
+        "sshd_password_login",
+        "Let a guest account log in over SSH with its password (an sshd `Match User` block).",
+        PasswordLoginParams,
+        "an sshd_config.d drop-in (or the end of sshd_config), checked with `sshd -T`",
+        "guest",
+        _password_login,
     ),
     Action(
         "sshd_config",
