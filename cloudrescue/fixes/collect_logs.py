@@ -4,7 +4,10 @@ Everything is read on the rescue system (its ``journalctl --directory`` on the g
 journal, its ``tar``), packed in a private temporary directory there, fetched with
 ``Host.read_file`` (SFTP over SSH) and written locally with mode 0600; the temporary directory
 is removed. Nothing on the guest changes. Log files above ``max_file_size`` are left out and
-listed (their tail is usually in the journal).
+listed (their tail is usually in the journal). When the rescue system cannot export the
+journal (no ``journalctl``, or one that reads no boot from it: a newer journal format, a
+damaged file), the journal's files go into the tarball as they are, to read at home with
+``journalctl --directory``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ JOURNAL_DIR = "/var/log/journal"
 LOG_DIR = "/var/log"
 MIB = 1024 * 1024
 SUMMARY = "cloudrescue-summary.txt"
+RAW_JOURNAL_NOTE = (
+    "journal: not exported (the rescue system's journalctl is missing or read no boot from "
+    "it): its files are in var-log.tar under journal/, for journalctl --directory\n"
+)
 _BOOT_LINE = re.compile(r"^\s*(-?\d+)\s+([0-9a-f]{32})\s")
 
 
@@ -37,6 +44,7 @@ class LogBundle:
     boots: tuple[str, ...]
     files: int
     left_out: tuple[str, ...]
+    raw_journal: bool = False
 
 
 def journal_boots(host: Host, journal: str) -> list[str]:
@@ -62,9 +70,11 @@ def _journal_exports(host: Host, guest: GuestFS, scratch: str, boots: int) -> li
     return names
 
 
-def _log_files(host: Host, log_dir: str, max_size: int) -> tuple[list[str], list[str]]:
-    argv = ["find", log_dir, "-xdev", "-type", "f", "-not", "-path", f"{log_dir}/journal/*",
-            "-printf", r"%s\t%P\0"]  # fmt: skip
+def _log_files(
+    host: Host, log_dir: str, max_size: int, *, journal: bool
+) -> tuple[list[str], list[str]]:
+    skip = [] if journal else ["-not", "-path", f"{log_dir}/journal/*"]
+    argv = ["find", log_dir, "-xdev", "-type", "f", *skip, "-printf", r"%s\t%P\0"]
     kept: list[str] = []
     left: list[str] = []
     for record in run_tool(host, argv, check=False).stdout.split("\0"):
@@ -83,16 +93,20 @@ def collect_logs(
     boots: int = 2,
     max_file_size: int = 64 * MIB,
 ) -> LogBundle:
-    """Write ``destination`` (a .tar.gz): the last ``boots`` boots' journal as text and the
-    guest's ``/var/log`` files up to ``max_file_size`` each."""
+    """Write ``destination`` (a .tar.gz): the last ``boots`` boots' journal as text (or the
+    journal's files, when it cannot be exported here) and the guest's ``/var/log`` files up
+    to ``max_file_size`` each."""
     scratch = run_tool(host, ["mktemp", "-d", "-t", "cloudrescue-logs.XXXXXXXX"]).stdout.strip()
     try:
         exports = _journal_exports(host, guest, scratch, boots)
         log_dir = guest.resolve(LOG_DIR).host
-        files, left_out = _log_files(host, log_dir, max_file_size)
+        raw = boots > 0 and not exports
+        files, left_out = _log_files(host, log_dir, max_file_size, journal=raw)
+        raw_journal = any(name.startswith("journal/") for name in files)
         summary = "".join(
             [f"guest root: {mounted.filesystem.describe()}\n"]
             + [f"journal export: {name}\n" for name in exports]
+            + [RAW_JOURNAL_NOTE] * raw_journal
             + [f"left out (over {max_file_size} bytes): /var/log/{name}\n" for name in left_out]
         )
         host.write_file(f"{scratch}/{SUMMARY}", summary.encode(), mode=0o600)
@@ -116,4 +130,5 @@ def collect_logs(
         tuple(name[len("journal-") : -len(".txt")] for name in exports),
         len(files),
         tuple(left_out),
+        raw_journal,
     )

@@ -1,10 +1,11 @@
 """Check (and only when asked, repair) the instance's filesystem before it is mounted.
 
 Read-only by default: ``e2fsck -f -n``, ``xfs_repair -n``, ``btrfs check --readonly``.
-``repair=True`` runs ``e2fsck -f -p`` (then ``-y`` if preening is not enough) or
-``xfs_repair``; an XFS log is zeroed (``xfs_repair -L``, losing its latest metadata changes)
-only with ``zero_log=True``. btrfs is never repaired here: ``btrfs check --repair`` can make
-things worse and is left to a person. The device must not be mounted.
+``repair=True`` runs ``e2fsck -f -p`` (then ``-y`` if preening is not enough) or, when
+``xfs_repair -n`` finds something, ``xfs_repair``; an XFS log is zeroed (``xfs_repair -L``,
+losing its latest metadata changes) only with ``zero_log=True``. btrfs is never repaired
+here: ``btrfs check --repair`` can make things worse and is left to a person. The device
+must not be mounted.
 """
 
 from __future__ import annotations
@@ -43,11 +44,16 @@ def _run(host: Host, argv: list[str]) -> CommandResult:
     return result
 
 
+def repair_command(device: str, fstype: str) -> list[str]:
+    """The command a repair of ``fstype`` starts with: ``e2fsck -f -p`` or ``xfs_repair``."""
+    return ["xfs_repair", device] if fstype == "xfs" else ["e2fsck", "-f", "-p", device]
+
+
 def _ext(host: Host, device: str, repair: bool) -> tuple[list[CommandResult], bool, bool]:
     if not repair:
         result = _run(host, ["e2fsck", "-f", "-n", device])
         return [result], result.exit_code == 0, False
-    runs = [_run(host, ["e2fsck", "-f", "-p", device])]
+    runs = [_run(host, repair_command(device, "ext4"))]
     if runs[-1].exit_code & E2FSCK_UNCORRECTED:
         runs.append(_run(host, ["e2fsck", "-f", "-y", device]))
     code = runs[-1].exit_code
@@ -58,10 +64,10 @@ def _ext(host: Host, device: str, repair: bool) -> tuple[list[CommandResult], bo
 def _xfs(
     host: Host, device: str, repair: bool, zero_log: bool
 ) -> tuple[list[CommandResult], bool, bool]:
-    if not repair:
-        result = _run(host, ["xfs_repair", "-n", device])
-        return [result], result.exit_code == 0, False
-    runs = [_run(host, ["xfs_repair", device])]
+    check = _run(host, ["xfs_repair", "-n", device])
+    if not repair or check.exit_code == 0:  # xfs_repair exits 0 whether it fixed anything
+        return [check], check.exit_code == 0, False
+    runs = [check, _run(host, repair_command(device, "xfs"))]
     if runs[-1].exit_code == XFS_DIRTY_LOG and zero_log:
         runs.append(_run(host, ["xfs_repair", "-L", device]))
     return runs, runs[-1].exit_code == 0, runs[-1].exit_code == 0

@@ -4,7 +4,8 @@ Sets ``console=tty0 console=ttyS0,115200n8`` in ``GRUB_CMDLINE_LINUX`` of
 ``/etc/default/grub`` (other ``console=`` arguments replaced), then regenerates the boot
 configuration with the guest's own tools, chrooted: ``update-grub`` or ``grub-mkconfig``
 (Debian/Ubuntu), ``grubby`` and ``grub2-mkconfig`` (RHEL-like). Needs the disk mounted with
-the chroot binds. In a dry run only the ``/etc/default/grub`` diff is computed.
+the chroot binds. A dry run shows the ``/etc/default/grub`` diff and the commands that would
+regenerate the boot configuration (and fails, like a real run, when the guest has none).
 """
 
 from __future__ import annotations
@@ -66,27 +67,26 @@ def _commands(guest: GuestFS) -> list[tuple[list[str], str]]:
 def enable_serial_console(guest: GuestFS, host: Host, mounted: MountedGuest) -> list[Change]:
     """Serial console on the kernel command line, boot configuration regenerated. Idempotent.
 
-    Raises ``FixFailedError``, before changing anything, when the guest lacks grub's tools or
-    the disk is mounted without the chroot binds."""
+    Raises ``FixFailedError``, before changing anything, when the guest lacks grub's tools
+    (also in a dry run) or the disk is mounted without the chroot binds."""
     text = guest.read_text(DEFAULT_GRUB)
     if text is None:
         raise FixFailedError(f"the guest has no {DEFAULT_GRUB}: not a grub-booted system")
     new = with_serial_console(text)
     if new == text:
         return []
-    if guest.dry_run:
-        return guest.write_file(DEFAULT_GRUB, new.encode())
-    if not chroot_ready(mounted):
+    commands = _commands(guest)
+    if not guest.dry_run and not chroot_ready(mounted):
         raise FixFailedError(
             "regenerating grub's configuration needs the chroot binds (/dev, /proc, /sys)",
             hint="mount the disk with the chroot binds",
         )
-    commands = _commands(guest)
     changes = guest.write_file(DEFAULT_GRUB, new.encode())
     for argv, output in commands:
-        result = chroot_run(host, guest, argv)
-        if not result.ok:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            raise FixFailedError(f"`{' '.join(argv)}` failed in the guest: {detail[-1:]}")
-        changes.append(Change("modify", output, f"regenerated {output} ({argv[0]})"))
+        if not guest.dry_run:
+            result = chroot_run(host, guest, argv)
+            if not result.ok:
+                detail = (result.stderr or result.stdout).strip().splitlines()
+                raise FixFailedError(f"`{' '.join(argv)}` failed in the guest: {detail[-1:]}")
+        changes.append(Change("modify", output, f"regenerated {output} ({' '.join(argv)})"))
     return changes

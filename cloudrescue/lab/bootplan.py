@@ -79,6 +79,7 @@ class BootPlan:
     rescue_disk: str | None = None
     forge_host_keys: bool = False
     stable_device: bool = False
+    gateway: str | None = None  # the cloud's router (the DHCP answer's default route)
 
     def save(self, path: Path) -> None:
         """Write the plan as JSON (no secrets are ever part of a plan)."""

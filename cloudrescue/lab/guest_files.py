@@ -13,8 +13,9 @@ from pathlib import Path
 from cloudrescue.lab.model import DEFAULT_USER, Family
 from cloudrescue.lab.system import run
 
-VERSION = 1
+VERSION = 3
 DEFAULT_UID = 1000
+KERNEL_VERSION = "6.1.0-lab-cloud-amd64"
 
 PERMISSIVE_RULES = (
     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n"
@@ -127,9 +128,20 @@ def _default_user(root: Path, family: Family) -> None:
     write(root, "etc/sudoers.d/90-cloud-init-users", f"{user} ALL=(ALL) NOPASSWD:ALL\n", 0o440)
 
 
+def _boot_loader(root: Path) -> None:
+    """grub's packaged defaults (what grub-pc's postinst installs), its ``/boot/grub`` (where
+    the EFI stub looks) and a stand-in kernel and initrd, so the guest's own ``update-grub``
+    writes a boot entry like a cloud image's (the lab boots disks without grub)."""
+    write(root, "etc/default/grub", (root / "usr/share/grub/default/grub").read_text())
+    for name in ("vmlinuz", "initrd.img"):
+        write(root, f"boot/{name}-{KERNEL_VERSION}", f"cloudrescue lab: stand-in {name}\n")
+    (root / "boot/grub").mkdir(exist_ok=True)
+
+
 def customise(root: Path, family: Family) -> None:
     """Turn a debootstrapped tree into a cloud image tree of ``family``."""
     _default_user(root, family)
+    _boot_loader(root)
     write(root, "etc/iptables/rules.v4", PERMISSIVE_RULES)
     write(root, "etc/iptables/rules.v6", PERMISSIVE_RULES)
     write(root, "etc/ssh/sshd_config.d/50-cloud-init.conf", CLOUD_SSHD)

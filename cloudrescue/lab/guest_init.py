@@ -7,7 +7,8 @@ network namespace (``python -m cloudrescue.lab.guest_init <plan.json> <report-fd
 2. process ``/etc/fstab``; an entry without ``nofail`` that fails -> emergency mode, no sshd;
 3. the root filesystem needs free space (the journal): a full root -> emergency mode;
 4. the firewall the disk persisted, then eth0 from the disk's network configuration;
-5. first boot of this instance (cloud-init, per instance): default user's authorized_keys;
+5. first boot of this instance (cloud-init, per instance): hostname, ``/etc/hosts``, default
+   user's authorized_keys;
 6. host keys generated if missing, fingerprints printed cloud-init style; ``sshd -t``, then
    ``exec chroot <root> /usr/sbin/sshd -D -e`` (the disk's own sshd and configuration).
 """
@@ -25,10 +26,16 @@ from cloudrescue.lab import firewall, init_common, netconfig
 from cloudrescue.lab.bootplan import BootPlan
 from cloudrescue.lab.consolelog import EMERGENCY, Console
 from cloudrescue.lab.fstab_mounts import mount_fstab, mount_root, plan_devices, root_device
+from cloudrescue.lab.guest_files import KERNEL_VERSION
 from cloudrescue.lab.mounting import prepare_root
 
 JOURNAL_RESERVE = 1024 * 1024
 CLOUD_INIT_VERSION = "Cloud-init v. 22.4.2"
+ETC_HOSTS = (  # cloud-init's hosts.debian.tmpl (manage_etc_hosts): sudo resolves the hostname
+    "127.0.1.1 {hostname} {hostname}\n127.0.0.1 localhost\n\n"
+    "# The following lines are desirable for IPv6 capable hosts\n"
+    "::1 localhost ip6-localhost ip6-loopback\nff02::1 ip6-allnodes\nff02::2 ip6-allrouters\n"
+)
 
 
 def _emergency(console: Console, fd: int) -> NoReturn:
@@ -87,7 +94,8 @@ def _passwd_entry(root: Path, user: str) -> tuple[Path, int, int] | None:
 
 
 def _first_boot(root: Path, plan: BootPlan, console: Console) -> None:
-    """cloud-init's per-instance modules: hostname and the default user's keys, once."""
+    """cloud-init's per-instance modules: hostname, /etc/hosts and the default user's keys,
+    once."""
     marker = root / "var/lib/cloud/data/instance-id"
     try:
         if marker.read_text().strip() == plan.instance_id:
@@ -96,6 +104,7 @@ def _first_boot(root: Path, plan: BootPlan, console: Console) -> None:
         pass
     console.cloud_init(f"{CLOUD_INIT_VERSION} running 'init' (first boot of this instance)")
     (root / "etc/hostname").write_text(plan.hostname + "\n")
+    (root / "etc/hosts").write_text(ETC_HOSTS.format(hostname=plan.hostname))
     entry = _passwd_entry(root, plan.default_user)
     if entry is not None:
         home, uid, gid = entry
@@ -119,14 +128,15 @@ def _network_and_firewall(root: Path, plan: BootPlan, console: Console) -> None:
             console.failed(f"Failed to start {loaded.unit}: {loaded.detail}")
     net = netconfig.interpret(root, plan.address)
     console.ok(f"Started networking ({net.source}{', DHCP' if net.dhcp else ''}).")
-    init_common.configure_eth0(net.addresses, console, plan.mac)
+    gateway = plan.gateway if net.dhcp else None  # static configurations name no router here
+    init_common.configure_eth0(net.addresses, console, plan.mac, gateway)
 
 
 def boot(plan: BootPlan, fd: int) -> NoReturn:
     """Boot the instance's disk; never returns (execs sshd, or idles)."""
     console = Console(Path(plan.console))
     socket.sethostname(plan.hostname)
-    console.kernel("Linux version 6.1.0-lab-cloud-amd64 (cloudrescue lab) #1 SMP PREEMPT_DYNAMIC")
+    console.kernel(f"Linux version {KERNEL_VERSION} (cloudrescue lab) #1 SMP PREEMPT_DYNAMIC")
     console.kernel(f"Command line: root=/dev/{root_device(plan)} ro console=ttyS0")
     root = Path(plan.mnt) / "root"
     root.mkdir(parents=True, exist_ok=True)

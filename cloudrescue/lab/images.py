@@ -37,6 +37,8 @@ GUEST_PACKAGES = (
     "ufw",
     "ifupdown",
     "passwd",
+    "grub2-common",
+    "udev",
 )
 RESCUE_PACKAGES = (
     "openssh-server",
@@ -56,6 +58,7 @@ RESCUE_PACKAGES = (
     "iproute2",
     "passwd",
     "mount",
+    "iputils-ping",
 )
 STRIP = (
     "usr/share/doc",

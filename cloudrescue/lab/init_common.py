@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -19,8 +20,11 @@ def report(fd: int, outcome: str, *, sshd: bool) -> None:
     os.close(fd)
 
 
-def configure_eth0(addresses: list[str], console: Console, mac: str) -> None:
-    """Give eth0 exactly ``addresses`` (down when there are none); only the subnet route."""
+def configure_eth0(
+    addresses: list[str], console: Console, mac: str, gateway: str | None = None
+) -> None:
+    """Give eth0 exactly ``addresses`` (down when there are none), the subnet route and, when
+    ``gateway`` is on one of those subnets, the default route through it."""
     run(["ip", "addr", "flush", "dev", "eth0"])
     if not addresses:
         run(["ip", "link", "set", "eth0", "down"])
@@ -33,6 +37,11 @@ def configure_eth0(addresses: list[str], console: Console, mac: str) -> None:
         run(["ip", "addr", "add", address, "dev", "eth0"])
         ip, _, prefix = address.partition("/")
         console.cloud_init(f"ci-info: | eth0 | True | {ip} | /{prefix} | global | {mac} |")
+    if gateway is not None and any(
+        ipaddress.IPv4Address(gateway) in ipaddress.IPv4Interface(address).network
+        for address in addresses
+    ):
+        run(["ip", "route", "add", "default", "via", gateway, "dev", "eth0"])
 
 
 def ensure_host_keys(root: Path) -> list[Path]:

@@ -57,7 +57,7 @@ def boot(plan: BootPlan, fd: int, password: bytes) -> NoReturn:
     prepare_root(root, devices, visible=names, serials=serials, loop_control=True)
     firewall.flush()
     console.ok("Started networking (DHCP).")
-    init_common.configure_eth0([plan.address], console, plan.mac)
+    init_common.configure_eth0([plan.address], console, plan.mac, plan.gateway)
     run(["chroot", str(root), "chpasswd"], stdin=b"root:" + password.strip(b"\r\n") + b"\n")
     console.cloud_init("Cloud-init v. 22.4.2 running 'modules:final' (rescue)")
     keys = init_common.ensure_host_keys(root)

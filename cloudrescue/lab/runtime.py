@@ -142,6 +142,7 @@ class LabRuntime:
             rescue_disk=self._rescue_disk.name if kind == "rescue" and self._rescue_disk else None,
             forge_host_keys=bool(request and request.forge_host_key_fingerprints),
             stable_device=bool(request and request.stable_device),
+            gateway=self.config.gateway,
         )
 
     def _write_plan(self, instance: _Instance, plan: BootPlan) -> Path:

@@ -1,7 +1,8 @@
 """Ways to break an instance on purpose: each damages a mounted guest tree like a mistake would.
 
-Every scenario makes the instance unreachable for its default user's ``lab_key`` login (the
-TCP connection to port 22 fails, or the key is refused) until the disk is repaired.
+Every scenario but ``sudoers`` makes the instance unreachable for its default user's
+``lab_key`` login (the TCP connection to port 22 fails, or the key is refused) until the disk
+is repaired; ``sudoers`` lets the user log in and makes ``sudo`` refuse to run.
 """
 
 from __future__ import annotations
@@ -157,6 +158,23 @@ def disk_full(target: Target) -> str:
     return "the root filesystem is full (/var/log/app-debug.log), reserved blocks included"
 
 
+def sudoers(target: Target) -> str:
+    """Make the cloud user's sudoers file world-writable (sudo ignores it) and add a drop-in
+    with a syntax error (sudo refuses to run at all)."""
+    (target.root / "etc/sudoers.d/90-cloud-init-users").chmod(0o666)
+    write(
+        target.root,
+        "etc/sudoers.d/99-deploy",
+        "Cmnd_Alias DEPLOY = /usr/bin/systemctl restart app\n"
+        f"{target.user} ALL=(ALL) NOPASSWD DEPLOY\n",
+        0o440,
+    )
+    return (
+        "/etc/sudoers.d/90-cloud-init-users is mode 0666 and /etc/sudoers.d/99-deploy has a "
+        "syntax error: sudo refuses to run"
+    )
+
+
 def network(target: Target) -> str:
     """Give eth0 a wrong static address in the disk's network configuration."""
     ip, _, prefix = WRONG_ADDRESS.partition("/")
@@ -196,6 +214,7 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("root-password", "root/user passwords unknown and expired", root_password),
         Scenario("disk-full", "root filesystem 100% full: boot fails", disk_full),
         Scenario("network", "wrong static address in the network config", network),
+        Scenario("sudoers", "sudoers.d: a world-writable file, a syntax error", sudoers),
     )
 }
 

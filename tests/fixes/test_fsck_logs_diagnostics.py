@@ -69,6 +69,13 @@ def test_xfs_check_and_policies(tmp_path: Path, loop_image: tuple[Path, str]) ->
     host = LocalHost()
     report = check_filesystem(host, device, "xfs")
     assert report.clean and report.commands == (("xfs_repair", "-n", device),)
+    clean = check_filesystem(host, device, "xfs", repair=True)  # nothing to repair
+    assert clean.clean and not clean.repaired and clean.commands == report.commands
+    sh("xfs_db", "-x", "-c", "sb 0", "-c", "write -d icount 7", device)
+    assert not check_filesystem(host, device, "xfs").clean
+    fixed = check_filesystem(host, device, "xfs", repair=True)
+    assert fixed.repaired and fixed.commands[1:] == (("xfs_repair", device),)
+    assert check_filesystem(host, device, "xfs").clean
     with pytest.raises(InvalidInputError):
         check_filesystem(host, device, "xfs", zero_log=True)
     with pytest.raises(InvalidInputError):
@@ -97,15 +104,31 @@ def test_collect_logs_bundle(tmp_path: Path) -> None:
         guest_fs(root), LocalHost(), mounted_guest(root), destination=target, max_file_size=4000
     )
     assert tree_digest(root) == before
-    assert bundle.files == 2 and bundle.left_out == ("huge.log",)
+    assert bundle.files == 3 and bundle.left_out == ("huge.log",)
+    assert bundle.boots == () and bundle.raw_journal  # no journalctl reads a fake journal
     assert target.stat().st_mode & 0o777 == 0o600 and bundle.size == target.stat().st_size
     with tarfile.open(target) as outer:
         names = outer.getnames()
         assert "cloudrescue-summary.txt" in names and "var-log.tar" in names
+        summary = outer.extractfile("cloudrescue-summary.txt")
+        assert summary is not None and b"journal: not exported" in summary.read()
         inner_file = outer.extractfile("var-log.tar")
         assert inner_file is not None
         with tarfile.open(fileobj=inner_file) as inner:
-            assert sorted(inner.getnames()) == ["nginx/error.log", "syslog"]
+            assert sorted(inner.getnames()) == [
+                "journal/0123/system.journal",
+                "nginx/error.log",
+                "syslog",
+            ]
+    no_boots = collect_logs(
+        guest_fs(root),
+        LocalHost(),
+        mounted_guest(root),
+        destination=target,
+        boots=0,
+        max_file_size=4000,
+    )
+    assert no_boots.files == 2 and not no_boots.raw_journal
 
 
 @needs_root

@@ -88,10 +88,16 @@ def test_grub_cmdline(before: str, after: str) -> None:
 def test_serial_console_needs_grub_tools(tmp_path: Path) -> None:
     root = tmp_path / "g"
     write_tree(root, {"etc/default/grub": 'GRUB_CMDLINE_LINUX=""\n'})
+    for dry_run in (True, False):
+        with pytest.raises(FixFailedError, match="neither update-grub nor grub-mkconfig"):
+            enable_serial_console(
+                guest_fs(root, dry_run=dry_run), LocalHost(), mounted_guest(root, binds=True)
+            )
+    assert (root / "etc/default/grub").read_text() == 'GRUB_CMDLINE_LINUX=""\n'
+    write_tree(root, {"usr/sbin/update-grub": "#!/bin/sh\n"})
     dry = enable_serial_console(guest_fs(root, dry_run=True), LocalHost(), mounted_guest(root))
     assert "+GRUB_CMDLINE_LINUX" in dry[0].diff
+    assert dry[1].detail == "regenerated /boot/grub/grub.cfg (/usr/sbin/update-grub)"
     with pytest.raises(FixFailedError, match="chroot binds"):
         enable_serial_console(guest_fs(root), LocalHost(), mounted_guest(root))
     assert (root / "etc/default/grub").read_text() == 'GRUB_CMDLINE_LINUX=""\n'
-    with pytest.raises(FixFailedError, match="neither update-grub nor grub-mkconfig"):
-        enable_serial_console(guest_fs(root), LocalHost(), mounted_guest(root, binds=True))

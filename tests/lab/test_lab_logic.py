@@ -149,6 +149,7 @@ def test_scenario_registry() -> None:
         "root-password",
         "disk-full",
         "network",
+        "sudoers",
     }
     assert all(s.description and "\n" not in s.description for s in SCENARIOS.values())
     with pytest.raises(InvalidInputError, match="known: lost-key"):

@@ -34,6 +34,7 @@ UNREACHABLE_BY = {
     "root-password": "command failed",
     "disk-full": "no sshd",
     "network": "no tcp",
+    "sudoers": "sudo refused",
 }
 
 
@@ -111,6 +112,13 @@ def test_break_makes_the_instance_unreachable(runtime_lab: RuntimeLab, scenario:
     expected = UNREACHABLE_BY[scenario]
     if expected in ("no tcp", "no sshd"):
         assert not tcp_open(spec.address)
+    elif expected == "sudo refused":
+        client = ssh_client(spec.address, spec.default_user, key=runtime_lab.key)
+        try:
+            status, _ = run_ssh(client, "sudo -n true")
+        finally:
+            client.close()
+        assert status != 0
     else:
         outcome = key_login(spec.address, spec.default_user, runtime_lab.key)
         assert outcome.startswith(expected), outcome

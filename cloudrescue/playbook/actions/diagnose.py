@@ -13,7 +13,7 @@ from cloudrescue.disks.discovery import human_size
 from cloudrescue.fixes.collect_logs import collect_logs
 from cloudrescue.fixes.diagnostics import NetworkReport, disk_benchmark, network_diagnostics
 from cloudrescue.fixes.disk_space import MIB
-from cloudrescue.fixes.fsck import check_filesystem
+from cloudrescue.fixes.fsck import check_filesystem, repair_command
 from cloudrescue.playbook.actions.base import (
     Action,
     ActionParams,
@@ -56,6 +56,9 @@ def _fsck(target: Target, params: FsckParams, step: str) -> Outcome:
     state = "repaired" if report.repaired else "clean" if report.clean else "has errors"
     text = report.output + (f"\n{report.advice}" if report.advice else "")
     would_repair = target.dry_run and params.repair and not report.clean
+    if would_repair:
+        argv = tuple(repair_command(params.device, params.fstype))
+        commands += (CommandRecord("rescue", argv, ran=False),)
     return Outcome(
         changed=report.repaired or would_repair,
         commands=commands,
@@ -129,10 +132,10 @@ def _collect(target: Target, params: CollectLogsParams, step: str) -> Outcome:
         max_file_size=params.max_file_mib * MIB,
     )
     left_out = [f"left out: {name}" for name in bundle.left_out]
+    journal = "journal files as they are" if bundle.raw_journal else f"{len(bundle.boots)} boots"
     return Outcome(
         changed=False,
-        note=f"{bundle.path} ({human_size(bundle.size)}, {bundle.files} files, "
-        f"{len(bundle.boots)} boots)",
+        note=f"{bundle.path} ({human_size(bundle.size)}, {bundle.files} files, {journal})",
         report="\n".join(left_out),
     )
 
