@@ -409,6 +409,29 @@ class GuestFS:
             self._sync_parent(target.host)
         return [self._record(change)]
 
+    def before_rewrite(self, path: str, detail: str) -> Change:
+        """Record that a guest tool is about to rewrite ``path`` in place (``grub-mkconfig``).
+
+        The current file is copied to its backup name first, so ``rollback`` puts it back (or
+        removes the file when there was none). In a dry run nothing is copied.
+        """
+        target = self._writable(path)
+        info = self._lstat(target.host)
+        if info is not None and not info.is_file:
+            raise GuestPathError(f"{path} exists in the guest and is not a regular file")
+        if info is None:
+            return self._record(Change("create", target.guest, detail))
+        if self.dry_run:
+            return self._record(Change("modify", target.guest, detail))
+        backup = self._backup_name(target.host)
+        self.host.write_file(backup, self.host.read_file(target.host), mode=info.permissions)
+        self.host.chown(backup, info.uid, info.gid)
+        self.host.fsync(backup)
+        self._sync_parent(target.host)
+        return self._record(
+            Change("modify", target.guest, f"{detail}, backup {posixpath.basename(backup)}", backup)
+        )
+
     # -- undo -------------------------------------------------------------------------------
 
     def rollback(self) -> Iterator[str]:

@@ -4,8 +4,10 @@ Sets ``console=tty0 console=ttyS0,115200n8`` in ``GRUB_CMDLINE_LINUX`` of
 ``/etc/default/grub`` (other ``console=`` arguments replaced), then regenerates the boot
 configuration with the guest's own tools, chrooted: ``update-grub`` or ``grub-mkconfig``
 (Debian/Ubuntu), ``grubby`` and ``grub2-mkconfig`` (RHEL-like). Needs the disk mounted with
-the chroot binds. A dry run shows the ``/etc/default/grub`` diff and the commands that would
-regenerate the boot configuration (and fails, like a real run, when the guest has none).
+the chroot binds. A regenerated grub.cfg that would boot from the rescue's device name is
+refused and the previous one restored. A dry run shows the ``/etc/default/grub`` diff and the
+commands that would regenerate the boot configuration (and fails, like a real run, when the
+guest has none).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from cloudrescue.remote.base import Host
 
 DEFAULT_GRUB = "/etc/default/grub"
 CONSOLE_ARGS = ("console=tty0", "console=ttyS0,115200n8")
+_ROOT_ARG = re.compile(r"^\s*linux\S*\s+\S+.*?\sroot=(\S+)", re.MULTILINE)
 _CMDLINE = re.compile(r"^(?P<lead>\s*GRUB_CMDLINE_LINUX=)(?P<value>.*)$", re.MULTILINE)
 
 
@@ -83,10 +86,33 @@ def enable_serial_console(guest: GuestFS, host: Host, mounted: MountedGuest) -> 
         )
     changes = guest.write_file(DEFAULT_GRUB, new.encode())
     for argv, output in commands:
+        detail = f"regenerated {output} ({' '.join(argv)})"
+        if guest.dry_run or not output.endswith(".cfg"):
+            change = Change("modify", output, detail)  # grubby edits a directory of entries
+        else:
+            change = guest.before_rewrite(output, detail)
         if not guest.dry_run:
             result = chroot_run(host, guest, argv)
             if not result.ok:
-                detail = (result.stderr or result.stdout).strip().splitlines()
-                raise FixFailedError(f"`{' '.join(argv)}` failed in the guest: {detail[-1:]}")
-        changes.append(Change("modify", output, f"regenerated {output} ({' '.join(argv)})"))
+                lines = (result.stderr or result.stdout).strip().splitlines()
+                raise FixFailedError(f"`{' '.join(argv)}` failed in the guest: {lines[-1:]}")
+            if output.endswith(".cfg"):
+                _check_boot_root(guest, output, mounted)
+        changes.append(change)
     return changes
+
+
+def _check_boot_root(guest: GuestFS, config: str, mounted: MountedGuest) -> None:
+    """Refuse a grub.cfg that names the root by the rescue system's device names.
+
+    Without an initramfs, or with ``GRUB_DISABLE_LINUX_UUID=true``, grub-mkconfig run from
+    the rescue writes ``root=/dev/<rescue's name for the disk>``: the instance would not boot.
+    """
+    rescue_names = {record.source for record in mounted.mounts if record.kind != "bind"}
+    for value in _ROOT_ARG.findall(guest.read_text(config) or ""):
+        if value in rescue_names or value.startswith("/dev/loop"):
+            raise FixFailedError(
+                f"the regenerated {config} boots from root={value}, the rescue system's name "
+                "for the disk: the instance would not boot",
+                hint="let grub use UUIDs (GRUB_DISABLE_LINUX_UUID) or install an initramfs",
+            )

@@ -161,6 +161,23 @@ def test_enable_serial_console_regenerates_the_boot_entry(lab: E2ELab, family: s
     assert on_guest(lab, guest, "sudo -n cat /boot/grub/grub.cfg") == (0, config)
 
 
+def test_enable_serial_console_refuses_a_config_naming_the_rescue_disk(lab: E2ELab) -> None:
+    """Without UUIDs, grub-mkconfig run from the rescue writes the rescue's device name."""
+    guest = fresh(lab)
+    command = "echo GRUB_DISABLE_LINUX_UUID=true | sudo -n tee -a /etc/default/grub"
+    assert on_guest(lab, guest, command)[0] == 0
+    before = lab.disk_files(guest.id)
+    result = lab.cli("run", guest.name, "enable-serial-console", "--yes")
+    assert result.returncode == 10, result.stderr
+    assert "boots from root=/dev/" in result.stderr and "would not boot" in result.stderr
+    assert status_of(lab, guest.name) == "ACTIVE/-"
+    after = lab.disk_files(guest.id)
+    restored = {path for path in set(before) | set(after) if before.get(path) != after.get(path)}
+    assert restored <= {"boot/grub"}, restored  # the directory update-grub made stays, empty
+    assert on_guest(lab, guest, "ls -A /boot/grub") == (0, "")
+    assert reachable(lab, guest)
+
+
 # -- selinux-relabel --------------------------------------------------------------------------
 
 

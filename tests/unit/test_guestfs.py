@@ -121,6 +121,24 @@ def test_rollback_restores_everything(guest: GuestFS) -> None:
     ]
 
 
+def test_a_file_a_guest_tool_rewrites_is_backed_up_and_rolled_back(guest: GuestFS) -> None:
+    config, fresh = Path(guest.root, "etc/tool.cfg"), Path(guest.root, "etc/new.cfg")
+    config.write_text("old\n")
+    kept = guest.before_rewrite("/etc/tool.cfg", "regenerated /etc/tool.cfg")
+    made = guest.before_rewrite("/etc/new.cfg", "generated /etc/new.cfg")
+    assert kept.backup and Path(kept.backup).read_text() == "old\n"
+    assert (kept.kind, made.kind, made.backup) == ("modify", "create", None)
+    config.write_text("rewritten by the tool\n")  # what grub-mkconfig does in place
+    fresh.write_text("made by the tool\n")
+    assert len(list(guest.rollback())) == 2
+    assert config.read_text() == "old\n" and not fresh.exists()
+    assert sorted(p.name for p in Path(guest.root, "etc").iterdir()) == [
+        "group",
+        "passwd",
+        "tool.cfg",
+    ]
+
+
 def test_unknown_guest_user(guest: GuestFS) -> None:
     with pytest.raises(InvalidInputError, match="no user 'nobody2'"):
         guest.user("nobody2")
