@@ -30,7 +30,7 @@ INSTANCES = 2
 TRANSITION_DELAY = 0.5
 READY_TIMEOUT = 120.0
 LAB_COMMAND_TIMEOUT = 900
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "openstack-api-samples"
+SAMPLES = Path(__file__).resolve().parent / "samples"  # upstream api-ref samples
 
 
 def console_host_keys(console: str) -> list[str]:

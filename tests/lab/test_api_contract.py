@@ -173,7 +173,6 @@ def test_microversion_negotiation(lab: ApiLab) -> None:
     assert versions[0]["version"] == "2.100" and versions[0]["min_version"] == "2.1"
 
 
-@pytest.mark.skipif(not SAMPLES.is_dir(), reason="upstream API samples not available")
 @pytest.mark.parametrize(
     ("sample", "version", "path", "key"),
     [
