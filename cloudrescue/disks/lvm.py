@@ -27,6 +27,8 @@ RENAME_SUFFIX = "-cloudrescue"
 LOOP_ATTACH_ATTEMPTS = 3
 PV_FIELDS = "pv_name,vg_name,vg_uuid,pv_uuid,pe_start,vg_extent_size"
 LV_FIELDS = "vg_name,lv_name,vg_uuid,lv_uuid,lv_size,lv_attr,segtype,seg_start_pe,seg_pe_ranges"
+REPORT_ARGS = ("--reportformat", "json", "--units", "b", "--nosuffix", "-o")
+"""``pvs``/``lvs`` options for what ``parse_pvs``/``parse_lvs`` read (the fields follow)."""
 
 
 @dataclass(frozen=True)
@@ -333,20 +335,8 @@ def prepare_lvm(
         )
         return setup
     setup = LvmSetup(device_mapper="Driver version" in version.stdout)
-    pvs = parse_pvs(
-        _lvm(
-            host,
-            ["pvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", PV_FIELDS],
-            pv_devices,
-        ).stdout
-    )
-    lvs = parse_lvs(
-        _lvm(
-            host,
-            ["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", LV_FIELDS],
-            pv_devices,
-        ).stdout
-    )
+    pvs = parse_pvs(_lvm(host, ["pvs", *REPORT_ARGS, PV_FIELDS], pv_devices).stdout)
+    lvs = parse_lvs(_lvm(host, ["lvs", *REPORT_ARGS, LV_FIELDS], pv_devices).stdout)
     by_vg: dict[str, list[LogicalVolume]] = defaultdict(list)
     for lv in lvs:
         by_vg[lv.vg_uuid].append(lv)
@@ -356,19 +346,7 @@ def prepare_lvm(
             pv.vg_name
             for pv in parse_pvs(
                 _lvm(
-                    host,
-                    [
-                        "pvs",
-                        "--reportformat",
-                        "json",
-                        "--units",
-                        "b",
-                        "--nosuffix",
-                        "-o",
-                        PV_FIELDS,
-                    ],
-                    rescue_pv_devices,
-                    check=False,
+                    host, ["pvs", *REPORT_ARGS, PV_FIELDS], rescue_pv_devices, check=False
                 ).stdout
                 or "{}"
             )

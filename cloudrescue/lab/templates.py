@@ -19,6 +19,14 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from cloudrescue.disks.lvm import (
+    LV_FIELDS,
+    PV_FIELDS,
+    REPORT_ARGS,
+    loop_geometry,
+    parse_lvs,
+    parse_pvs,
+)
 from cloudrescue.lab import images
 from cloudrescue.lab.bootplan import DiskLayout, LvExtent, RootSource
 from cloudrescue.lab.layout import cache_dir
@@ -109,47 +117,12 @@ def _make_lvs(disk: LoopDevice, work: Path) -> dict[str, LvExtent]:
     _lvm(["vgcreate", VG, pv], config)
     _lvm(["lvcreate", "-Zn", "-an", "-n", "root", "-L", "2G", VG], config)
     _lvm(["lvcreate", "-Zn", "-an", "-n", "swap", "-L", "256M", VG], config)
-    pv_info = json.loads(
-        _lvm(
-            [
-                "pvs",
-                "--reportformat",
-                "json",
-                "--units",
-                "b",
-                "--nosuffix",
-                "-o",
-                "pe_start,vg_extent_size",
-                pv,
-            ],
-            config,
-        )
-    )
-    geometry = pv_info["report"][0]["pv"][0]
-    pe_start, extent = int(geometry["pe_start"]), int(geometry["vg_extent_size"])
+    pvs = parse_pvs(_lvm(["pvs", *REPORT_ARGS, PV_FIELDS, pv], config))
     part_start = int((Path("/sys/class/block") / Path(pv).name / "start").read_text()) * 512
-    lv_info = json.loads(
-        _lvm(
-            [
-                "lvs",
-                "--reportformat",
-                "json",
-                "--units",
-                "b",
-                "--nosuffix",
-                "-o",
-                "lv_name,seg_pe_ranges,seg_size",
-                VG,
-            ],
-            config,
-        )
-    )
     extents: dict[str, LvExtent] = {}
-    for lv in lv_info["report"][0]["lv"]:
-        first_pe = int(lv["seg_pe_ranges"].rsplit(":", 1)[1].split("-")[0])
-        extents[lv["lv_name"]] = LvExtent(
-            part_start + pe_start + first_pe * extent, int(lv["seg_size"])
-        )
+    for lv in parse_lvs(_lvm(["lvs", *REPORT_ARGS, LV_FIELDS, VG], config)):
+        _pv, offset, size = loop_geometry(lv, pvs)
+        extents[lv.name] = LvExtent(part_start + offset, size)
     return extents
 
 
