@@ -245,6 +245,14 @@ class GuestFS:
             counter += 1
         return candidate
 
+    def _keep_copy(self, host_path: str, data: bytes, info: FileStat) -> str:
+        """Write ``data`` (the file's current content) to a fresh backup name; return it."""
+        backup = self._backup_name(host_path)
+        self.host.write_file(backup, data, mode=info.permissions)
+        self.host.chown(backup, info.uid, info.gid)
+        self.host.fsync(backup)
+        return backup
+
     def _sync_parent(self, host_path: str) -> None:
         self.host.fsync(posixpath.dirname(host_path))
 
@@ -289,10 +297,7 @@ class GuestFS:
             return [self._record(Change(kind, target.guest, detail, diff=diff))]
         backup = None
         if info is not None and old is not None:
-            backup = self._backup_name(target.host)
-            self.host.write_file(backup, old, mode=info.permissions)
-            self.host.chown(backup, info.uid, info.gid)
-            self.host.fsync(backup)
+            backup = self._keep_copy(target.host, old, info)
             detail += f", backup {posixpath.basename(backup)}"
         temporary = posixpath.join(
             posixpath.dirname(target.host),
@@ -423,10 +428,7 @@ class GuestFS:
             return self._record(Change("create", target.guest, detail))
         if self.dry_run:
             return self._record(Change("modify", target.guest, detail))
-        backup = self._backup_name(target.host)
-        self.host.write_file(backup, self.host.read_file(target.host), mode=info.permissions)
-        self.host.chown(backup, info.uid, info.gid)
-        self.host.fsync(backup)
+        backup = self._keep_copy(target.host, self.host.read_file(target.host), info)
         self._sync_parent(target.host)
         return self._record(
             Change("modify", target.guest, f"{detail}, backup {posixpath.basename(backup)}", backup)
