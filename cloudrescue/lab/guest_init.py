@@ -154,22 +154,8 @@ def boot(plan: BootPlan, fd: int) -> NoReturn:
     _first_boot(root, plan, console)
     console.cloud_init(f"{CLOUD_INIT_VERSION} running 'modules:final'")
     console.host_keys(init_common.ensure_host_keys(root))
-    sshd_error = init_common.check_sshd(root)
-    if sshd_error is not None:
-        console.failed("Failed to start ssh.service - OpenBSD Secure Shell server.")
-        for line in sshd_error.splitlines():
-            console.line(f"sshd: {line}")
-        console.close()
-        init_common.report(fd, "running", sshd=False)
-        init_common.idle()
-    console.ok("Started ssh.service - OpenBSD Secure Shell server.")
-    console.line()
-    console.line(f"{init_common.pretty_name(root)} {plan.hostname} ttyS0")
-    console.line()
-    console.line(f"{plan.hostname} login: ")
-    console.close()
-    init_common.report(fd, "running", sshd=True)
-    init_common.exec_sshd(root)
+    issue = f"{init_common.pretty_name(root)} {plan.hostname} ttyS0"
+    init_common.start_sshd(root, console, fd, issue=issue, hostname=plan.hostname)
 
 
 def main(argv: list[str]) -> None:

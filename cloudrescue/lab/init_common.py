@@ -80,6 +80,29 @@ def check_sshd(root: Path) -> str | None:
     return (result.stderr or result.stdout).strip() or f"sshd -t exited {result.returncode}"
 
 
+def start_sshd(root: Path, console: Console, fd: int, *, issue: str, hostname: str) -> NoReturn:
+    """Check the disk's sshd configuration, report, and become sshd (or idle when it fails).
+
+    ``issue`` is the console's login banner line (``Debian GNU/Linux 12 host ttyS0``).
+    """
+    error = check_sshd(root)
+    if error is not None:
+        console.failed("Failed to start ssh.service - OpenBSD Secure Shell server.")
+        for line in error.splitlines():
+            console.line(f"sshd: {line}")
+        console.close()
+        report(fd, "running", sshd=False)
+        idle()
+    console.ok("Started ssh.service - OpenBSD Secure Shell server.")
+    console.line()
+    console.line(issue)
+    console.line()
+    console.line(f"{hostname} login: ")
+    console.close()
+    report(fd, "running", sshd=True)
+    exec_sshd(root)
+
+
 def pretty_name(root: Path) -> str:
     """``PRETTY_NAME`` of the disk's os-release."""
     try:

@@ -64,20 +64,8 @@ def boot(plan: BootPlan, fd: int, password: bytes) -> NoReturn:
     if plan.forge_host_keys:
         keys = init_common.forged_keys(plan.hostname, mnt / "rescue-rw" / "forged")
     console.host_keys(keys)
-    error = init_common.check_sshd(root)
-    if error is not None:
-        console.failed(f"Failed to start ssh.service - OpenBSD Secure Shell server: {error}")
-        console.close()
-        init_common.report(fd, "running", sshd=False)
-        init_common.idle()
-    console.ok("Started ssh.service - OpenBSD Secure Shell server.")
-    console.line()
-    console.line(f"Debian GNU/Linux 12 {plan.hostname} ttyS0 (rescue system)")
-    console.line()
-    console.line(f"{plan.hostname} login: ")
-    console.close()
-    init_common.report(fd, "running", sshd=True)
-    init_common.exec_sshd(root)
+    issue = f"Debian GNU/Linux 12 {plan.hostname} ttyS0 (rescue system)"
+    init_common.start_sshd(root, console, fd, issue=issue, hostname=plan.hostname)
 
 
 def main(argv: list[str]) -> None:
