@@ -98,18 +98,28 @@ def test_wrong_rescue_password_is_refused_and_unrescued(lab: E2ELab) -> None:
     assert key_login(instance["address"], "debian", lab.key) == "ok"
 
 
-def test_ctrl_c_unrescues(lab: E2ELab) -> None:
-    instance = lab.add()
-    name = instance["name"]
+def interrupted_fix(lab: E2ELab, name: str, *, twice: bool) -> tuple[int, str]:
+    """Ctrl-C a fix of ``name`` while nova is rescuing it (2 s), ``twice`` during the cleanup;
+    its exit status and stderr."""
     lab.faults(transition_delay=2.0)
     try:
         process = lab.popen("fix-ssh-keys", name, "--key", f"{lab.key}.pub", "--yes")
         wait_until(lambda: status_of(lab, name) == "ACTIVE/rescuing", process)
         process.send_signal(signal.SIGINT)
+        if twice:
+            time.sleep(0.5)  # the rescue takes 2 s more: the cleanup is still waiting for it
+            process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
     finally:
         lab.clear_faults()
-    assert process.returncode == 130, stderr
+    return process.returncode, stderr
+
+
+def test_ctrl_c_unrescues(lab: E2ELab) -> None:
+    instance = lab.add()
+    name = instance["name"]
+    returncode, stderr = interrupted_fix(lab, name, twice=False)
+    assert returncode == 130, stderr
     assert "interrupted: restoring" in stderr
     assert status_of(lab, name) == "ACTIVE/-"
     assert journal_state(lab, name) == "restored"
@@ -119,17 +129,8 @@ def test_ctrl_c_unrescues(lab: E2ELab) -> None:
 def test_second_ctrl_c_leaves_it_in_rescue_and_resume_restores(lab: E2ELab) -> None:
     instance = lab.add()
     name = instance["name"]
-    lab.faults(transition_delay=2.0)
-    try:
-        process = lab.popen("fix-ssh-keys", name, "--key", f"{lab.key}.pub", "--yes")
-        wait_until(lambda: status_of(lab, name) == "ACTIVE/rescuing", process)
-        process.send_signal(signal.SIGINT)
-        time.sleep(0.5)  # the rescue takes 2 s more: the cleanup is still waiting for it
-        process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=120)
-    finally:
-        lab.clear_faults()
-    assert process.returncode == 130, stderr
+    returncode, stderr = interrupted_fix(lab, name, twice=True)
+    assert returncode == 130, stderr
     assert "left in rescue" in stderr and "cloudrescue resume" in stderr
     wait_until(lambda: status_of(lab, name) == "RESCUE/-")
     assert journal_state(lab, name) == "left-in-rescue"
