@@ -12,7 +12,6 @@ import logging
 import os
 import shutil
 import subprocess
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from cloudrescue.lab.layout import InstancePaths, StateLayout
 from cloudrescue.lab.ledger import Entry, Ledger, UndoHandler
 from cloudrescue.lab.loopdev import LoopDevice, attach, undo_loop, undo_node
 from cloudrescue.lab.model import BootOutcome, InstanceSpec, LabConfig, RescueRequest
+from cloudrescue.lab.system import private_mount_module
 from cloudrescue.lab.templates import template
 
 log = logging.getLogger(__name__)
@@ -277,18 +277,7 @@ class LabRuntime:
         self._map_lvs(instance)
         path = self._write_plan(instance, self._plan(instance, "guest"))
         result = subprocess.run(
-            [
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                sys.executable,
-                "-m",
-                "cloudrescue.lab.damage",
-                str(path),
-                scenario,
-            ],
+            private_mount_module("cloudrescue.lab.damage", str(path), scenario),
             capture_output=True,
             text=True,
             check=False,

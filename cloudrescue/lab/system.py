@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 
 from cloudrescue.errors import LabError, PermissionRequiredError
@@ -39,6 +40,14 @@ def run(
         detail = next((line for line in lines if "error" in line.lower()), lines[-1])
         raise LabError(f"`{' '.join(argv[:3])}` failed (status {result.returncode}): {detail}")
     return result
+
+
+def private_mount_module(module: str, *args: str) -> list[str]:
+    """argv running ``python -m module args`` in a mount namespace of its own: whatever it
+    mounts (an instance's disk to damage, a template to fill) vanishes with it."""
+    return [
+        "unshare", "--mount", "--propagation", "private", "--", sys.executable, "-m", module, *args
+    ]  # fmt: skip
 
 
 def require_root(action: str) -> None:

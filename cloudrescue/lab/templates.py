@@ -33,7 +33,7 @@ from cloudrescue.lab.layout import cache_dir
 from cloudrescue.lab.ledger import Ledger
 from cloudrescue.lab.loopdev import LoopDevice, attach, undo_loop, undo_node
 from cloudrescue.lab.model import Family, Variant
-from cloudrescue.lab.system import LVM_ENV, run
+from cloudrescue.lab.system import LVM_ENV, private_mount_module, run
 
 TEMPLATE_VERSION = 2
 DISK_SIZE = "3G"
@@ -66,20 +66,7 @@ def template(variant: Variant, family: Family, progress: images.Progress) -> Tem
 
     def build(partial: Path) -> None:
         job = {"image": str(partial), "tree": str(tree.path), "variant": variant, "family": family}
-        run(
-            [
-                "unshare",
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                sys.executable,
-                "-m",
-                "cloudrescue.lab.templates",
-                json.dumps(job),
-            ],
-            timeout=900,
-        )
+        run(private_mount_module("cloudrescue.lab.templates", json.dumps(job)), timeout=900)
 
     image = images.cached(target, build, progress, f"{variant} template disk ({family})")
     manifest = json.loads(image.with_name(image.name + ".json").read_text())
