@@ -138,7 +138,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="lab-bench-"))
     env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(work / "clouds.yaml")}
-    from cloudrescue.lab.images import rescue_image
+    from cloudrescue.lab.rootfs import rescue_image
     from cloudrescue.lab.templates import template
 
     def images() -> None:

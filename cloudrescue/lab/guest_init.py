@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from cloudrescue.errors import LabError
-from cloudrescue.lab import firewall, init_common, netconfig
+from cloudrescue.lab import boot_firewall, init_common, netconfig
 from cloudrescue.lab.bootplan import BootPlan
 from cloudrescue.lab.consolelog import EMERGENCY, Console
 from cloudrescue.lab.fstab_mounts import mount_fstab, mount_root, plan_devices, root_device
@@ -120,8 +120,8 @@ def _first_boot(root: Path, plan: BootPlan, console: Console) -> None:
 
 
 def _network_and_firewall(root: Path, plan: BootPlan, console: Console) -> None:
-    firewall.flush()
-    for loaded in firewall.load_all(root):
+    boot_firewall.flush()
+    for loaded in boot_firewall.load_all(root):
         if loaded.ok:
             console.ok(f"Finished {loaded.unit}.")
         else:

@@ -27,10 +27,10 @@ from typing import Any, Protocol
 from cloudrescue.errors import ConflictError, LabError, NotFoundError
 from cloudrescue.lab import cloudsyaml, netns, processes
 from cloudrescue.lab.admin_client import AdminClient, DaemonUnreachableError
-from cloudrescue.lab.images import cache_lock, rescue_image
 from cloudrescue.lab.layout import StateLayout
 from cloudrescue.lab.ledger import Ledger
 from cloudrescue.lab.model import Family, LabConfig, Variant
+from cloudrescue.lab.rootfs import cache_lock, rescue_image
 from cloudrescue.lab.system import require_root, run
 from cloudrescue.lab.templates import template
 

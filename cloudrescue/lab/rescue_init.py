@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from cloudrescue.lab import firewall, init_common
+from cloudrescue.lab import boot_firewall, init_common
 from cloudrescue.lab.bootplan import BootPlan
 from cloudrescue.lab.consolelog import Console
 from cloudrescue.lab.mounting import Devices, mount, prepare_root
@@ -55,7 +55,7 @@ def boot(plan: BootPlan, fd: int, password: bytes) -> NoReturn:
     serials = {name: plan.serial for name in instance if plan.serial}
     devices = Devices(names, plan.rescue_devices())
     prepare_root(root, devices, visible=names, serials=serials, loop_control=True)
-    firewall.flush()
+    boot_firewall.flush()
     console.ok("Started networking (DHCP).")
     init_common.configure_eth0([plan.address], console, plan.mac, plan.gateway)
     run(["chroot", str(root), "chpasswd"], stdin=b"root:" + password.strip(b"\r\n") + b"\n")

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Literal
 
 from cloudrescue.errors import ConflictError, LabError, NotFoundError
-from cloudrescue.lab import disks, loopdev, netns, processes, scenarios
+from cloudrescue.lab import instance_disks, loopdev, netns, processes, scenarios
 from cloudrescue.lab.bootplan import BootPlan, DiskLayout, PlanKind
-from cloudrescue.lab.disks import AttachedDisks
-from cloudrescue.lab.images import rescue_image
+from cloudrescue.lab.instance_disks import AttachedDisks
 from cloudrescue.lab.layout import InstancePaths, StateLayout
 from cloudrescue.lab.ledger import Entry, Ledger, UndoHandler
 from cloudrescue.lab.loopdev import LoopDevice, attach, undo_loop, undo_node
 from cloudrescue.lab.model import BootOutcome, InstanceSpec, LabConfig, RescueRequest
+from cloudrescue.lab.rootfs import rescue_image
 from cloudrescue.lab.system import private_mount_module
 from cloudrescue.lab.templates import template
 
@@ -152,7 +152,7 @@ class LabRuntime:
 
     def _map_lvs(self, instance: _Instance) -> None:
         if instance.layout.lvs and not instance.lvs:
-            instance.lvs = disks.map_lvs(
+            instance.lvs = instance_disks.map_lvs(
                 self.ledger, instance.spec, instance.paths, instance.layout
             )
 
@@ -161,9 +161,9 @@ class LabRuntime:
             instance.init.stop()
             self.ledger.forget("process", f"{instance.spec.id}:init")
             instance.init = None
-        disks.release_strays(instance.disks)
-        disks.wait_unused([*instance.disks.names(), *instance.lvs.values()])
-        disks.unmap_lvs(self.ledger, instance.spec, instance.lvs)
+        instance_disks.release_strays(instance.disks)
+        instance_disks.wait_unused([*instance.disks.names(), *instance.lvs.values()])
+        instance_disks.unmap_lvs(self.ledger, instance.spec, instance.lvs)
         instance.lvs = {}
         instance.mode = "stopped"
 
@@ -211,10 +211,10 @@ class LabRuntime:
         try:
             disk_template = template(spec.variant, spec.family, lambda m: log.info("%s", m))
             paths.layout.write_text(json.dumps(disk_template.layout.to_json(), indent=1))
-            disks.copy_template(str(disk_template.image), paths)
-            disks.make_config_drive(spec, paths, self._public_keys())
-            attached = disks.attach_disks(self.ledger, spec, paths)
-            disks.unique_xfs_uuid(attached, disk_template.layout)
+            instance_disks.copy_template(str(disk_template.image), paths)
+            instance_disks.make_config_drive(spec, paths, self._public_keys())
+            attached = instance_disks.attach_disks(self.ledger, spec, paths)
+            instance_disks.unique_xfs_uuid(attached, disk_template.layout)
             name = netns.create_netns(self.ledger, self.config.lab_id, spec.index, spec.mac)
         except BaseException:
             self._undo_instance(spec)

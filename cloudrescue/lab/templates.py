@@ -27,7 +27,7 @@ from cloudrescue.disks.lvm import (
     parse_lvs,
     parse_pvs,
 )
-from cloudrescue.lab import images
+from cloudrescue.lab import rootfs
 from cloudrescue.lab.bootplan import DiskLayout, LvExtent, RootSource
 from cloudrescue.lab.layout import cache_dir
 from cloudrescue.lab.ledger import Ledger
@@ -58,17 +58,17 @@ class Template:
     layout: DiskLayout
 
 
-def template(variant: Variant, family: Family, progress: images.Progress) -> Template:
+def template(variant: Variant, family: Family, progress: rootfs.Progress) -> Template:
     """The template disk of ``variant``/``family``, built (once) if needed."""
-    tree = images.guest_rootfs(family, progress)
-    key = images.recipe_key({"tree": tree.key, "variant": variant, "v": TEMPLATE_VERSION})
+    tree = rootfs.guest_rootfs(family, progress)
+    key = rootfs.recipe_key({"tree": tree.key, "variant": variant, "v": TEMPLATE_VERSION})
     target = cache_dir() / "templates" / f"{variant}-{family}-{key}.img"
 
     def build(partial: Path) -> None:
         job = {"image": str(partial), "tree": str(tree.path), "variant": variant, "family": family}
         run(private_mount_module("cloudrescue.lab.templates", json.dumps(job)), timeout=900)
 
-    image = images.cached(target, build, progress, f"{variant} template disk ({family})")
+    image = rootfs.cached(target, build, progress, f"{variant} template disk ({family})")
     manifest = json.loads(image.with_name(image.name + ".json").read_text())
     return Template(image, DiskLayout.from_json(manifest))
 

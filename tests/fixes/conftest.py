@@ -21,7 +21,7 @@ from cloudrescue.disks.fstab import parse_fstab
 from cloudrescue.disks.probe import RootFilesystem
 from cloudrescue.disks.session import MountedGuest, MountRecord, SkippedMount
 from cloudrescue.guestfs import GuestFS
-from cloudrescue.lab.images import guest_rootfs
+from cloudrescue.lab.rootfs import guest_rootfs
 from cloudrescue.remote.local import LocalHost
 
 

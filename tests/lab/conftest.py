@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from cloudrescue.lab import netns
-from cloudrescue.lab.images import cache_lock
 from cloudrescue.lab.model import Family, InstanceSpec, LabConfig, Variant
+from cloudrescue.lab.rootfs import cache_lock
 from cloudrescue.lab.runtime import LabRuntime
 from cloudrescue.lab.scenarios import SCENARIOS
 

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from cloudrescue.lab.api import schemas
 from cloudrescue.lab.api import store as st
 from cloudrescue.lab.api.consoles import novnc_url
-from cloudrescue.lab.api.errors import NOT_FOUND, NovaError
+from cloudrescue.lab.api.error_bodies import NOT_FOUND, NovaError
 from cloudrescue.lab.api.machine import RESCUE, check_state
 from cloudrescue.lab.api.microversion import Version
 from cloudrescue.lab.api.nova_common import Nova, NovaRequest

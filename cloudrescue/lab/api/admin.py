@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cloudrescue.errors import CloudRescueError, ConflictError, InvalidInputError, NotFoundError
 from cloudrescue.lab.api import store as st
-from cloudrescue.lab.api.errors import AdminError
+from cloudrescue.lab.api.error_bodies import AdminError
 from cloudrescue.lab.api.faults import Faults
 from cloudrescue.lab.api.service import LabService, lab_of
 from cloudrescue.lab.api.store import ServerRecord

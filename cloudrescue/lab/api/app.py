@@ -16,7 +16,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cloudrescue.lab.api import actions, admin, glance, keystone, nova, server_meta
 from cloudrescue.lab.api.consoles import PAGES, console_page, invalid_token_page, token_from_query
-from cloudrescue.lab.api.errors import NOT_FOUND, ApiError, NovaError, error_for_path, http_title
+from cloudrescue.lab.api.error_bodies import (
+    NOT_FOUND,
+    ApiError,
+    NovaError,
+    error_for_path,
+    http_title,
+)
 from cloudrescue.lab.api.faults import applies_to
 from cloudrescue.lab.api.microversion import response_headers
 from cloudrescue.lab.api.service import LabService, lab_of

@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import Request
 
-from cloudrescue.lab.api.errors import AUTH_REQUIRED, KeystoneError
+from cloudrescue.lab.api.error_bodies import AUTH_REQUIRED, KeystoneError
 
 TOKEN_LIFETIME = timedelta(hours=1)
 _NAMESPACE = uuid.UUID("0d8c3a52-69b4-4f7e-8f27-3a8a3e5d0c11")

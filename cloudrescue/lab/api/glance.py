@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from cloudrescue.lab.api.auth import unauthorized
-from cloudrescue.lab.api.errors import GlanceError
-from cloudrescue.lab.api.images import Image
+from cloudrescue.lab.api.error_bodies import GlanceError
+from cloudrescue.lab.api.image_catalog import Image
 from cloudrescue.lab.api.service import lab_of
 
 DEFAULT_LIMIT = 25

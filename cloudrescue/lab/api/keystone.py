@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from cloudrescue.lab.api.auth import DOMAIN, Identity, Token, keystone_time, unauthorized
-from cloudrescue.lab.api.errors import AUTH_REQUIRED, KeystoneError
+from cloudrescue.lab.api.error_bodies import AUTH_REQUIRED, KeystoneError
 from cloudrescue.lab.api.service import LabService, lab_of
 
 router = APIRouter(prefix="/identity")

@@ -12,7 +12,7 @@ from typing import Protocol, TypeVar
 
 from cloudrescue.errors import InvalidInputError
 from cloudrescue.lab.api import store as st
-from cloudrescue.lab.api.errors import instance_not_found, invalid_state
+from cloudrescue.lab.api.error_bodies import instance_not_found, invalid_state
 from cloudrescue.lab.api.store import ServerRecord, ServerStore, launch_time
 from cloudrescue.lab.model import BootOutcome, InstanceSpec, RescueRequest
 

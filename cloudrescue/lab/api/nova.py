@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 
 from cloudrescue.lab.api import schemas
-from cloudrescue.lab.api.errors import NovaError
+from cloudrescue.lab.api.error_bodies import NovaError
 from cloudrescue.lab.api.microversion import MAX_VERSION, MIN_VERSION
 from cloudrescue.lab.api.nova_common import Nova, NovaRequest
 from cloudrescue.lab.api.store import ServerRecord, states_for_statuses

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 
 from cloudrescue.lab.api.auth import unauthorized
-from cloudrescue.lab.api.errors import NOT_FOUND, NovaError, instance_not_found
+from cloudrescue.lab.api.error_bodies import NOT_FOUND, NovaError, instance_not_found
 from cloudrescue.lab.api.microversion import Version, requested_version
 from cloudrescue.lab.api.service import LabService, lab_of
 from cloudrescue.lab.api.store import ServerRecord

@@ -12,7 +12,7 @@ import jsonschema
 from jsonschema import Draft202012Validator
 from jsonschema.protocols import Validator
 
-from cloudrescue.lab.api.errors import NovaError
+from cloudrescue.lab.api.error_bodies import NovaError
 
 MAX_TAG_LENGTH = 60
 MAX_TAG_COUNT = 50

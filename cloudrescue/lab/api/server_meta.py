@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 
 from cloudrescue.lab.api import schemas
 from cloudrescue.lab.api import store as st
-from cloudrescue.lab.api.errors import NovaError, instance_not_found, invalid_state
+from cloudrescue.lab.api.error_bodies import NovaError, instance_not_found, invalid_state
 from cloudrescue.lab.api.nova_common import Nova, NovaRequest
 from cloudrescue.lab.api.store import ServerRecord
 

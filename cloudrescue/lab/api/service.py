@@ -15,9 +15,9 @@ from fastapi import Request
 from cloudrescue.lab.api import store as st
 from cloudrescue.lab.api.auth import Identity, TokenStore
 from cloudrescue.lab.api.consoles import ConsoleTokens
-from cloudrescue.lab.api.errors import AdminError
+from cloudrescue.lab.api.error_bodies import AdminError
 from cloudrescue.lab.api.faults import FaultState
-from cloudrescue.lab.api.images import ImageCatalog
+from cloudrescue.lab.api.image_catalog import ImageCatalog
 from cloudrescue.lab.api.machine import Machine, Runtime
 from cloudrescue.lab.api.store import ServerRecord, ServerStore
 from cloudrescue.lab.layout import StateLayout
