@@ -1,12 +1,16 @@
 """The rescue procedure: rescue, wait, log in with a verified host key, and always leave.
 
-``RescueWorkflow.session`` is the heart of every command that repairs an instance::
+``RescueWorkflow.session`` is the heart of every command that works on an instance::
 
     with workflow.session(server, command="fix-ssh-keys") as rescued:
         ...  # rescued.host is the rescue system (SSH), the instance's disk is attached
 
 Whatever happens inside (an error, Ctrl-C), the instance is unrescued on the way out. A second
 Ctrl-C during that cleanup leaves it in rescue, journalled, and says how to resume.
+
+Side effects come in through the constructor: the cloud backend, the journal, the progress
+sink, and ``connect`` / ``clock`` / ``sleep`` (SSH login and time), so the whole procedure
+runs in unit tests against a fake cloud and a local host.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from __future__ import annotations
 import ipaddress
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
 
 from cloudrescue.cloud.base import CloudBackend, ImageInfo, ServerInfo
 from cloudrescue.cloud.wait import wait_for_status
@@ -27,22 +32,41 @@ from cloudrescue.errors import (
     HostKeyError,
     InvalidInputError,
     NotFoundError,
+    WrongStateError,
 )
 from cloudrescue.events import Events
 from cloudrescue.journal import Journal, JournalEntry
+from cloudrescue.keys import PublicKey
+from cloudrescue.marks import MARK_KEYS, marks_for
+from cloudrescue.remote.base import RemoteHost
 from cloudrescue.remote.hostkeys import AnnouncedHostKeys, newest_announcement
-from cloudrescue.remote.ssh import Endpoint, HostKeyCheck, JumpHost, SSHHost, connect
+from cloudrescue.remote.ssh import Endpoint, HostKeyCheck, JumpHost, connect
+from cloudrescue.rescue_access import authorize_rescue_keys, remember_host_key
 
-MARK_RUN = "cloudrescue:run"
-MARK_SINCE = "cloudrescue:since"
-MARK_KEYS = (MARK_RUN, MARK_SINCE)
 RESCUE_PASSWORD_BYTES = 24
+RESCUE_USER = "root"
+TRUSTED_HOST_KEY_WAIT = 15.0
 
 
 class LeftInRescueError(CloudRescueError):
     """Cleanup was interrupted (second Ctrl-C): the instance stays in rescue, journalled."""
 
     exit_status = ExitStatus.INTERRUPTED
+
+
+class Connect(Protocol):
+    """Logs in to the rescue system (``cloudrescue.remote.ssh.connect``)."""
+
+    def __call__(
+        self,
+        endpoint: Endpoint,
+        *,
+        password: str,
+        host_keys: HostKeyCheck,
+        jump: JumpHost | None,
+        wait_seconds: float,
+        on_retry: Callable[[str], None] | None,
+    ) -> RemoteHost: ...
 
 
 @dataclass(frozen=True)
@@ -59,6 +83,30 @@ class RescueSettings:
     poll_interval: float = 1.0
 
 
+def rescue_settings(
+    *,
+    jump: str | None = None,
+    jump_key: Path | None = None,
+    jump_fingerprint: str | None = None,
+    **given: Any,
+) -> RescueSettings:
+    """``RescueSettings`` from the command line's values, checked before the cloud is asked.
+
+    ``given`` are named as ``RescueSettings`` fields; the bastion comes as text
+    (``[user@]host[:port]``) with its key file and expected fingerprint.
+    """
+    jump_host = None
+    if jump:
+        try:
+            endpoint = Endpoint.parse(jump, default_user=RESCUE_USER)
+        except ValueError as error:
+            raise InvalidInputError(f"--jump {jump!r}: expected [user@]host[:port]") from error
+        if jump_key is not None and not jump_key.is_file():
+            raise InvalidInputError(f"--jump-key {jump_key}: no such file")
+        jump_host = JumpHost(endpoint, jump_key, jump_fingerprint)
+    return RescueSettings(jump=jump_host, **given)
+
+
 @dataclass
 class RescuedInstance:
     """An instance in rescue with an open SSH session to its rescue system."""
@@ -66,8 +114,22 @@ class RescuedInstance:
     server: ServerInfo
     run_id: str
     address: str
-    host: SSHHost
+    host: RemoteHost
     announced: AnnouncedHostKeys | None
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RescueLogin:
+    """How to log in to an instance kept in rescue (what `cloudrescue rescue` prints)."""
+
+    server: ServerInfo
+    run_id: str
+    address: str
+    user: str
+    fingerprint: str
+    verified: bool  # the host key was announced on the console (else trusted on first use)
+    known_hosts: Path
     password: str = field(repr=False)
 
 
@@ -94,16 +156,40 @@ def pick_address(server: ServerInfo, override: str | None = None) -> str:
     return min(candidates)[1]
 
 
+def stranded(
+    journal: Journal, *, instance: str | None = None, include_held: bool = False
+) -> list[JournalEntry]:
+    """Journal entries of rescues whose run died (``resume`` restores them), newest first."""
+    return [
+        entry
+        for entry in journal.entries()
+        if not entry.process_alive
+        and (include_held or entry.state != "held")
+        and instance in (None, entry.server_name, entry.server_id)
+    ]
+
+
 class RescueWorkflow:
     """Rescue / unrescue one instance at a time, journalled, through a ``CloudBackend``."""
 
     def __init__(
-        self, backend: CloudBackend, journal: Journal, events: Events, settings: RescueSettings
+        self,
+        backend: CloudBackend,
+        journal: Journal,
+        events: Events,
+        settings: RescueSettings,
+        *,
+        connect: Connect = connect,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.backend = backend
         self.journal = journal
         self.events = events
         self.settings = settings
+        self._connect = connect
+        self._clock = clock
+        self._sleep = sleep
 
     # -- entering ---------------------------------------------------------------------------
 
@@ -118,19 +204,21 @@ class RescueWorkflow:
             timeout=self.settings.state_timeout,
             events=self.events,
             interval=self.settings.poll_interval,
+            clock=self._clock,
+            sleep=self._sleep,
         )
 
     def _announced_host_keys(self, server: ServerInfo, before: str) -> AnnouncedHostKeys | None:
         limit = self.settings.host_key_timeout
         if self.settings.trust_host_key:
-            limit = min(limit, 15.0)
+            limit = min(limit, TRUSTED_HOST_KEY_WAIT)
         self.events.stage("reading the rescue's host key fingerprints from the console log")
-        deadline = time.monotonic() + limit
+        deadline = self._clock() + limit
         while True:
             announced = newest_announcement(self.backend.console_output(server.id), before=before)
-            if announced is not None or time.monotonic() > deadline:
+            if announced is not None or self._clock() > deadline:
                 break
-            time.sleep(self.settings.poll_interval)
+            self._sleep(self.settings.poll_interval)
         if announced is None and not self.settings.trust_host_key:
             raise HostKeyError(
                 f"the console log of {server.name} shows no SSH host key fingerprints for the "
@@ -148,8 +236,8 @@ class RescueWorkflow:
         self.journal.update(run_id, "rescued")
         announced = self._announced_host_keys(server, before)
         self.events.stage(f"logging in to the rescue system at {address}")
-        host = connect(
-            Endpoint(address),
+        host = self._connect(
+            Endpoint(address, username=RESCUE_USER),
             password=password,
             host_keys=HostKeyCheck(announced, trust_on_first_use=self.settings.trust_host_key),
             jump=self.settings.jump,
@@ -199,12 +287,9 @@ class RescueWorkflow:
         )
         self.events.stage(f"asking the cloud to rescue {server.name}")
         try:
-            # Nova accepts metadata changes only while no task runs and not in rescue: mark
-            # the instance now, clear the mark once it is back (``leave``).
-            self.backend.set_marks(
-                server.id,
-                {MARK_RUN: run_id, MARK_SINCE: datetime.now(UTC).isoformat(timespec="seconds")},
-            )
+            # Nova refuses metadata changes once the instance is in rescue: mark it now,
+            # clear the mark once it is back (``leave``).
+            self.backend.set_marks(server.id, marks_for(run_id))
             started = self.backend.rescue(
                 server, admin_password=secrets.token_urlsafe(RESCUE_PASSWORD_BYTES), image=image
             )
@@ -244,7 +329,41 @@ class RescueWorkflow:
         except CloudRescueError as error:
             self.events.note(f"could not clear the cloudrescue mark: {error.message}")
 
-    # -- resuming ---------------------------------------------------------------------------
+    # -- holding, unrescuing, resuming --------------------------------------------------------
+
+    def hold(self, server: ServerInfo, *, keys: Sequence[PublicKey] = ()) -> RescueLogin:
+        """Rescue ``server`` and keep it in rescue, ready for a login by hand.
+
+        ``keys`` are authorised for root on the rescue system; the verified host key goes to
+        cloudrescue's own known_hosts file (the user's is never touched).
+        """
+        with self.session(server, command="rescue", hold=True) as rescued:
+            if keys:
+                authorize_rescue_keys(rescued.host, list(keys))
+            entry = rescued.host.host_key_entry()
+        known_hosts = remember_host_key(self.journal.path.parent, rescued.address, entry)
+        return RescueLogin(
+            server=rescued.server,
+            run_id=rescued.run_id,
+            address=rescued.address,
+            user=RESCUE_USER,
+            fingerprint=rescued.host.host_key_fingerprint,
+            verified=rescued.announced is not None,
+            known_hosts=known_hosts,
+            password=rescued.password,
+        )
+
+    def unrescue(self, server: ServerInfo) -> ServerInfo:
+        """Take ``server`` out of rescue and close every journal entry open for it."""
+        if server.status != "RESCUE" and server.task_state not in ("rescuing", "unrescuing"):
+            raise WrongStateError(
+                f"instance {server.name} is not in rescue (status {server.status})"
+            )
+        open_runs = [entry for entry in self.journal.entries() if entry.server_id == server.id]
+        final = self.leave(server, open_runs[0].run_id if open_runs else None)
+        for entry in open_runs[1:]:
+            self.journal.update(entry.run_id, "restored", note="closed by unrescue")
+        return final
 
     def resume(self, entry: JournalEntry) -> str:
         """Restore an instance a dead run left in rescue; returns what was done."""

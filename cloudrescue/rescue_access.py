@@ -7,7 +7,8 @@ from pathlib import Path
 
 from cloudrescue.keys import PublicKey
 from cloudrescue.remote.base import Host
-from cloudrescue.remote.ssh import SSHHost
+
+KNOWN_HOSTS = "known_hosts"
 
 
 def authorize_rescue_keys(host: Host, keys: list[PublicKey]) -> None:
@@ -21,20 +22,20 @@ def authorize_rescue_keys(host: Host, keys: list[PublicKey]) -> None:
     host.write_file(path, ("\n".join(lines) + "\n").encode(), mode=0o600)
 
 
-def remember_host_key(state_dir: Path, address: str, host: SSHHost) -> Path:
-    """Record the verified rescue host key in cloudrescue's own known_hosts file.
+def remember_host_key(state_dir: Path, address: str, key_entry: str) -> Path:
+    """Record a verified rescue host key (``type base64``) in cloudrescue's own known_hosts.
 
     The user's ``~/.ssh/known_hosts`` is left alone: a rescue reuses the instance's address
     with a new key, which would otherwise trip (or pollute) it.
     """
-    path = state_dir / "known_hosts"
+    path = state_dir / KNOWN_HOSTS
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     kept = [
         line
         for line in (path.read_text().splitlines() if path.exists() else [])
         if line.split(" ", 1)[0] != address
     ]
-    kept.append(f"{address} {host.host_key_entry()}")
+    kept.append(f"{address} {key_entry}")
     temporary = path.with_suffix(".tmp")
     temporary.write_text("\n".join(kept) + "\n")
     os.replace(temporary, path)

@@ -56,11 +56,12 @@ def _root(
 
 
 def _register_commands() -> None:
-    from cloudrescue.cli import console, instances, lab, playbooks
+    from cloudrescue.cli import console, instances, lab, playbooks, run
 
     for command in (instances.rescue, instances.unrescue, instances.status, instances.resume):
         app.command()(command)
-    playbooks.register(app)
+    run.register(app)
+    app.add_typer(playbooks.app, name="playbooks")
     app.add_typer(console.app, name="console")
     app.add_typer(lab.app, name="lab")
 

@@ -17,6 +17,7 @@ from cloudrescue.errors import (
 )
 
 STABLE_DEVICE_RESCUE = "2.87"
+ENVIRONMENT_CLOUD = "envvars"  # the journal's name for a cloud given by OS_* variables
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 T = TypeVar("T")
 
@@ -102,7 +103,7 @@ class OpenStackCloud:
             self._conn = openstack.connect(cloud=cloud) if cloud else openstack.connect()
         except sdk_exceptions.ConfigException as error:
             raise InvalidInputError(f"cloud configuration: {error}") from error
-        self._name = cloud or self._conn.config.name or "envvars"
+        self._name = cloud or self._conn.config.name or ENVIRONMENT_CLOUD
 
     @property
     def cloud_name(self) -> str:
@@ -253,3 +254,8 @@ class OpenStackCloud:
                 self._conn.compute.delete_server_metadata(server_id, doomed)
 
         self._call(f"metadata of {server_id}", clear)
+
+
+def open_recorded_cloud(name: str) -> OpenStackCloud:
+    """The cloud a journal entry names (``cloud_name`` when the rescue was started)."""
+    return OpenStackCloud(None if name == ENVIRONMENT_CLOUD else name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from cloudrescue.cloud.base import CloudBackend, ServerInfo
 from cloudrescue.errors import CloudError, CloudTimeoutError, NotFoundError
@@ -17,17 +18,19 @@ def wait_for_status(
     timeout: float,
     events: Events,
     interval: float = 1.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> ServerInfo:
     """Poll until the server's status is in ``targets`` with no task running.
 
     API errors while polling are retried until ``timeout`` (a 5xx or a stall must not end the
     job); ``ERROR`` status or the server vanishing end it at once.
     """
-    started = time.monotonic()
+    started = clock()
     last_error: CloudError | None = None
     wanted = "/".join(sorted(targets))
     while True:
-        elapsed = time.monotonic() - started
+        elapsed = clock() - started
         try:
             server = backend.get_server(server_id)
         except NotFoundError:
@@ -46,4 +49,4 @@ def wait_for_status(
             raise CloudTimeoutError(
                 f"instance {server_id} did not reach {wanted} within {timeout:.0f} s{detail}"
             )
-        time.sleep(interval)
+        sleep(interval)

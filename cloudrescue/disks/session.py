@@ -112,6 +112,11 @@ class MountedGuest:
     device_mapper: bool | None
 
     @property
+    def device(self) -> str:
+        """The rescue system's device of the root filesystem (e.g. ``/dev/vdb1``)."""
+        return self.filesystem.filesystem.device
+
+    @property
     def lvm(self) -> bool:
         """Whether the root is an LVM logical volume."""
         return self.filesystem.filesystem.lv is not None

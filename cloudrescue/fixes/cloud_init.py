@@ -8,23 +8,23 @@ A ``/etc/cloud/cloud-init.disabled`` marker is moved aside too.
 
 from __future__ import annotations
 
-from cloudrescue.disks.session import MountedGuest
 from cloudrescue.fixes.common import move_aside
-from cloudrescue.guestfs import Change, GuestFS
-from cloudrescue.remote.base import Host
+from cloudrescue.guest import Guest
+from cloudrescue.guestfs import Change
 
 CLOUD_DIR = "/var/lib/cloud"
 KEPT = frozenset({"seed"})
 DISABLED_MARKER = "/etc/cloud/cloud-init.disabled"
 
 
-def reset_cloud_init(guest: GuestFS, host: Host, mounted: MountedGuest) -> list[Change]:
+def reset_cloud_init(guest: Guest) -> list[Change]:
     """Make cloud-init treat the next boot as the instance's first. Idempotent."""
+    files = guest.files
     changes: list[Change] = []
-    for name in guest.listdir(CLOUD_DIR):
+    for name in files.listdir(CLOUD_DIR):
         if name not in KEPT and ".cloudrescue-" not in name:
-            changes += move_aside(guest, f"{CLOUD_DIR}/{name}")
-    changes += guest.remove(DISABLED_MARKER)
+            changes += move_aside(files, f"{CLOUD_DIR}/{name}")
+    changes += files.remove(DISABLED_MARKER)
     if changes:
-        changes += guest.request_selinux_relabel()
+        changes += files.request_selinux_relabel()
     return changes

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudrescue.disks.commands import run_tool
-from cloudrescue.disks.session import MountedGuest
 from cloudrescue.fixes.common import rescue_has
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import GuestFS
 from cloudrescue.remote.base import Host
 
@@ -54,8 +54,8 @@ def journal_boots(host: Host, journal: str) -> list[str]:
     return [m.group(2) for line in result.stdout.splitlines() if (m := _BOOT_LINE.match(line))]
 
 
-def _journal_exports(host: Host, guest: GuestFS, scratch: str, boots: int) -> list[str]:
-    journal = guest.resolve(JOURNAL_DIR)
+def _journal_exports(host: Host, files: GuestFS, scratch: str, boots: int) -> list[str]:
+    journal = files.resolve(JOURNAL_DIR)
     info = host.lstat(journal.host)
     if boots <= 0 or info is None or not info.is_dir or not rescue_has(host, "journalctl"):
         return []
@@ -85,9 +85,7 @@ def _log_files(
 
 
 def collect_logs(
-    guest: GuestFS,
-    host: Host,
-    mounted: MountedGuest,
+    guest: Guest,
     *,
     destination: Path,
     boots: int = 2,
@@ -96,23 +94,24 @@ def collect_logs(
     """Write ``destination`` (a .tar.gz): the last ``boots`` boots' journal as text (or the
     journal's files, when it cannot be exported here) and the guest's ``/var/log`` files up
     to ``max_file_size`` each."""
+    files, host = guest.files, guest.host
     scratch = run_tool(host, ["mktemp", "-d", "-t", "cloudrescue-logs.XXXXXXXX"]).stdout.strip()
     try:
-        exports = _journal_exports(host, guest, scratch, boots)
-        log_dir = guest.resolve(LOG_DIR).host
+        exports = _journal_exports(host, files, scratch, boots)
+        log_dir = files.resolve(LOG_DIR).host
         raw = boots > 0 and not exports
-        files, left_out = _log_files(host, log_dir, max_file_size, journal=raw)
-        raw_journal = any(name.startswith("journal/") for name in files)
+        log_files, left_out = _log_files(host, log_dir, max_file_size, journal=raw)
+        raw_journal = any(name.startswith("journal/") for name in log_files)
         summary = "".join(
-            [f"guest root: {mounted.filesystem.describe()}\n"]
+            [f"guest root: {guest.mount.filesystem.describe()}\n"]
             + [f"journal export: {name}\n" for name in exports]
             + [RAW_JOURNAL_NOTE] * raw_journal
             + [f"left out (over {max_file_size} bytes): /var/log/{name}\n" for name in left_out]
         )
         host.write_file(f"{scratch}/{SUMMARY}", summary.encode(), mode=0o600)
         members = [SUMMARY, *exports]
-        if files:
-            listing = b"".join(name.encode() + b"\0" for name in files)
+        if log_files:
+            listing = b"".join(name.encode() + b"\0" for name in log_files)
             tar = ["tar", "-C", log_dir, "--null", "-T", "-", "-cf", f"{scratch}/var-log.tar"]
             host.run(tar, stdin=listing, timeout=1800)
             members.append("var-log.tar")
@@ -128,7 +127,7 @@ def collect_logs(
         destination,
         len(data),
         tuple(name[len("journal-") : -len(".txt")] for name in exports),
-        len(files),
+        len(log_files),
         tuple(left_out),
         raw_journal,
     )

@@ -30,31 +30,30 @@ def commented(line: str, reason: str) -> str:
     return f"{MARKER} {reason}: {body}" + ("\n" if line.endswith("\n") else "")
 
 
-def os_release(guest: GuestFS) -> dict[str, str]:
+def os_release(files: GuestFS) -> dict[str, str]:
     """The guest's os-release values (empty when it has none)."""
     for path in ("/etc/os-release", "/usr/lib/os-release"):
-        text = guest.read_text(path)
+        text = files.read_text(path)
         if text is not None:
             return parse_os_release(text)
     return {}
 
 
-def is_rhel_like(guest: GuestFS) -> bool:
+def is_rhel_like(files: GuestFS) -> bool:
     """Whether the guest is RHEL-like (Rocky, Alma, CentOS, Fedora...) by os-release."""
-    values = os_release(guest)
+    values = os_release(files)
     names = {values.get("ID", ""), *values.get("ID_LIKE", "").split()}
-    return bool(names & set(RHEL_IDS)) or guest.exists("/etc/redhat-release")
+    return bool(names & set(RHEL_IDS)) or files.exists("/etc/redhat-release")
 
 
-def chroot_ready(mounted: MountedGuest) -> bool:
+def chroot_ready(mount: MountedGuest) -> bool:
     """Whether ``/dev``, ``/proc`` and ``/sys`` are bound into the guest (mount with chroot)."""
-    bound = {record.guest_path for record in mounted.mounts if record.kind == "bind"}
+    bound = {record.guest_path for record in mount.mounts if record.kind == "bind"}
     return {"/dev", "/proc", "/sys"} <= bound
 
 
 def chroot_run(
-    host: Host,
-    guest: GuestFS,
+    files: GuestFS,
     argv: Sequence[str],
     *,
     stdin: bytes | None = None,
@@ -64,9 +63,9 @@ def chroot_run(
 
     Exit status 127 or 126 means the guest's program is missing or cannot run here.
     """
-    command = ["chroot", guest.root, *argv]
+    command = ["chroot", files.root, *argv]
     try:
-        return host.run(command, stdin=stdin, check=False, timeout=timeout)
+        return files.host.run(command, stdin=stdin, check=False, timeout=timeout)
     except FileNotFoundError as error:
         return CommandResult(tuple(command), 127, "", f"chroot: {error}")
 
@@ -81,10 +80,10 @@ def cannot_run(result: CommandResult) -> bool:
     )
 
 
-def guest_program(guest: GuestFS, *candidates: str) -> str | None:
+def guest_program(files: GuestFS, *candidates: str) -> str | None:
     """The first of ``candidates`` that is a file in the guest (as a guest path)."""
     for candidate in candidates:
-        info = guest.stat(candidate)
+        info = files.stat(candidate)
         if info is not None and info.is_file:
             return candidate
     return None
@@ -98,107 +97,107 @@ def rescue_has(host: Host, program: str) -> bool:
 # -- systemd units -----------------------------------------------------------------------------
 
 
-def _link(guest: GuestFS, path: str) -> tuple[str, str] | None:
+def _link(files: GuestFS, path: str) -> tuple[str, str] | None:
     """(host path, target) of a symlink at guest ``path`` (not followed), else ``None``."""
-    where = guest.resolve(path, follow_final=False)
-    info = guest.host.lstat(where.host)
+    where = files.resolve(path, follow_final=False)
+    info = files.host.lstat(where.host)
     if info is None or not info.is_symlink:
         return None
-    return where.host, guest.host.readlink(where.host)
+    return where.host, files.host.readlink(where.host)
 
 
-def unit_wanted_by(guest: GuestFS, unit: str) -> list[str]:
+def unit_wanted_by(files: GuestFS, unit: str) -> list[str]:
     """Guest paths of the ``*.wants/<unit>`` links that enable ``unit`` at boot."""
     found = []
-    for directory in guest.listdir("/etc/systemd/system"):
+    for directory in files.listdir("/etc/systemd/system"):
         if directory.endswith((".wants", ".requires")):
             path = f"/etc/systemd/system/{directory}/{unit}"
-            if _link(guest, path) is not None:
+            if _link(files, path) is not None:
                 found.append(path)
     return found
 
 
-def unit_masked(guest: GuestFS, unit: str) -> bool:
+def unit_masked(files: GuestFS, unit: str) -> bool:
     """Whether ``unit`` is masked (``/etc/systemd/system/<unit>`` -> ``/dev/null``)."""
-    link = _link(guest, f"/etc/systemd/system/{unit}")
+    link = _link(files, f"/etc/systemd/system/{unit}")
     return link is not None and link[1] == "/dev/null"
 
 
-def unit_enabled(guest: GuestFS, unit: str) -> bool:
+def unit_enabled(files: GuestFS, unit: str) -> bool:
     """Whether ``unit`` starts at boot: wanted by a target and not masked."""
-    return bool(unit_wanted_by(guest, unit)) and not unit_masked(guest, unit)
+    return bool(unit_wanted_by(files, unit)) and not unit_masked(files, unit)
 
 
-def disable_unit(guest: GuestFS, unit: str) -> list[Change]:
+def disable_unit(files: GuestFS, unit: str) -> list[Change]:
     """Stop ``unit`` from starting at boot: remove its wants links and mask it."""
     changes: list[Change] = []
-    for path in unit_wanted_by(guest, unit):
-        changes += remove_symlink(guest, path)
-    if not unit_masked(guest, unit):
-        changes += make_symlink(guest, f"/etc/systemd/system/{unit}", "/dev/null")
+    for path in unit_wanted_by(files, unit):
+        changes += remove_symlink(files, path)
+    if not unit_masked(files, unit):
+        changes += make_symlink(files, f"/etc/systemd/system/{unit}", "/dev/null")
     return changes
 
 
-def make_symlink(guest: GuestFS, path: str, target: str) -> list[Change]:
+def make_symlink(files: GuestFS, path: str, target: str) -> list[Change]:
     """Create a symlink in the guest (a file already there is moved aside first)."""
-    where = guest.resolve(path, follow_final=False)
+    where = files.resolve(path, follow_final=False)
     changes: list[Change] = []
-    info = guest.host.lstat(where.host)
+    info = files.host.lstat(where.host)
     if info is not None:
         if info.is_dir:
             raise GuestPathError(f"{path} is a directory in the guest")
         if info.is_symlink:
-            changes += remove_symlink(guest, path)
+            changes += remove_symlink(files, path)
         else:
-            changes += guest.remove(path)
+            changes += files.remove(path)
     change = Change("create", where.guest, f"symlinked {where.guest} -> {target}")
-    if not guest.dry_run:
-        guest.host.symlink(target, where.host)
-        guest.host.fsync(posixpath.dirname(where.host))
-    guest.changes.append(change)
+    if not files.dry_run:
+        files.host.symlink(target, where.host)
+        files.host.fsync(posixpath.dirname(where.host))
+    files.changes.append(change)
     return [*changes, change]
 
 
-def remove_symlink(guest: GuestFS, path: str) -> list[Change]:
+def remove_symlink(files: GuestFS, path: str) -> list[Change]:
     """Delete a symlink of the guest; its target is kept in the change's detail."""
-    link = _link(guest, path)
+    link = _link(files, path)
     if link is None:
         return []
     host_path, target = link
-    guest_path = guest.resolve(path, follow_final=False).guest
+    guest_path = files.resolve(path, follow_final=False).guest
     change = Change("remove", guest_path, f"removed the symlink {guest_path} (-> {target})")
-    if not guest.dry_run:
-        guest.host.unlink(host_path)
-        guest.host.fsync(posixpath.dirname(host_path))
+    if not files.dry_run:
+        files.host.unlink(host_path)
+        files.host.fsync(posixpath.dirname(host_path))
     return [change]
 
 
 # -- deleting and truncating -------------------------------------------------------------------
 
 
-def delete_file(guest: GuestFS, path: str, *, why: str) -> list[Change]:
+def delete_file(files: GuestFS, path: str, *, why: str) -> list[Change]:
     """Really delete a regular guest file (caches, old journal files): no backup is kept."""
-    where = guest.resolve(path, follow_final=False)
-    info = guest.host.lstat(where.host)
+    where = files.resolve(path, follow_final=False)
+    info = files.host.lstat(where.host)
     if info is None:
         return []
     if not info.is_file:
         raise GuestPathError(f"{path} is not a regular file in the guest; not deleting it")
     change = Change("remove", where.guest, f"deleted {where.guest} ({why}, {info.size} bytes)")
-    if not guest.dry_run:
-        guest.host.unlink(where.host)
+    if not files.dry_run:
+        files.host.unlink(where.host)
     return [change]
 
 
-def move_aside(guest: GuestFS, path: str) -> list[Change]:
+def move_aside(files: GuestFS, path: str) -> list[Change]:
     """Rename a guest file, directory or symlink to ``<name>.cloudrescue-<stamp>`` (undoable)."""
-    where = guest.resolve(path, follow_final=False)
-    info = guest.host.lstat(where.host)
+    where = files.resolve(path, follow_final=False)
+    info = files.host.lstat(where.host)
     if info is None:
         return []
-    base = f"{where.host}.cloudrescue-{guest.stamp()}"
+    base = f"{where.host}.cloudrescue-{files.stamp()}"
     backup, counter = base, 1
-    while guest.host.lstat(backup) is not None:
+    while files.host.lstat(backup) is not None:
         backup, counter = f"{base}-{counter}", counter + 1
     change = Change(
         "remove",
@@ -206,8 +205,8 @@ def move_aside(guest: GuestFS, path: str) -> list[Change]:
         f"moved {where.guest} aside to {posixpath.basename(backup)}",
         backup=backup,
     )
-    if not guest.dry_run:
-        guest.host.rename(where.host, backup)
-        guest.host.fsync(posixpath.dirname(where.host))
-    guest.changes.append(change)
+    if not files.dry_run:
+        files.host.rename(where.host, backup)
+        files.host.fsync(posixpath.dirname(where.host))
+    files.changes.append(change)
     return [change]

@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass, field
 
 from cloudrescue.disks.commands import run_tool
-from cloudrescue.disks.session import MountedGuest
 from cloudrescue.errors import InvalidInputError
 from cloudrescue.fixes.common import delete_file, rescue_has
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
 from cloudrescue.remote.base import Host
 
@@ -101,29 +101,29 @@ def _files(host: Host, directory: str) -> list[tuple[str, int, float]]:
     return found
 
 
-def _guest_path(guest: GuestFS, host_path: str) -> str:
-    return "/" + posixpath.relpath(host_path, guest.root)
+def _guest_path(files: GuestFS, host_path: str) -> str:
+    return "/" + posixpath.relpath(host_path, files.root)
 
 
 @dataclass
 class _Work:
-    guest: GuestFS
+    files: GuestFS
     host: Host
     changes: list[Change] = field(default_factory=list)
     estimated: int = 0
 
 
 def _journal(work: _Work, journal_max: str) -> None:
-    guest = work.guest
-    target = guest.resolve(JOURNAL_DIR)
-    info = guest.host.lstat(target.host)
+    files = work.files
+    target = files.resolve(JOURNAL_DIR)
+    info = files.host.lstat(target.host)
     if info is None or not info.is_dir:
         return
     limit = parse_size(journal_max)
-    files = _files(work.host, target.host)
-    total = sum(size for _, size, _ in files)
+    entries = _files(work.host, target.host)
+    total = sum(size for _, size, _ in entries)
     archived = sorted(
-        (f for f in files if _ARCHIVED_JOURNAL.fullmatch(posixpath.basename(f[0]))),
+        (f for f in entries if _ARCHIVED_JOURNAL.fullmatch(posixpath.basename(f[0]))),
         key=lambda f: f[2],
     )
     doomed: list[tuple[str, int, float]] = []
@@ -135,41 +135,41 @@ def _journal(work: _Work, journal_max: str) -> None:
     if not doomed:
         return
     work.estimated += sum(size for _, size, _ in doomed)
-    if guest.dry_run or not rescue_has(work.host, "journalctl"):
+    if files.dry_run or not rescue_has(work.host, "journalctl"):
         for path, _, _ in doomed:
-            work.changes += delete_file(guest, _guest_path(guest, path), why="old journal")
+            work.changes += delete_file(files, _guest_path(files, path), why="old journal")
         return
     argv = ["journalctl", f"--directory={target.host}", f"--vacuum-size={journal_max}"]
     run_tool(work.host, argv, timeout=600)
     left = {path for path, _, _ in _files(work.host, target.host)}
-    for path, size, _ in files:
+    for path, size, _ in entries:
         if path not in left:
-            where = _guest_path(guest, path)
+            where = _guest_path(files, path)
             detail = f"journalctl --vacuum-size={journal_max} deleted {where} ({size} bytes)"
             work.changes.append(Change("remove", where, detail))
 
 
 def _package_caches(work: _Work) -> None:
-    guest = work.guest
+    files = work.files
     for directory in APT_ARCHIVES:
-        for name in guest.listdir(directory):
+        for name in files.listdir(directory):
             if name.endswith(".deb"):
                 path = f"{directory}/{name}"
-                info = guest.stat(path)
+                info = files.stat(path)
                 work.estimated += info.size if info is not None else 0
-                work.changes += delete_file(guest, path, why="cached package")
+                work.changes += delete_file(files, path, why="cached package")
     for tree in CACHE_TREES:
-        target = guest.resolve(tree)
-        info = guest.host.lstat(target.host)
+        target = files.resolve(tree)
+        info = files.host.lstat(target.host)
         if info is None or not info.is_dir:
             continue
-        files = _files(work.host, target.host)
-        if not files:
+        entries = _files(work.host, target.host)
+        if not entries:
             continue
-        size = sum(entry[1] for entry in files)
+        size = sum(entry[1] for entry in entries)
         work.estimated += size
-        detail = f"deleted the {len(files)} files ({size} bytes) of the package cache {tree}"
-        if not guest.dry_run:
+        detail = f"deleted the {len(entries)} files ({size} bytes) of the package cache {tree}"
+        if not files.dry_run:
             run_tool(work.host, ["find", target.host, "-xdev", "-type", "f", "-delete"])
         work.changes.append(Change("remove", target.guest, detail))
 
@@ -189,32 +189,30 @@ def _cut_to_tail(work: _Work, path: str, size: int, keep: int) -> None:
 
 
 def _logs(work: _Work, threshold: int, keep: int) -> None:
-    guest = work.guest
-    target = guest.resolve("/var/log")
-    journal = guest.resolve(JOURNAL_DIR).host + "/"
+    files = work.files
+    target = files.resolve("/var/log")
+    journal = files.resolve(JOURNAL_DIR).host + "/"
     for path, size, _ in _files(work.host, target.host):
         if path.startswith(journal) or size == 0:
             continue
-        where = _guest_path(guest, path)
+        where = _guest_path(files, path)
         if _ROTATED_LOG.fullmatch(posixpath.basename(path)):
             work.estimated += size
-            if not guest.dry_run:
+            if not files.dry_run:
                 run_tool(work.host, ["truncate", "-s", "0", path])
             work.changes.append(
                 Change("modify", where, f"emptied the rotated log {where} ({size} bytes)")
             )
         elif size > threshold:
             work.estimated += size - keep
-            if not guest.dry_run:
+            if not files.dry_run:
                 _cut_to_tail(work, path, size, keep)
             detail = f"cut {where} from {size} bytes to its last {keep} bytes"
             work.changes.append(Change("modify", where, detail))
 
 
 def free_disk_space(
-    guest: GuestFS,
-    host: Host,
-    mounted: MountedGuest,
+    guest: Guest,
     *,
     journal_max: str = "100M",
     log_threshold: int = 64 * MIB,
@@ -224,17 +222,18 @@ def free_disk_space(
 
     Idempotent: a second run finds nothing more to free and returns no changes.
     """
+    files, host = guest.files, guest.host
     parse_size(journal_max)
     if keep_tail >= log_threshold or keep_tail < 0:
         raise InvalidInputError("keep_tail must be smaller than log_threshold")
-    before = free_bytes(host, guest.root)
-    report = DiskSpaceReport(largest_directories(host, guest.root), before, before)
-    work = _Work(guest, host)
+    before = free_bytes(host, files.root)
+    report = DiskSpaceReport(largest_directories(host, files.root), before, before)
+    work = _Work(files, host)
     _journal(work, journal_max)
     _package_caches(work)
     _logs(work, log_threshold, keep_tail)
     report.changes, report.estimated = work.changes, work.estimated
-    if not guest.dry_run:
-        run_tool(host, ["sync", "-f", guest.root], check=False)
-        report.free_after = free_bytes(host, guest.root)
+    if not files.dry_run:
+        run_tool(host, ["sync", "-f", files.root], check=False)
+        report.free_after = free_bytes(host, files.root)
     return report

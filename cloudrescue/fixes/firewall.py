@@ -19,7 +19,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from cloudrescue.disks.session import MountedGuest
 from cloudrescue.errors import FixFailedError, InvalidInputError
 from cloudrescue.fixes.common import (
     cannot_run,
@@ -30,6 +29,7 @@ from cloudrescue.fixes.common import (
     unit_enabled,
 )
 from cloudrescue.fixes.sshd_config import ssh_ports
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
 from cloudrescue.remote.base import Host
 
@@ -74,30 +74,30 @@ def _conf_value(text: str, key: str) -> str | None:
     return None
 
 
-def detect_firewalls(guest: GuestFS) -> list[FirewallState]:
+def detect_firewalls(files: GuestFS) -> list[FirewallState]:
     """Every firewall configuration the guest has, and whether its boot loads it."""
     found: list[FirewallState] = []
-    conf = guest.read_text(UFW_CONF)
+    conf = files.read_text(UFW_CONF)
     if conf is not None:
         enabled = (_conf_value(conf, "ENABLED") or "no").lower() == "yes"
-        files = tuple(p for p in UFW_RULES.values() if guest.exists(p))
-        found.append(FirewallState("ufw", enabled, (UFW_CONF, *files)))
-    if guest.exists(FIREWALLD_CONF) or unit_enabled(guest, "firewalld.service"):
+        rule_files = tuple(p for p in UFW_RULES.values() if files.exists(p))
+        found.append(FirewallState("ufw", enabled, (UFW_CONF, *rule_files)))
+    if files.exists(FIREWALLD_CONF) or unit_enabled(files, "firewalld.service"):
         found.append(
             FirewallState(
-                "firewalld", unit_enabled(guest, "firewalld.service"), (_zone_path(guest),)
+                "firewalld", unit_enabled(files, "firewalld.service"), (_zone_path(files),)
             )
         )
-    rules = tuple(path for path in IPTABLES_FILES if guest.exists(path))
+    rules = tuple(path for path in IPTABLES_FILES if files.exists(path))
     if rules:
         # Debian's netfilter-persistent loads /etc/iptables/rules.v* whenever they exist.
-        loaded = any(unit_enabled(guest, unit) for unit in IPTABLES_UNITS) or any(
+        loaded = any(unit_enabled(files, unit) for unit in IPTABLES_UNITS) or any(
             path.startswith("/etc/iptables/") for path in rules
         )
         found.append(FirewallState("iptables", loaded, rules))
-    nft = tuple(path for path in NFT_FILES if guest.exists(path))
+    nft = tuple(path for path in NFT_FILES if files.exists(path))
     if nft:
-        found.append(FirewallState("nftables", unit_enabled(guest, "nftables.service"), nft))
+        found.append(FirewallState("nftables", unit_enabled(files, "nftables.service"), nft))
     return found
 
 
@@ -240,21 +240,21 @@ def _checked_iptables(host: Host, path: str, old: str, new: str, family: int) ->
     raise FixFailedError(f"the edited {path} does not pass iptables-restore --test")
 
 
-def _iptables(guest: GuestFS, host: Host, mode: FirewallMode, ports: Sequence[int]) -> list[Change]:
+def _iptables(files: GuestFS, mode: FirewallMode, ports: Sequence[int]) -> list[Change]:
     changes: list[Change] = []
     for path, family in IPTABLES_FILES.items():
-        old = guest.read_text(path)
+        old = files.read_text(path)
         if old is None:
             continue
         if mode == "disable":
-            changes += guest.remove(path)
+            changes += files.remove(path)
             continue
-        new = _checked_iptables(host, path, old, allow_in_iptables(old, ports), family)
-        changes += guest.write_file(path, new.encode())
+        new = _checked_iptables(files.host, path, old, allow_in_iptables(old, ports), family)
+        changes += files.write_file(path, new.encode())
     if mode == "disable":
         for unit in IPTABLES_UNITS:
-            if unit_enabled(guest, unit):
-                changes += disable_unit(guest, unit)
+            if unit_enabled(files, unit):
+                changes += disable_unit(files, unit)
     return changes
 
 
@@ -283,42 +283,42 @@ def allow_in_ufw(text: str, ports: Sequence[int], family: int) -> str:
     return "".join(lines)
 
 
-def _ufw(guest: GuestFS, host: Host, mode: FirewallMode, ports: Sequence[int]) -> list[Change]:
-    conf = guest.read_text(UFW_CONF)
+def _ufw(files: GuestFS, mode: FirewallMode, ports: Sequence[int]) -> list[Change]:
+    conf = files.read_text(UFW_CONF)
     if conf is None:
         return []
     if mode == "disable":
         new = re.sub(r"(?m)^(\s*ENABLED\s*=\s*)\S*", r"\1no", conf)
-        return guest.write_file(UFW_CONF, new.encode())
+        return files.write_file(UFW_CONF, new.encode())
     if (_conf_value(conf, "ENABLED") or "no").lower() != "yes":
         return []  # installed but not started at boot (Ubuntu's default): nothing to let through
     changes: list[Change] = []
     for family, path in UFW_RULES.items():
-        old = guest.read_text(path)
+        old = files.read_text(path)
         if old is not None:
-            new = _checked_iptables(host, path, old, allow_in_ufw(old, ports, family), family)
-            changes += guest.write_file(path, new.encode())
+            new = _checked_iptables(files.host, path, old, allow_in_ufw(old, ports, family), family)
+            changes += files.write_file(path, new.encode())
     return changes
 
 
 # -- firewalld ---------------------------------------------------------------------------------
 
 
-def _default_zone(guest: GuestFS) -> str:
-    zone = _conf_value(guest.read_text(FIREWALLD_CONF) or "", "DefaultZone")
+def _default_zone(files: GuestFS) -> str:
+    zone = _conf_value(files.read_text(FIREWALLD_CONF) or "", "DefaultZone")
     return zone if zone and re.fullmatch(r"[\w.-]+", zone) else "public"
 
 
-def _zone_path(guest: GuestFS) -> str:
-    return f"/etc/firewalld/zones/{_default_zone(guest)}.xml"
+def _zone_path(files: GuestFS) -> str:
+    return f"/etc/firewalld/zones/{_default_zone(files)}.xml"
 
 
-def _zone_text(guest: GuestFS, zone: str) -> str:
-    own = guest.read_text(f"/etc/firewalld/zones/{zone}.xml")
+def _zone_text(files: GuestFS, zone: str) -> str:
+    own = files.read_text(f"/etc/firewalld/zones/{zone}.xml")
     if own is not None:
         return own
     for directory in FIREWALLD_ZONE_DIRS:
-        shipped = guest.read_text(f"{directory}/{zone}.xml")
+        shipped = files.read_text(f"{directory}/{zone}.xml")
         if shipped is not None:
             return shipped
     target = f' target="{BUILTIN_TARGETS[zone]}"' if zone in BUILTIN_TARGETS else ""
@@ -361,27 +361,27 @@ def allow_in_zone(text: str, ports: Sequence[int]) -> str:
 
 
 def _firewalld(
-    guest: GuestFS, host: Host, mode: FirewallMode, ports: Sequence[int]
+    files: GuestFS, mode: FirewallMode, ports: Sequence[int]
 ) -> list[Change]:
-    enabled = unit_enabled(guest, "firewalld.service")
-    if not enabled and not guest.exists(FIREWALLD_CONF):
+    enabled = unit_enabled(files, "firewalld.service")
+    if not enabled and not files.exists(FIREWALLD_CONF):
         return []
     if mode == "disable":
-        return disable_unit(guest, "firewalld.service") if enabled else []
-    zone = _default_zone(guest)
+        return disable_unit(files, "firewalld.service") if enabled else []
+    zone = _default_zone(files)
     try:
-        text = allow_in_zone(_zone_text(guest, zone), ports)
+        text = allow_in_zone(_zone_text(files, zone), ports)
     except ET.ParseError as error:
         raise FixFailedError(
             f"the guest's firewalld zone {zone} is not valid XML: {error}"
         ) from error
     path = f"/etc/firewalld/zones/{zone}.xml"
-    if guest.read_text(path) == text:
+    if files.read_text(path) == text:
         return []
     changes: list[Change] = []
-    if not guest.exists("/etc/firewalld/zones"):
-        changes += guest.ensure_dir("/etc/firewalld/zones", mode=0o750, owner=(0, 0))
-    return changes + guest.write_file(path, text.encode(), mode=0o644, owner=(0, 0))
+    if not files.exists("/etc/firewalld/zones"):
+        changes += files.ensure_dir("/etc/firewalld/zones", mode=0o750, owner=(0, 0))
+    return changes + files.write_file(path, text.encode(), mode=0o644, owner=(0, 0))
 
 
 # -- nftables ----------------------------------------------------------------------------------
@@ -437,11 +437,11 @@ def allow_in_nftables(text: str, ports: Sequence[int]) -> str:
     return "".join(lines)
 
 
-def _nft_files(guest: GuestFS) -> list[str]:
+def _nft_files(files: GuestFS) -> list[str]:
     found: list[str] = []
 
     def visit(path: str, depth: int) -> None:
-        text = guest.read_text(path)
+        text = files.read_text(path)
         if text is None or path in found or depth > MAX_INCLUDE_DEPTH:
             return
         found.append(path)
@@ -453,33 +453,33 @@ def _nft_files(guest: GuestFS) -> list[str]:
     return found
 
 
-def _nft_check(host: Host, guest: GuestFS, path: str, text: str) -> None:
-    program = guest_program(guest, "/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft")
+def _nft_check(files: GuestFS, path: str, text: str) -> None:
+    program = guest_program(files, "/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft")
     if program is None:
         return
-    result = chroot_run(host, guest, [program, "-c", "-f", "-"], stdin=text.encode())
+    result = chroot_run(files, [program, "-c", "-f", "-"], stdin=text.encode())
     if result.ok or cannot_run(result):
         return
-    old = chroot_run(host, guest, [program, "-c", "-f", path])
+    old = chroot_run(files, [program, "-c", "-f", path])
     if old.ok:
         raise FixFailedError(f"the edited {path} fails `nft -c`: {result.stderr.strip()}")
 
 
-def _nftables(guest: GuestFS, host: Host, mode: FirewallMode, ports: Sequence[int]) -> list[Change]:
+def _nftables(files: GuestFS, mode: FirewallMode, ports: Sequence[int]) -> list[Change]:
     if mode == "disable":
-        enabled = unit_enabled(guest, "nftables.service")
-        return disable_unit(guest, "nftables.service") if enabled else []
+        enabled = unit_enabled(files, "nftables.service")
+        return disable_unit(files, "nftables.service") if enabled else []
     changes: list[Change] = []
-    for path in _nft_files(guest):
-        old = guest.read_text(path) or ""
+    for path in _nft_files(files):
+        old = files.read_text(path) or ""
         new = allow_in_nftables(old, ports)
         if new != old:
-            _nft_check(host, guest, path, new)
-            changes += guest.write_file(path, new.encode())
+            _nft_check(files, path, new)
+            changes += files.write_file(path, new.encode())
     return changes
 
 
-Handler = Callable[[GuestFS, Host, FirewallMode, Sequence[int]], list[Change]]
+Handler = Callable[[GuestFS, FirewallMode, Sequence[int]], list[Change]]
 HANDLERS: tuple[Handler, ...] = (
     _ufw,
     _firewalld,
@@ -489,21 +489,17 @@ HANDLERS: tuple[Handler, ...] = (
 
 
 def allow_ssh(
-    guest: GuestFS,
-    host: Host,
-    mounted: MountedGuest,
-    *,
-    mode: FirewallMode = "allow",
-    ports: Sequence[int] | None = None,
+    guest: Guest, *, mode: FirewallMode = "allow", ports: Sequence[int] | None = None
 ) -> list[Change]:
     """Let TCP ``ports`` (default: the guest sshd's) through every firewall the guest has, or
     (``mode="disable"``) keep them all from loading at boot. Idempotent."""
-    wanted = sorted(set(ports)) if ports else ssh_ports(guest)
+    files = guest.files
+    wanted = sorted(set(ports)) if ports else ssh_ports(files)
     if any(not 0 < port < 65536 for port in wanted):
         raise InvalidInputError(f"invalid TCP port in {wanted}")
     changes: list[Change] = []
     for handler in HANDLERS:
-        changes += handler(guest, host, mode, wanted)
+        changes += handler(files, mode, wanted)
     if changes:
-        changes += guest.request_selinux_relabel()
+        changes += files.request_selinux_relabel()
     return changes

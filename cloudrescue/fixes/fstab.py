@@ -28,7 +28,8 @@ from cloudrescue.disks.fstab import (
 from cloudrescue.disks.mountinfo import read_mounts, read_swaps
 from cloudrescue.disks.session import MountedGuest
 from cloudrescue.fixes.common import commented
-from cloudrescue.guestfs import Change, GuestFS
+from cloudrescue.guest import Guest
+from cloudrescue.guestfs import Change
 from cloudrescue.remote.base import Host
 
 FstabMode = Literal["nofail", "comment"]
@@ -72,13 +73,13 @@ def _normal(tag: str, value: str) -> tuple[str, str]:
     return (tag, value.lower()) if tag in ("UUID", "PARTUUID") else (tag, value)
 
 
-def attached_tags(host: Host, mounted: MountedGuest) -> set[tuple[str, str]]:
+def attached_tags(host: Host, mount: MountedGuest) -> set[tuple[str, str]]:
     """``(TAG, value)`` of every device on the rescue system but the rescue's own disks."""
-    mounts = [m for m in read_mounts(host) if not path_under(m.mountpoint, mounted.root)]
+    mounts = [m for m in read_mounts(host) if not path_under(m.mountpoint, mount.root)]
     usage = rescue_usage(mounts, read_swaps(host))
     own: set[str] = set()
     for disk in list_block_devices(host):
-        if rescue_reason(disk, usage, guest_root=mounted.root) is not None:
+        if rescue_reason(disk, usage, guest_root=mount.root) is not None:
             own |= {node.path for node in disk.walk()}
     result = run_tool(host, ["blkid", "-c", "/dev/null", "-o", "export"], check=False)
     tags: set[tuple[str, str]] = set()
@@ -94,7 +95,7 @@ def _is_network(entry: FstabEntry) -> bool:
     return entry.fstype in NETWORK_FILESYSTEMS or bool(re.match(r"^(//|[^/=]+:)", entry.spec))
 
 
-def _classify(entry: FstabEntry, mounted: MountedGuest, tags: set[tuple[str, str]]) -> FstabFinding:
+def _classify(entry: FstabEntry, mount: MountedGuest, tags: set[tuple[str, str]]) -> FstabFinding:
     if _is_network(entry):
         return FstabFinding(entry, "network", f"network filesystem ({entry.fstype})")
     if (
@@ -104,13 +105,13 @@ def _classify(entry: FstabEntry, mounted: MountedGuest, tags: set[tuple[str, str
         or entry.fstype == "none"
     ):
         return FstabFinding(entry, "not-checked", "not a disk at boot")
-    if any(r.guest_path == entry.mountpoint and r.kind == "fstab" for r in mounted.mounts):
+    if any(r.guest_path == entry.mountpoint and r.kind == "fstab" for r in mount.mounts):
         return FstabFinding(entry, "ok", "mounted from the instance's disk")
     tag = _tag(entry.spec)
     if tag is not None:
         present = _normal(*tag) in tags
     else:
-        present = entry.spec not in {skip.spec for skip in mounted.missing_devices}
+        present = entry.spec not in {skip.spec for skip in mount.missing_devices}
     if present:
         return FstabFinding(entry, "ok", f"{entry.spec} is attached")
     if posixpath.normpath(entry.mountpoint) in PROTECTED:
@@ -118,11 +119,11 @@ def _classify(entry: FstabEntry, mounted: MountedGuest, tags: set[tuple[str, str
     return FstabFinding(entry, "missing", f"{entry.spec} is not attached")
 
 
-def check_fstab(guest: GuestFS, host: Host, mounted: MountedGuest) -> list[FstabFinding]:
+def check_fstab(guest: Guest) -> list[FstabFinding]:
     """Every fstab line judged: attached, missing, network, or a broken ``/``/``/boot``."""
-    entries = parse_fstab(guest.read_text(FSTAB) or "")
-    tags = attached_tags(host, mounted)
-    return [_classify(entry, mounted, tags) for entry in entries]
+    entries = parse_fstab(guest.files.read_text(FSTAB) or "")
+    tags = attached_tags(guest.host, guest.mount)
+    return [_classify(entry, guest.mount, tags) for entry in entries]
 
 
 def with_options(line: str, extra: tuple[str, ...]) -> str:
@@ -144,16 +145,15 @@ def with_options(line: str, extra: tuple[str, ...]) -> str:
     return lead + "".join(parts) + newline
 
 
-def repair_fstab(
-    guest: GuestFS, host: Host, mounted: MountedGuest, *, mode: FstabMode = "nofail"
-) -> list[Change]:
+def repair_fstab(guest: Guest, *, mode: FstabMode = "nofail") -> list[Change]:
     """Make missing devices not block the boot (``nofail`` or commented out), network
     filesystems ``_netdev,nofail``; ``/`` and ``/boot`` left alone. Idempotent."""
-    text = guest.read_text(FSTAB)
+    files = guest.files
+    text = files.read_text(FSTAB)
     if text is None:
         return []
     lines = text.splitlines(keepends=True)
-    for finding in check_fstab(guest, host, mounted):
+    for finding in check_fstab(guest):
         index = finding.entry.line - 1
         if finding.status == "network":
             lines[index] = with_options(lines[index], NETWORK_OPTIONS)
@@ -162,5 +162,5 @@ def repair_fstab(
                 lines[index] = commented(lines[index], f"device not found ({finding.detail})")
             else:
                 lines[index] = with_options(lines[index], NOFAIL_OPTIONS)
-    changes = guest.write_file(FSTAB, "".join(lines).encode())
-    return changes + guest.request_selinux_relabel() if changes else []
+    changes = files.write_file(FSTAB, "".join(lines).encode())
+    return changes + files.request_selinux_relabel() if changes else []

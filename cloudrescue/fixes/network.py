@@ -14,10 +14,9 @@ from typing import Any
 
 import yaml
 
-from cloudrescue.disks.session import MountedGuest
 from cloudrescue.fixes.common import commented
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
-from cloudrescue.remote.base import Host
 
 PREFERRED_NICS = ("eth0", "ens3", "ens4", "enp1s0", "enp0s3", "ens5", "eth1")
 UDEV_PERSISTENT_NET = "/etc/udev/rules.d/70-persistent-net.rules"
@@ -62,12 +61,12 @@ def _netplan_dhcp(conf: dict[str, Any]) -> bool:
     return repr(conf) != before
 
 
-def _netplan(guest: GuestFS, nic: str | None) -> list[Change]:
-    files = [f"/etc/netplan/{n}" for n in guest.listdir("/etc/netplan") if n.endswith(".yaml")]
+def _netplan(files: GuestFS, nic: str | None) -> list[Change]:
+    paths = [f"/etc/netplan/{n}" for n in files.listdir("/etc/netplan") if n.endswith(".yaml")]
     parsed: dict[str, dict[str, Any]] = {}
-    for path in files:
+    for path in paths:
         try:
-            data = yaml.safe_load(guest.read_text(path) or "")
+            data = yaml.safe_load(files.read_text(path) or "")
         except yaml.YAMLError:
             continue
         if isinstance(data, dict) and isinstance(data.get("network"), dict):
@@ -80,21 +79,21 @@ def _netplan(guest: GuestFS, nic: str | None) -> list[Change]:
         conf = ethernets.get(target)
         if isinstance(conf, dict) and _netplan_dhcp(conf):
             text = yaml.safe_dump(data, default_flow_style=False, sort_keys=False)
-            changes += guest.write_file(path, text.encode())
+            changes += files.write_file(path, text.encode())
     return changes
 
 
 # -- ifupdown ----------------------------------------------------------------------------------
 
 
-def _ifupdown_files(guest: GuestFS) -> list[str]:
-    files = [IFUPDOWN_MAIN] if guest.exists(IFUPDOWN_MAIN) else []
-    files += [
+def _ifupdown_files(files: GuestFS) -> list[str]:
+    paths = [IFUPDOWN_MAIN] if files.exists(IFUPDOWN_MAIN) else []
+    paths += [
         f"/etc/network/interfaces.d/{name}"
-        for name in guest.listdir("/etc/network/interfaces.d")
+        for name in files.listdir("/etc/network/interfaces.d")
         if re.fullmatch(r"[\w.-]+", name) and not name.startswith(".")
     ]
-    return files
+    return paths
 
 
 def ifupdown_dhcp(text: str, nic: str) -> str:
@@ -114,9 +113,9 @@ def ifupdown_dhcp(text: str, nic: str) -> str:
     return "".join(lines)
 
 
-def _ifupdown(guest: GuestFS, nic: str | None) -> list[Change]:
-    files = _ifupdown_files(guest)
-    texts = {path: guest.read_text(path) or "" for path in files}
+def _ifupdown(files: GuestFS, nic: str | None) -> list[Change]:
+    paths = _ifupdown_files(files)
+    texts = {path: files.read_text(path) or "" for path in paths}
     names = [
         m.group(1)
         for text in texts.values()
@@ -127,15 +126,15 @@ def _ifupdown(guest: GuestFS, nic: str | None) -> list[Change]:
         return []
     changes: list[Change] = []
     for path, text in texts.items():
-        changes += guest.write_file(path, ifupdown_dhcp(text, target).encode())
+        changes += files.write_file(path, ifupdown_dhcp(text, target).encode())
     everything = "".join(texts.values())
     starts = re.search(
         rf"(?m)^\s*(auto|allow-hotplug)\s+([^#\n]*\s)?{re.escape(target)}(\s|$)", everything
     )
     if target in names and starts is None and IFUPDOWN_MAIN in texts:
-        current = guest.read_text(IFUPDOWN_MAIN) or ""
+        current = files.read_text(IFUPDOWN_MAIN) or ""
         text = current + ("" if current.endswith("\n") or not current else "\n")
-        changes += guest.write_file(IFUPDOWN_MAIN, f"{text}auto {target}\n".encode())
+        changes += files.write_file(IFUPDOWN_MAIN, f"{text}auto {target}\n".encode())
     return changes
 
 
@@ -170,16 +169,16 @@ def _keyfile_nic(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def _keyfiles(guest: GuestFS, nic: str | None) -> list[Change]:
-    files = [f"{NM_DIR}/{n}" for n in guest.listdir(NM_DIR) if n.endswith(".nmconnection")]
-    texts = {path: guest.read_text(path) or "" for path in files}
+def _keyfiles(files: GuestFS, nic: str | None) -> list[Change]:
+    paths = [f"{NM_DIR}/{n}" for n in files.listdir(NM_DIR) if n.endswith(".nmconnection")]
+    texts = {path: files.read_text(path) or "" for path in paths}
     target = nic or primary_nic(n for t in texts.values() if (n := _keyfile_nic(t)))
     changes: list[Change] = []
     for path, text in texts.items():
         own = _keyfile_nic(text)
         ethernet = re.search(r"(?m)^\s*type\s*=\s*(ethernet|802-3-ethernet)\s*$", text)
         if (own == target or (own is None and ethernet)) and "[ipv4]" in text:
-            changes += guest.write_file(path, keyfile_dhcp(text).encode())
+            changes += files.write_file(path, keyfile_dhcp(text).encode())
     return changes
 
 
@@ -205,14 +204,14 @@ def ifcfg_dhcp(text: str) -> str:
     return "".join(out)
 
 
-def _ifcfg(guest: GuestFS, nic: str | None) -> list[Change]:
-    names = [n[len("ifcfg-") :] for n in guest.listdir(IFCFG_DIR) if n.startswith("ifcfg-")]
+def _ifcfg(files: GuestFS, nic: str | None) -> list[Change]:
+    names = [n[len("ifcfg-") :] for n in files.listdir(IFCFG_DIR) if n.startswith("ifcfg-")]
     target = nic or primary_nic(n for n in names if "." not in n)
     if target is None:
         return []
     path = f"{IFCFG_DIR}/ifcfg-{target}"
-    text = guest.read_text(path)
-    return [] if text is None else guest.write_file(path, ifcfg_dhcp(text).encode())
+    text = files.read_text(path)
+    return [] if text is None else files.write_file(path, ifcfg_dhcp(text).encode())
 
 
 # -- udev and cloud-init -----------------------------------------------------------------------
@@ -223,39 +222,38 @@ def _disables_network(data: dict[str, Any]) -> bool:
     return isinstance(network, dict) and str(network.get("config")).lower() == "disabled"
 
 
-def _cloud_init_network(guest: GuestFS) -> list[Change]:
+def _cloud_init_network(files: GuestFS) -> list[Change]:
     changes: list[Change] = []
-    for name in guest.listdir(CLOUD_CFG_D):
+    for name in files.listdir(CLOUD_CFG_D):
         path = f"{CLOUD_CFG_D}/{name}"
         if not name.endswith(".cfg"):
             continue
         try:
-            data = yaml.safe_load(guest.read_text(path) or "")
+            data = yaml.safe_load(files.read_text(path) or "")
         except yaml.YAMLError:
             continue
         if not isinstance(data, dict) or not _disables_network(data):
             continue
         if set(data) == {"network"}:
-            changes += guest.remove(path)
+            changes += files.remove(path)
         else:
             rest = {key: value for key, value in data.items() if key != "network"}
             text = yaml.safe_dump(rest, default_flow_style=False, sort_keys=False)
-            changes += guest.write_file(path, text.encode())
+            changes += files.write_file(path, text.encode())
     return changes
 
 
-def switch_to_dhcp(
-    guest: GuestFS, host: Host, mounted: MountedGuest, *, interface: str | None = None
-) -> list[Change]:
+def switch_to_dhcp(guest: Guest, *, interface: str | None = None) -> list[Change]:
     """Make the primary NIC (or ``interface``) use DHCP in every network configuration the
     guest has; drop stale udev NIC naming and cloud-init's "network disabled". Idempotent."""
+    files = guest.files
     changes: list[Change] = []
-    changes += _netplan(guest, interface)
-    changes += _ifupdown(guest, interface)
-    changes += _keyfiles(guest, interface)
-    changes += _ifcfg(guest, interface)
-    changes += guest.remove(UDEV_PERSISTENT_NET)
-    changes += _cloud_init_network(guest)
+    changes += _netplan(files, interface)
+    changes += _ifupdown(files, interface)
+    changes += _keyfiles(files, interface)
+    changes += _ifcfg(files, interface)
+    changes += files.remove(UDEV_PERSISTENT_NET)
+    changes += _cloud_init_network(files)
     if changes:
-        changes += guest.request_selinux_relabel()
+        changes += files.request_selinux_relabel()
     return changes

@@ -18,6 +18,7 @@ from functools import cache
 from typing import Literal
 
 from cloudrescue.errors import CloudRescueError, InvalidInputError
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
 
 HashMethod = Literal["yescrypt", "sha512"]
@@ -106,9 +107,9 @@ def hash_password(password: bytes | bytearray, method: HashMethod) -> str:
     return hashed
 
 
-def _pam_method(guest: GuestFS) -> HashMethod | None:
+def _pam_method(files: GuestFS) -> HashMethod | None:
     for path in PAM_FILES:
-        for line in (guest.read_text(path) or "").splitlines():
+        for line in (files.read_text(path) or "").splitlines():
             words = line.split("#", 1)[0].split()
             if len(words) < 3 or words[0] != "password":
                 continue
@@ -122,12 +123,12 @@ def _pam_method(guest: GuestFS) -> HashMethod | None:
     return None
 
 
-def hash_method(guest: GuestFS) -> HashMethod:
+def hash_method(files: GuestFS) -> HashMethod:
     """The hash the guest itself would make: PAM's ``pam_unix`` option, else login.defs."""
-    pam = _pam_method(guest)
+    pam = _pam_method(files)
     if pam is not None:
         return pam
-    for line in (guest.read_text("/etc/login.defs") or "").splitlines():
+    for line in (files.read_text("/etc/login.defs") or "").splitlines():
         words = line.split()
         if len(words) >= 2 and words[0] == "ENCRYPT_METHOD":
             return "yescrypt" if words[1].upper() == "YESCRYPT" else "sha512"
@@ -164,30 +165,31 @@ def _today() -> int:
     return int(time.time()) // SECONDS_PER_DAY
 
 
-def _passwd_uses_shadow(guest: GuestFS, user: str) -> list[Change]:
+def _passwd_uses_shadow(files: GuestFS, user: str) -> list[Change]:
     """Make the user's ``/etc/passwd`` password field ``x`` so shadow is consulted."""
-    text = guest.read_text("/etc/passwd") or ""
+    text = files.read_text("/etc/passwd") or ""
     lines = text.splitlines(keepends=True)
     for index, line in enumerate(lines):
         fields = line.rstrip("\n").split(":")
         if len(fields) >= 7 and fields[0] == user and fields[1] != "x":
             fields[1] = "x"
             lines[index] = ":".join(fields) + ("\n" if line.endswith("\n") else "")
-            return guest.write_file("/etc/passwd", "".join(lines).encode(), show_diff=False)
+            return files.write_file("/etc/passwd", "".join(lines).encode(), show_diff=False)
     return []
 
 
-def reset_password(guest: GuestFS, user: str, password: str | bytearray) -> list[Change]:
+def reset_password(guest: Guest, user: str, password: str | bytearray) -> list[Change]:
     """Set ``user``'s password (root or any account in shadow), unlock it, clear expiry.
 
     ``InvalidInputError`` when the guest's shadow has no such user or the password is empty.
     Idempotent: nothing changes when the account already has this password and is usable.
     """
+    files = guest.files
     secret = bytearray(password.encode() if isinstance(password, str) else password)
     try:
         if not secret or b"\n" in secret or b"\0" in secret:
             raise InvalidInputError("the new password must be non-empty, without NUL or newline")
-        text = guest.read_text("/etc/shadow")
+        text = files.read_text("/etc/shadow")
         if text is None:
             raise InvalidInputError("the guest has no /etc/shadow")
         lines = text.splitlines(keepends=True)
@@ -196,16 +198,16 @@ def reset_password(guest: GuestFS, user: str, password: str | bytearray) -> list
             if fields[0] != user or len(fields) < 2:
                 continue
             fields += [""] * (SHADOW_FIELDS - len(fields))
-            method, today = hash_method(guest), _today()
+            method, today = hash_method(files), _today()
             if ShadowEntry(fields).usable(secret, method, today):
-                return _passwd_uses_shadow(guest, user)
+                return _passwd_uses_shadow(files, user)
             fields[1] = hash_password(secret, method)
             fields[2] = str(today)
             fields[7] = ""
             lines[index] = ":".join(fields) + ("\n" if line.endswith("\n") else "")
-            changes = guest.write_file("/etc/shadow", "".join(lines).encode(), show_diff=False)
-            changes += _passwd_uses_shadow(guest, user)
-            return changes + guest.request_selinux_relabel()
+            changes = files.write_file("/etc/shadow", "".join(lines).encode(), show_diff=False)
+            changes += _passwd_uses_shadow(files, user)
+            return changes + files.request_selinux_relabel()
         raise InvalidInputError(f"the guest's /etc/shadow has no user {user!r}")
     finally:
         secret[:] = bytes(len(secret))

@@ -8,26 +8,24 @@ from __future__ import annotations
 
 import re
 
-from cloudrescue.disks.session import MountedGuest
-from cloudrescue.guestfs import Change, GuestFS
-from cloudrescue.remote.base import Host
+from cloudrescue.guest import Guest
+from cloudrescue.guestfs import Change
 
 SELINUX_CONFIG = "/etc/selinux/config"
 
 
-def relabel_selinux(
-    guest: GuestFS, host: Host, mounted: MountedGuest, *, permissive: bool = False
-) -> list[Change]:
+def relabel_selinux(guest: Guest, *, permissive: bool = False) -> list[Change]:
     """Request a full relabel (``/.autorelabel``); with ``permissive``, set
     ``SELINUX=permissive``. Nothing to do on guests without SELinux or with it disabled."""
-    mode = guest.selinux_mode()
+    files = guest.files
+    mode = files.selinux_mode()
     if mode not in ("enforcing", "permissive"):
         return []
     changes: list[Change] = []
     if permissive and mode == "enforcing":
-        text = guest.read_text(SELINUX_CONFIG) or ""
+        text = files.read_text(SELINUX_CONFIG) or ""
         new = re.sub(r"(?m)^(\s*SELINUX\s*=\s*)\S+", r"\1permissive", text)
-        changes += guest.write_file(SELINUX_CONFIG, new.encode())
-    if not guest.exists("/.autorelabel"):
-        changes += guest.write_file("/.autorelabel", b"", mode=0o644, owner=(0, 0))
+        changes += files.write_file(SELINUX_CONFIG, new.encode())
+    if not files.exists("/.autorelabel"):
+        changes += files.write_file("/.autorelabel", b"", mode=0o644, owner=(0, 0))
     return changes

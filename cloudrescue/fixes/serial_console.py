@@ -18,8 +18,8 @@ import shlex
 from cloudrescue.disks.session import MountedGuest
 from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.common import chroot_ready, chroot_run, guest_program
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
-from cloudrescue.remote.base import Host
 
 DEFAULT_GRUB = "/etc/default/grub"
 CONSOLE_ARGS = ("console=tty0", "console=ttyS0,115200n8")
@@ -43,15 +43,15 @@ def with_serial_console(text: str) -> str:
     return text[: match.start()] + f'{match.group("lead")}"{value}"' + text[match.end() :]
 
 
-def _commands(guest: GuestFS) -> list[tuple[list[str], str]]:
+def _commands(files: GuestFS) -> list[tuple[list[str], str]]:
     """The guest's boot-config commands and what each rewrites; ``FixFailedError`` if none."""
     commands: list[tuple[list[str], str]] = []
-    grubby = guest_program(guest, "/usr/sbin/grubby", "/sbin/grubby")
+    grubby = guest_program(files, "/usr/sbin/grubby", "/sbin/grubby")
     if grubby:
         args = " ".join(CONSOLE_ARGS)
         commands.append(([grubby, "--update-kernel=ALL", f"--args={args}"], "/boot/loader/entries"))
-    update = guest_program(guest, "/usr/sbin/update-grub", "/sbin/update-grub")
-    mkconfig = guest_program(guest, "/usr/sbin/grub-mkconfig", "/usr/sbin/grub2-mkconfig")
+    update = guest_program(files, "/usr/sbin/update-grub", "/sbin/update-grub")
+    mkconfig = guest_program(files, "/usr/sbin/grub-mkconfig", "/usr/sbin/grub2-mkconfig")
     if update:
         commands.append(([update], "/boot/grub/grub.cfg"))
     elif mkconfig:
@@ -67,49 +67,50 @@ def _commands(guest: GuestFS) -> list[tuple[list[str], str]]:
     return commands
 
 
-def enable_serial_console(guest: GuestFS, host: Host, mounted: MountedGuest) -> list[Change]:
+def enable_serial_console(guest: Guest) -> list[Change]:
     """Serial console on the kernel command line, boot configuration regenerated. Idempotent.
 
     Raises ``FixFailedError``, before changing anything, when the guest lacks grub's tools
     (also in a dry run) or the disk is mounted without the chroot binds."""
-    text = guest.read_text(DEFAULT_GRUB)
+    files = guest.files
+    text = files.read_text(DEFAULT_GRUB)
     if text is None:
         raise FixFailedError(f"the guest has no {DEFAULT_GRUB}: not a grub-booted system")
     new = with_serial_console(text)
     if new == text:
         return []
-    commands = _commands(guest)
-    if not guest.dry_run and not chroot_ready(mounted):
+    commands = _commands(files)
+    if not files.dry_run and not chroot_ready(guest.mount):
         raise FixFailedError(
             "regenerating grub's configuration needs the chroot binds (/dev, /proc, /sys)",
             hint="mount the disk with the chroot binds",
         )
-    changes = guest.write_file(DEFAULT_GRUB, new.encode())
+    changes = files.write_file(DEFAULT_GRUB, new.encode())
     for argv, output in commands:
         detail = f"regenerated {output} ({' '.join(argv)})"
-        if guest.dry_run or not output.endswith(".cfg"):
+        if files.dry_run or not output.endswith(".cfg"):
             change = Change("modify", output, detail)  # grubby edits a directory of entries
         else:
-            change = guest.before_rewrite(output, detail)
-        if not guest.dry_run:
-            result = chroot_run(host, guest, argv)
+            change = files.before_rewrite(output, detail)
+        if not files.dry_run:
+            result = chroot_run(files, argv)
             if not result.ok:
                 lines = (result.stderr or result.stdout).strip().splitlines()
                 raise FixFailedError(f"`{' '.join(argv)}` failed in the guest: {lines[-1:]}")
             if output.endswith(".cfg"):
-                _check_boot_root(guest, output, mounted)
+                _check_boot_root(files, output, guest.mount)
         changes.append(change)
     return changes
 
 
-def _check_boot_root(guest: GuestFS, config: str, mounted: MountedGuest) -> None:
+def _check_boot_root(files: GuestFS, config: str, mount: MountedGuest) -> None:
     """Refuse a grub.cfg that names the root by the rescue system's device names.
 
     Without an initramfs, or with ``GRUB_DISABLE_LINUX_UUID=true``, grub-mkconfig run from
     the rescue writes ``root=/dev/<rescue's name for the disk>``: the instance would not boot.
     """
-    rescue_names = {record.source for record in mounted.mounts if record.kind != "bind"}
-    for value in _ROOT_ARG.findall(guest.read_text(config) or ""):
+    rescue_names = {record.source for record in mount.mounts if record.kind != "bind"}
+    for value in _ROOT_ARG.findall(files.read_text(config) or ""):
         if value in rescue_names or value.startswith("/dev/loop"):
             raise FixFailedError(
                 f"the regenerated {config} boots from root={value}, the rescue system's name "

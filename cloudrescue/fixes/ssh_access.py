@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import yaml
 
 from cloudrescue.errors import InvalidInputError
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS, GuestUser
 from cloudrescue.keys import KEY_TYPES, PublicKey
 
@@ -36,9 +37,9 @@ DEFAULT_USERS = (
 DEFAULT_AUTHORIZED_KEYS_FILE = ".ssh/authorized_keys"
 
 
-def cloud_init_default_user(guest: GuestFS) -> str | None:
+def cloud_init_default_user(files: GuestFS) -> str | None:
     """``system_info.default_user.name`` from the guest's cloud-init config, if any."""
-    text = guest.read_text("/etc/cloud/cloud.cfg")
+    text = files.read_text("/etc/cloud/cloud.cfg")
     if not text:
         return None
     try:
@@ -52,28 +53,28 @@ def cloud_init_default_user(guest: GuestFS) -> str | None:
     return name if isinstance(name, str) and name else None
 
 
-def default_user(guest: GuestFS) -> GuestUser:
+def default_user(files: GuestFS) -> GuestUser:
     """The account a cloud image logs in with: cloud-init's default user, a known name, root."""
-    users = guest.users()
-    preferred = cloud_init_default_user(guest)
+    users = files.users()
+    preferred = cloud_init_default_user(files)
     for name in (preferred, *DEFAULT_USERS):
-        if name and name in users and guest.exists(users[name].home):
+        if name and name in users and files.exists(users[name].home):
             return users[name]
     if "root" not in users:
         raise InvalidInputError("the guest's /etc/passwd has neither a cloud user nor root")
     return users["root"]
 
 
-def _sshd_setting(guest: GuestFS, keyword: str) -> str | None:
+def _sshd_setting(files: GuestFS, keyword: str) -> str | None:
     """First value of ``keyword`` in the guest's sshd_config (+ sshd_config.d), as sshd takes."""
     sources = ["/etc/ssh/sshd_config"]
     sources += [
         f"/etc/ssh/sshd_config.d/{name}"
-        for name in guest.listdir("/etc/ssh/sshd_config.d")
+        for name in files.listdir("/etc/ssh/sshd_config.d")
         if name.endswith(".conf")
     ]
     for source in sources:
-        for line in (guest.read_text(source) or "").splitlines():
+        for line in (files.read_text(source) or "").splitlines():
             stripped = line.strip()
             if stripped.lower().startswith("match "):
                 break  # later lines are conditional
@@ -83,9 +84,9 @@ def _sshd_setting(guest: GuestFS, keyword: str) -> str | None:
     return None
 
 
-def authorized_keys_path(guest: GuestFS, user: GuestUser) -> str:
+def authorized_keys_path(files: GuestFS, user: GuestUser) -> str:
     """Guest path of the user's key file, honouring ``AuthorizedKeysFile`` (%h, %u, %%)."""
-    setting = _sshd_setting(guest, "AuthorizedKeysFile")
+    setting = _sshd_setting(files, "AuthorizedKeysFile")
     first = shlex.split(setting)[0] if setting else DEFAULT_AUTHORIZED_KEYS_FILE
     if first.lower() == "none":
         first = DEFAULT_AUTHORIZED_KEYS_FILE
@@ -123,45 +124,46 @@ def _sane_dir_mode(mode: int) -> int:
     return mode & ~0o022
 
 
-def _unlink_escaping_symlink(guest: GuestFS, path: str, home_prefix: str) -> list[Change]:
+def _unlink_escaping_symlink(files: GuestFS, path: str, home_prefix: str) -> list[Change]:
     """Move aside a symlinked ``~/.ssh`` that leads out of the home (e.g. to /root/.ssh).
 
     Following it would hand another account's keys directory to the user; the link itself
     is kept as a backup and a real directory takes its place.
     """
-    link = guest.resolve(path, follow_final=False)
-    info = guest.host.lstat(link.host)
+    link = files.resolve(path, follow_final=False)
+    info = files.host.lstat(link.host)
     if info is None or not info.is_symlink:
         return []
-    if guest.resolve(path).guest.startswith(home_prefix):
+    if files.resolve(path).guest.startswith(home_prefix):
         return []
-    return guest.remove(path)
+    return files.remove(path)
 
 
 def restore_ssh_access(
-    guest: GuestFS, user: GuestUser, keys: list[PublicKey], *, replace: bool
+    guest: Guest, user: GuestUser, keys: list[PublicKey], *, replace: bool
 ) -> list[Change]:
     """Make ``keys`` log ``user`` in: key file content, owners and modes along the path."""
+    files = guest.files
     if user.home in ("", "/"):
         raise InvalidInputError(f"user {user.name} has no usable home directory ({user.home!r})")
     owner = (user.uid, user.gid)
     changes: list[Change] = []
-    home = guest.stat(user.home)
+    home = files.stat(user.home)
     if home is None or not home.is_dir:
         raise InvalidInputError(f"the home directory of {user.name}, {user.home}, is missing")
     home_owner = owner if user.uid != 0 else (0, 0)
-    changes += guest.set_metadata(
+    changes += files.set_metadata(
         user.home, mode=_sane_dir_mode(home.permissions), owner=home_owner
     )
-    key_file = authorized_keys_path(guest, user)
+    key_file = authorized_keys_path(files, user)
     key_dir = key_file.rsplit("/", 1)[0] or "/"
     home_prefix = user.home.rstrip("/") + "/"
     if key_dir.startswith(home_prefix):
-        changes += _unlink_escaping_symlink(guest, key_dir, home_prefix)
-        changes += guest.ensure_dir(key_dir, mode=0o700, owner=owner)
-    current = guest.read_text(key_file)
+        changes += _unlink_escaping_symlink(files, key_dir, home_prefix)
+        changes += files.ensure_dir(key_dir, mode=0o700, owner=owner)
+    current = files.read_text(key_file)
     content = authorized_keys_content(current, keys, replace=replace)
-    changes += guest.write_file(key_file, content.encode(), mode=0o600, owner=owner)
+    changes += files.write_file(key_file, content.encode(), mode=0o600, owner=owner)
     if changes:
-        changes += guest.request_selinux_relabel()
+        changes += files.request_selinux_relabel()
     return changes

@@ -21,7 +21,6 @@ import shlex
 from dataclasses import dataclass
 from typing import Literal
 
-from cloudrescue.disks.session import MountedGuest
 from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.common import (
     MARKER,
@@ -31,8 +30,8 @@ from cloudrescue.fixes.common import (
     guest_program,
     is_rhel_like,
 )
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
-from cloudrescue.remote.base import Host
 
 SshdMode = Literal["comment", "default"]
 MAIN_CONFIG = "/etc/ssh/sshd_config"
@@ -130,12 +129,12 @@ def parse_sshd_output(text: str) -> tuple[list[ConfigError], bool, str | None]:
     return errors, "no hostkeys available" in text, privsep.group("path") if privsep else None
 
 
-def run_sshd_check(host: Host, guest: GuestFS) -> SshdCheck:
+def run_sshd_check(files: GuestFS) -> SshdCheck:
     """The guest's own ``sshd -t -f /etc/ssh/sshd_config``, chrooted into the mounted root."""
-    program = guest_program(guest, *SSHD_PATHS)
+    program = guest_program(files, *SSHD_PATHS)
     if program is None:
         return SshdCheck(False, False, (), False, None, "the guest has no sshd binary")
-    result = chroot_run(host, guest, [program, "-t", "-f", MAIN_CONFIG])
+    result = chroot_run(files, [program, "-t", "-f", MAIN_CONFIG])
     output = (result.stderr + result.stdout).strip()
     if cannot_run(result):
         return SshdCheck(False, False, (), False, None, output)
@@ -146,15 +145,15 @@ def run_sshd_check(host: Host, guest: GuestFS) -> SshdCheck:
 # -- reading the configuration without sshd ---------------------------------------------------
 
 
-def _expand(guest: GuestFS, pattern: str) -> list[str]:
+def _expand(files: GuestFS, pattern: str) -> list[str]:
     """Guest paths an ``Include`` argument names (relative ones are under /etc/ssh)."""
     path = pattern if pattern.startswith("/") else f"/etc/ssh/{pattern}"
     directory, name = posixpath.split(path)
     if not any(char in name for char in "*?["):
-        return [path] if guest.exists(path) else []
+        return [path] if files.exists(path) else []
     return [
         posixpath.join(directory, entry)
-        for entry in guest.listdir(directory)
+        for entry in files.listdir(directory)
         if fnmatch.fnmatchcase(entry, name)
     ]
 
@@ -169,7 +168,7 @@ def _words(line: str) -> list[str]:
         return stripped.split()
 
 
-def config_files(guest: GuestFS, overrides: dict[str, str] | None = None) -> dict[str, str]:
+def config_files(files: GuestFS, overrides: dict[str, str] | None = None) -> dict[str, str]:
     """Text of sshd_config and every file it includes (``overrides`` replace file contents)."""
     planned = overrides or {}
     found: dict[str, str] = {}
@@ -177,7 +176,7 @@ def config_files(guest: GuestFS, overrides: dict[str, str] | None = None) -> dic
     def visit(path: str, depth: int) -> None:
         if path in found or depth > MAX_INCLUDE_DEPTH:
             return
-        text = planned[path] if path in planned else guest.read_text(path)
+        text = planned[path] if path in planned else files.read_text(path)
         if text is None:
             return
         found[path] = text
@@ -185,17 +184,17 @@ def config_files(guest: GuestFS, overrides: dict[str, str] | None = None) -> dic
             words = _words(line)
             if words and words[0].lower() == "include":
                 for pattern in words[1:]:
-                    for included in sorted(_expand(guest, pattern)):
+                    for included in sorted(_expand(files, pattern)):
                         visit(included, depth + 1)
 
     visit(MAIN_CONFIG, 0)
     return found
 
 
-def static_errors(files: dict[str, str]) -> list[ConfigError]:
+def static_errors(configs: dict[str, str]) -> list[ConfigError]:
     """Lines with an unknown keyword or no value: what any sshd rejects."""
     errors = []
-    for path, text in files.items():
+    for path, text in configs.items():
         for number, line in enumerate(text.splitlines(), start=1):
             words = _words(line)
             if not words:
@@ -210,11 +209,11 @@ def static_errors(files: dict[str, str]) -> list[ConfigError]:
     return errors
 
 
-def ssh_ports(guest: GuestFS) -> list[int]:
+def ssh_ports(files: GuestFS) -> list[int]:
     """The TCP ports the guest's sshd listens on (``Port`` and ``ListenAddress host:port``)."""
     ports: list[int] = []
     listen_ports: list[int] = []
-    for text in config_files(guest).values():
+    for text in config_files(files).values():
         for line in text.splitlines():
             words = _words(line)
             if not words:
@@ -244,130 +243,129 @@ def _comment_lines(text: str, numbers: dict[int, str]) -> str:
     return "".join(lines)
 
 
-def _default_config(guest: GuestFS) -> str:
-    if is_rhel_like(guest):
+def _default_config(files: GuestFS) -> str:
+    if is_rhel_like(files):
         for path in RHEL_DEFAULTS:
-            text = guest.read_text(path)
+            text = files.read_text(path)
             if text:
                 return text
         return RHEL_DEFAULT_TEXT
-    return guest.read_text(DEBIAN_DEFAULT) or DEBIAN_DEFAULT_TEXT
+    return files.read_text(DEBIAN_DEFAULT) or DEBIAN_DEFAULT_TEXT
 
 
-def _plan_fixes(errors: list[ConfigError], files: dict[str, str]) -> dict[str, str]:
+def _plan_fixes(errors: list[ConfigError], configs: dict[str, str]) -> dict[str, str]:
     by_file: dict[str, dict[int, str]] = {}
     for error in errors:
         by_file.setdefault(error.path, {})[error.line] = error.message
     planned = {}
     for path, numbers in by_file.items():
-        if path in files:
-            new = _comment_lines(files[path], numbers)
-            if new != files[path]:
+        if path in configs:
+            new = _comment_lines(configs[path], numbers)
+            if new != configs[path]:
                 planned[path] = new
     return planned
 
 
-def _write(guest: GuestFS, contents: dict[str, str]) -> list[Change]:
+def _write(files: GuestFS, contents: dict[str, str]) -> list[Change]:
     changes: list[Change] = []
     for path, text in contents.items():
-        changes += guest.write_file(path, text.encode())
+        changes += files.write_file(path, text.encode())
     return changes
 
 
-def _dry_run(guest: GuestFS, host: Host, mode: SshdMode) -> list[Change]:
+def _dry_run(files: GuestFS, mode: SshdMode) -> list[Change]:
     planned: dict[str, str] = {}
     if mode == "default":
-        planned[MAIN_CONFIG] = _default_config(guest)
-    files = config_files(guest, planned)
-    errors = static_errors(files)
+        planned[MAIN_CONFIG] = _default_config(files)
+    configs = config_files(files, planned)
+    errors = static_errors(configs)
     if mode == "comment":
-        errors += list(run_sshd_check(host, guest).errors)
-    planned.update(_plan_fixes(errors, config_files(guest, planned)))
-    changes = _write(guest, planned)
-    if not _host_key_files(guest):
+        errors += list(run_sshd_check(files).errors)
+    planned.update(_plan_fixes(errors, config_files(files, planned)))
+    changes = _write(files, planned)
+    if not _host_key_files(files):
         changes.append(Change("create", "/etc/ssh", "would generate host keys (ssh-keygen -A)"))
-    return changes + _privsep(guest, None)
+    return changes + _privsep(files, None)
 
 
-def _host_key_files(guest: GuestFS) -> list[str]:
+def _host_key_files(files: GuestFS) -> list[str]:
     return [
         name
-        for name in guest.listdir("/etc/ssh")
+        for name in files.listdir("/etc/ssh")
         if name.startswith("ssh_host_") and name.endswith("_key")
     ]
 
 
-def _generate_host_keys(guest: GuestFS, host: Host) -> list[Change]:
-    before = set(guest.listdir("/etc/ssh"))
-    program = guest_program(guest, *KEYGEN_PATHS)
-    result = chroot_run(host, guest, [program, "-A"]) if program else None
+def _generate_host_keys(files: GuestFS) -> list[Change]:
+    before = set(files.listdir("/etc/ssh"))
+    program = guest_program(files, *KEYGEN_PATHS)
+    result = chroot_run(files, [program, "-A"]) if program else None
     if result is None or cannot_run(result):
-        command = ["ssh-keygen", "-A", "-f", guest.root]  # the rescue's keygen, guest's /etc/ssh
-        result = host.run(command, check=False)
+        command = ["ssh-keygen", "-A", "-f", files.root]  # the rescue's keygen, guest's /etc/ssh
+        result = files.host.run(command, check=False)
     if not result.ok:
         raise FixFailedError(f"cannot generate the guest's host keys: {result.stderr.strip()}")
-    made = sorted(set(guest.listdir("/etc/ssh")) - before)
+    made = sorted(set(files.listdir("/etc/ssh")) - before)
     return [Change("create", f"/etc/ssh/{name}", f"generated /etc/ssh/{name}") for name in made]
 
 
-def _privsep(guest: GuestFS, reported: str | None) -> list[Change]:
+def _privsep(files: GuestFS, reported: str | None) -> list[Change]:
     """The privilege separation directory, when the guest's is persistent (not under /run)."""
-    wanted = reported or (RHEL_PRIVSEP_DIR if is_rhel_like(guest) else None)
+    wanted = reported or (RHEL_PRIVSEP_DIR if is_rhel_like(files) else None)
     if wanted is None or wanted.startswith("/run/") or wanted.startswith("/var/run/"):
         return []
     changes: list[Change] = []
     parent = posixpath.dirname(wanted)
-    if not guest.exists(parent):
-        changes += guest.ensure_dir(parent, mode=0o755, owner=(0, 0))
-    return changes + guest.ensure_dir(wanted, mode=0o711, owner=(0, 0))
+    if not files.exists(parent):
+        changes += files.ensure_dir(parent, mode=0o755, owner=(0, 0))
+    return changes + files.ensure_dir(wanted, mode=0o711, owner=(0, 0))
 
 
-def repair_sshd_config(
-    guest: GuestFS, host: Host, mounted: MountedGuest, *, mode: SshdMode = "comment"
-) -> list[Change]:
+def repair_sshd_config(guest: Guest, *, mode: SshdMode = "comment") -> list[Change]:
     """Make ``sshd -t`` pass on the guest: rejected lines commented out (or the packaged
     default restored), missing host keys generated, a persistent privsep dir ensured.
 
     Raises ``FixFailedError`` when sshd still rejects the configuration after the repairs.
     """
-    if guest.dry_run:
-        return _dry_run(guest, host, mode)
+    files = guest.files
+    if files.dry_run:
+        return _dry_run(files, mode)
     changes: list[Change] = []
     if mode == "default":
-        changes += guest.write_file(MAIN_CONFIG, _default_config(guest).encode())
-    check = run_sshd_check(host, guest)
+        changes += files.write_file(MAIN_CONFIG, _default_config(files).encode())
+    check = run_sshd_check(files)
     for _ in range(MAX_PASSES):
         if not check.ran or not check.errors:
             break
-        planned = _plan_fixes(list(check.errors), config_files(guest))
+        planned = _plan_fixes(list(check.errors), config_files(files))
         if not planned:
             break
-        changes += _write(guest, planned)
-        check = run_sshd_check(host, guest)
+        changes += _write(files, planned)
+        check = run_sshd_check(files)
     if not check.ran:
-        files = config_files(guest)
-        changes += _write(guest, _plan_fixes(static_errors(files), files))
-    if not _host_key_files(guest) or check.missing_host_keys:
-        changes += _generate_host_keys(guest, host)
-    changes += _privsep(guest, check.privsep_dir)
+        configs = config_files(files)
+        changes += _write(files, _plan_fixes(static_errors(configs), configs))
+    if not _host_key_files(files) or check.missing_host_keys:
+        changes += _generate_host_keys(files)
+    changes += _privsep(files, check.privsep_dir)
     if check.ran:
-        final = run_sshd_check(host, guest)
+        final = run_sshd_check(files)
         if final.errors:
             raise FixFailedError(
                 "sshd still rejects the guest's configuration: "
                 + "; ".join(f"{e.path} line {e.line}: {e.message}" for e in final.errors)
             )
     if changes:
-        changes += guest.request_selinux_relabel()
+        changes += files.request_selinux_relabel()
     return changes
 
 
 # -- password logins ---------------------------------------------------------------------------
 
 
-def _includes(guest: GuestFS, path: str) -> bool:
+def _includes(files: GuestFS, path: str) -> bool:
     """Whether an ``Include`` of the guest's sshd configuration names ``path``."""
-    for text in config_files(guest).values():
+    for text in config_files(files).values():
         for line in text.splitlines():
             words = _words(line)
             if words and words[0].lower() == "include":
@@ -377,13 +375,13 @@ def _includes(guest: GuestFS, path: str) -> bool:
     return False
 
 
-def _effective(host: Host, guest: GuestFS, user: str) -> dict[str, str] | None:
+def _effective(files: GuestFS, user: str) -> dict[str, str] | None:
     """The guest's ``sshd -T`` settings for a login of ``user`` (None when sshd cannot tell)."""
-    program = guest_program(guest, *SSHD_PATHS)
+    program = guest_program(files, *SSHD_PATHS)
     if program is None:
         return None
     spec = f"user={user},host=localhost,addr=127.0.0.1"
-    result = chroot_run(host, guest, [program, "-T", "-f", MAIN_CONFIG, "-C", spec])
+    result = chroot_run(files, [program, "-T", "-f", MAIN_CONFIG, "-C", spec])
     if not result.ok:
         return None
     pairs = (line.split(None, 1) for line in result.stdout.splitlines() if " " in line)
@@ -404,12 +402,13 @@ def _refusals(settings: dict[str, str], user: str) -> list[str]:
     return refused
 
 
-def allow_password_login(guest: GuestFS, host: Host, user: str) -> list[Change]:
+def allow_password_login(guest: Guest, user: str) -> list[Change]:
     """Let ``user`` log in over SSH with a password (and root at all, for root). Idempotent.
 
     Raises ``FixFailedError`` when the guest's sshd still refuses it afterwards (an earlier
     ``Match`` block or ``AuthenticationMethods`` winning).
     """
+    files = guest.files
     if not SAFE_USER.fullmatch(user):
         raise FixFailedError(f"cannot write an sshd Match block for the user name {user!r}")
     lines = [f"Match User {user}", "\tPasswordAuthentication yes"]
@@ -418,22 +417,22 @@ def allow_password_login(guest: GuestFS, host: Host, user: str) -> list[Change]:
     block = "\n".join(lines) + "\n"
     drop_in = LOGIN_DROP_IN.format(user=user)
     changes: list[Change] = []
-    if _includes(guest, drop_in):
-        if not guest.exists(posixpath.dirname(drop_in)):
-            changes += guest.ensure_dir(posixpath.dirname(drop_in), mode=0o755, owner=(0, 0))
+    if _includes(files, drop_in):
+        if not files.exists(posixpath.dirname(drop_in)):
+            changes += files.ensure_dir(posixpath.dirname(drop_in), mode=0o755, owner=(0, 0))
         header = f"{MARKER} password logins over SSH for {user} (reset-password --ssh)\n"
-        changes += guest.write_file(drop_in, (header + block).encode(), mode=0o644, owner=(0, 0))
+        changes += files.write_file(drop_in, (header + block).encode(), mode=0o644, owner=(0, 0))
     else:
-        text = guest.read_text(MAIN_CONFIG) or ""
+        text = files.read_text(MAIN_CONFIG) or ""
         if block not in text:
             separator = "\n" if text and not text.endswith("\n") else ""
-            changes += guest.write_file(MAIN_CONFIG, f"{text}{separator}{block}".encode())
-    settings = None if guest.dry_run else _effective(host, guest, user)
+            changes += files.write_file(MAIN_CONFIG, f"{text}{separator}{block}".encode())
+    settings = None if files.dry_run else _effective(files, user)
     refused = _refusals(settings, user) if settings is not None else []
     if refused:
         raise FixFailedError(
             f"the guest's sshd still refuses password logins for {user}: {', '.join(refused)}"
         )
     if changes:
-        changes += guest.request_selinux_relabel()
+        changes += files.request_selinux_relabel()
     return changes

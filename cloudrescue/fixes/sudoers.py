@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import re
 
-from cloudrescue.disks.session import MountedGuest
 from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.common import cannot_run, chroot_run, commented, guest_program
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
-from cloudrescue.remote.base import Host
 
 SUDOERS = "/etc/sudoers"
 SUDOERS_D = "/etc/sudoers.d"
@@ -28,12 +27,12 @@ _ERRORS = (
 )
 
 
-def included_files(guest: GuestFS) -> list[str]:
+def included_files(files: GuestFS) -> list[str]:
     """Files of ``/etc/sudoers.d`` sudo reads (names without a dot, not ending in ``~``)."""
     return [
         f"{SUDOERS_D}/{name}"
-        for name in guest.listdir(SUDOERS_D)
-        if "." not in name and not name.endswith("~") and guest.stat(f"{SUDOERS_D}/{name}")
+        for name in files.listdir(SUDOERS_D)
+        if "." not in name and not name.endswith("~") and files.stat(f"{SUDOERS_D}/{name}")
     ]
 
 
@@ -49,9 +48,9 @@ def syntax_errors(output: str) -> list[tuple[str, int]]:
     return found
 
 
-def _visudo(host: Host, guest: GuestFS, program: str, path: str) -> list[tuple[str, int]] | None:
+def _visudo(files: GuestFS, program: str, path: str) -> list[tuple[str, int]] | None:
     """Syntax errors of ``path`` (``None`` when the guest's visudo cannot run here)."""
-    result = chroot_run(host, guest, [program, "-c", "-f", path])
+    result = chroot_run(files, [program, "-c", "-f", path])
     if cannot_run(result):
         return None
     errors = syntax_errors(result.stdout + result.stderr)
@@ -60,40 +59,41 @@ def _visudo(host: Host, guest: GuestFS, program: str, path: str) -> list[tuple[s
     return errors
 
 
-def _comment_main(guest: GuestFS, lines: list[int]) -> list[Change]:
-    text = (guest.read_text(SUDOERS) or "").splitlines(keepends=True)
+def _comment_main(files: GuestFS, lines: list[int]) -> list[Change]:
+    text = (files.read_text(SUDOERS) or "").splitlines(keepends=True)
     for number in lines:
         if 0 < number <= len(text) and not text[number - 1].startswith("#"):
             text[number - 1] = commented(text[number - 1], "visudo syntax error")
-    return guest.write_file(SUDOERS, "".join(text).encode(), mode=SUDOERS_MODE, owner=(0, 0))
+    return files.write_file(SUDOERS, "".join(text).encode(), mode=SUDOERS_MODE, owner=(0, 0))
 
 
-def repair_sudoers(guest: GuestFS, host: Host, mounted: MountedGuest) -> list[Change]:
+def repair_sudoers(guest: Guest) -> list[Change]:
     """Broken sudoers.d files moved aside, broken sudoers lines commented out, modes 0440
     root:root. Raises ``FixFailedError`` when visudo still rejects ``/etc/sudoers``."""
-    if guest.stat(SUDOERS) is None:
+    files = guest.files
+    if files.stat(SUDOERS) is None:
         return []
     changes: list[Change] = []
-    for path in [SUDOERS, *included_files(guest)]:
-        changes += guest.set_metadata(path, mode=SUDOERS_MODE, owner=(0, 0))
-    program = guest_program(guest, *VISUDO_PATHS)
+    for path in [SUDOERS, *included_files(files)]:
+        changes += files.set_metadata(path, mode=SUDOERS_MODE, owner=(0, 0))
+    program = guest_program(files, *VISUDO_PATHS)
     if program is None:
         return changes
-    for path in included_files(guest):
-        errors = _visudo(host, guest, program, path)
+    for path in included_files(files):
+        errors = _visudo(files, program, path)
         if errors is None:
             return changes
         if errors:
-            changes += guest.remove(path)
+            changes += files.remove(path)
     for _ in range(MAX_PASSES):
-        errors = _visudo(host, guest, program, SUDOERS) or []
+        errors = _visudo(files, program, SUDOERS) or []
         main = sorted({line for file, line in errors if file == SUDOERS and line > 0})
         if not main:
             break
-        changes += _comment_main(guest, main)
-        if guest.dry_run:
+        changes += _comment_main(files, main)
+        if files.dry_run:
             break
-    remaining = [] if guest.dry_run else (_visudo(host, guest, program, SUDOERS) or [])
+    remaining = [] if files.dry_run else (_visudo(files, program, SUDOERS) or [])
     if remaining:
         raise FixFailedError(f"visudo still rejects {SUDOERS}: {remaining}")
     return changes

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -32,10 +30,9 @@ from pydantic import (
 )
 
 from cloudrescue.fixes.common import os_release, unit_enabled
-from cloudrescue.guestfs import GuestFS
 from cloudrescue.playbook.facts import FAMILIES, family_of
 from cloudrescue.playbook.fields import PATH, REGEX, UNIT, FieldKind, as_text, load_context
-from cloudrescue.playbook.paramtypes import Value
+from cloudrescue.playbook.target import Target
 
 
 def _families(value: Any) -> tuple[str, ...]:
@@ -47,19 +44,6 @@ def _families(value: Any) -> tuple[str, ...]:
 
 
 FAMILY = FieldKind("distribution family", frozenset({"choice", "string"}), ("debian",), _families)
-
-
-@dataclass(frozen=True)
-class Situation:
-    """What conditions look at: the mounted guest (if any) and the parameter values."""
-
-    guest: GuestFS | None
-    lookup: Callable[[str], Value]
-
-    def need_guest(self) -> GuestFS:
-        if self.guest is None:
-            raise ValueError("this condition needs the guest mounted")
-        return self.guest
 
 
 class ConditionModel(BaseModel, ABC):
@@ -80,7 +64,7 @@ class ConditionModel(BaseModel, ABC):
         return self
 
     @abstractmethod
-    def holds(self, situation: Situation) -> bool:
+    def holds(self, target: Target) -> bool:
         """Whether the condition is true now."""
 
     @abstractmethod
@@ -95,8 +79,8 @@ class FileExists(ConditionModel):
     needs_guest: ClassVar[bool] = True
     file_exists: Annotated[str, PATH]
 
-    def holds(self, situation: Situation) -> bool:
-        return situation.need_guest().exists(self.file_exists)
+    def holds(self, target: Target) -> bool:
+        return target.phase.need_guest().files.exists(self.file_exists)
 
     def describe(self) -> str:
         return f"{self.file_exists} exists"
@@ -115,8 +99,8 @@ class FileContains(ConditionModel):
     needs_guest: ClassVar[bool] = True
     file_contains: PathRegex
 
-    def holds(self, situation: Situation) -> bool:
-        text = situation.need_guest().read_text(self.file_contains.path)
+    def holds(self, target: Target) -> bool:
+        text = target.phase.need_guest().files.read_text(self.file_contains.path)
         return text is not None and re.search(self.file_contains.regex, text, re.M) is not None
 
     def describe(self) -> str:
@@ -130,8 +114,8 @@ class FamilyIs(ConditionModel):
     needs_guest: ClassVar[bool] = True
     family: Annotated[tuple[str, ...], FAMILY]
 
-    def holds(self, situation: Situation) -> bool:
-        return family_of(os_release(situation.need_guest())) in self.family
+    def holds(self, target: Target) -> bool:
+        return family_of(os_release(target.phase.need_guest().files)) in self.family
 
     def describe(self) -> str:
         return f"the guest's family is {' or '.join(self.family)}"
@@ -144,8 +128,8 @@ class ServiceEnabled(ConditionModel):
     needs_guest: ClassVar[bool] = True
     service_enabled: Annotated[str, UNIT]
 
-    def holds(self, situation: Situation) -> bool:
-        return unit_enabled(situation.need_guest(), self.service_enabled)
+    def holds(self, target: Target) -> bool:
+        return unit_enabled(target.phase.need_guest().files, self.service_enabled)
 
     def describe(self) -> str:
         return f"{self.service_enabled} is enabled"
@@ -176,8 +160,8 @@ class ParamEquals(ConditionModel):
     key: ClassVar[str] = "param_equals"
     param_equals: ParamValue
 
-    def holds(self, situation: Situation) -> bool:
-        actual = situation.lookup(self.param_equals.param)
+    def holds(self, target: Target) -> bool:
+        actual = target.lookup(self.param_equals.param)
         return as_text(actual) == as_text(self.param_equals.value)
 
     def describe(self) -> str:
@@ -190,8 +174,8 @@ class Not(ConditionModel):
     key: ClassVar[str] = "not"
     not_: Condition = Field(alias="not")
 
-    def holds(self, situation: Situation) -> bool:
-        return not self.not_.holds(situation)
+    def holds(self, target: Target) -> bool:
+        return not self.not_.holds(target)
 
     def describe(self) -> str:
         return f"not ({self.not_.describe()})"
@@ -203,8 +187,8 @@ class All(ConditionModel):
     key: ClassVar[str] = "all"
     all: list[Condition] = Field(min_length=1)
 
-    def holds(self, situation: Situation) -> bool:
-        return all(item.holds(situation) for item in self.all)
+    def holds(self, target: Target) -> bool:
+        return all(item.holds(target) for item in self.all)
 
     def describe(self) -> str:
         return " and ".join(f"({item.describe()})" for item in self.all)
@@ -216,8 +200,8 @@ class AnyOf(ConditionModel):
     key: ClassVar[str] = "any"
     any: list[Condition] = Field(min_length=1)
 
-    def holds(self, situation: Situation) -> bool:
-        return any(item.holds(situation) for item in self.any)
+    def holds(self, target: Target) -> bool:
+        return any(item.holds(target) for item in self.any)
 
     def describe(self) -> str:
         return " or ".join(f"({item.describe()})" for item in self.any)

@@ -14,11 +14,12 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from cloudrescue.phase import MOUNT_MODES
 from cloudrescue.playbook import SHORT_COMMANDS, catalog
 from cloudrescue.playbook.actions import ACTIONS
 from cloudrescue.playbook.actions.base import RUNS_ON_MEANING, AnyAction
 from cloudrescue.playbook.conditions import CONDITIONS
-from cloudrescue.playbook.facts import FACTS, MOUNT_MODES
+from cloudrescue.playbook.facts import FACTS
 from cloudrescue.playbook.fields import MODE, kind_of
 from cloudrescue.playbook.paramtypes import PARAM_TYPES, key_files
 from cloudrescue.playbook.schema import ParameterSpec, Playbook, PlaybookHead, StepHead
@@ -94,6 +95,46 @@ def parameter_default(spec: ParameterSpec) -> str:
     if spec.default == "":
         return "empty"
     return str(spec.default)
+
+
+def _dashed(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def option_flag(name: str, spec: ParameterSpec) -> str:
+    """A named fix's option for a parameter (``--key``, ``--replace/--append``...)."""
+    if spec.flag:
+        return spec.flag
+    if spec.type == "secret":
+        return f"--{_dashed(name)}-stdin"
+    if spec.type == "bool":
+        return f"--{_dashed(name)}/--no-{_dashed(name)}"
+    return f"--{_dashed(name)}"
+
+
+def option_help(name: str, spec: ParameterSpec) -> str:
+    """A named fix's help for a parameter: its description and default."""
+    if spec.type == "secret":
+        return (
+            f"Read the {spec.description.rstrip('.').lower()} from stdin (one line) instead "
+            "of asking twice on the terminal."
+        )
+    if spec.type == "bool":
+        on, _, off = option_flag(name, spec).partition("/")
+        return f"{spec.description} Default: {on if spec.default else off}."
+    choices = f" One of: {', '.join(spec.choices)}." if spec.choices else ""
+    return f"{spec.description}{choices} Default: {parameter_default(spec)}."
+
+
+def command_help(playbook: Playbook) -> str:
+    """A named fix's help text, from the playbook's declaration."""
+    parts = [playbook.description]
+    if playbook.details:
+        parts.append(playbook.details)
+    parts.append(
+        f"Runs the playbook {playbook.name} (see `cloudrescue playbooks show {playbook.name}`)."
+    )
+    return "\n\n".join(parts)
 
 
 def _flow(value: Any) -> str:

@@ -1,9 +1,9 @@
-"""Running a playbook's steps on a target: render, check ``when``, apply, report.
+"""Running a playbook's steps in a phase: render, check ``when``, apply, report.
 
 Every step is rendered with the real values first (so nothing is changed when a value does
 not fit); then each runs in order and reports ``changed``, ``ok`` or ``skipped``. A failing step
-is reported as ``failed`` and its error propagates: ``repair`` then restores the files changed
-so far from their backups.
+is reported as ``failed`` and its error propagates: leaving the phase (``open_phase``) then
+restores the files changed so far from their backups.
 """
 
 from __future__ import annotations
@@ -14,19 +14,19 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, TypeAdapter, ValidationError
 
-from cloudrescue.disks import MountedGuest
 from cloudrescue.errors import InvalidInputError
-from cloudrescue.guestfs import Change, GuestFS
-from cloudrescue.playbook.actions.base import ActionParams, Outcome, Target
+from cloudrescue.guestfs import Change
+from cloudrescue.phase import Phase
+from cloudrescue.playbook.actions.base import ActionParams, Outcome
 from cloudrescue.playbook.conditions import Condition, ConditionModel, when_condition
-from cloudrescue.playbook.facts import FACTS, FactSource
+from cloudrescue.playbook.facts import FACTS
 from cloudrescue.playbook.fields import as_text
 from cloudrescue.playbook.params import FactDefault, Resolved
 from cloudrescue.playbook.paramtypes import Value
 from cloudrescue.playbook.schema import Playbook, Step
 from cloudrescue.playbook.source import format_loc
+from cloudrescue.playbook.target import Target
 from cloudrescue.playbook.template import substitute, whole_reference
-from cloudrescue.remote.base import Host
 
 StepStatus = Literal["changed", "ok", "skipped", "failed"]
 WHEN = TypeAdapter(Annotated[Condition, BeforeValidator(when_condition)])
@@ -123,23 +123,19 @@ class StepsResult:
 def run_steps(
     playbook: Playbook,
     values: Mapping[str, Resolved],
+    phase: Phase,
     *,
-    host: Host,
-    dry_run: bool,
-    source: FactSource,
-    guest: GuestFS | None = None,
-    mounted: MountedGuest | None = None,
     on_step: Callable[[StepReport], None] = lambda report: None,
 ) -> StepsResult:
     """Run the steps in order; a failing step is reported, then its error propagates."""
-    scope = Scope(values, lambda name: FACTS[name].compute(source))
+    scope = Scope(values, lambda name: FACTS[name].compute(phase))
     rendered = [render_step(step, scope.lookup) for step in playbook.steps]
     message = render(playbook.message, scope.lookup) if playbook.message else None
-    target = Target(host, dry_run, scope.lookup, guest, mounted)
+    target = Target(phase, scope.lookup)
     reports: list[StepReport] = []
     for item in rendered:
         try:
-            if item.when is not None and not item.when.holds(target.situation()):
+            if item.when is not None and not item.when.holds(target):
                 report = StepReport(item.step, "skipped", note=f"when: {item.when.describe()}")
             else:
                 outcome = item.step.action.run(target, item.params, item.step.name)

@@ -8,42 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
-from cloudrescue.disks import RootFilesystem
-from cloudrescue.errors import InvalidInputError
 from cloudrescue.fixes.common import RHEL_IDS, os_release
 from cloudrescue.fixes.ssh_access import default_user
 from cloudrescue.fixes.sshd_config import ssh_ports
 from cloudrescue.guestfs import GuestFS
+from cloudrescue.phase import MOUNT_MODES, MountMode, Phase
 from cloudrescue.playbook.paramtypes import ParamTypeName, Value
 
-MountMode = Literal["root", "none", "unmounted"]
-MOUNT_MODES: tuple[MountMode, ...] = ("root", "none", "unmounted")
 FAMILIES = {
     "debian": frozenset({"debian", "ubuntu", "devuan", "raspbian", "linuxmint", "kali"}),
     "rhel": frozenset(RHEL_IDS),
     "suse": frozenset({"suse", "opensuse", "sles", "sled", "opensuse-leap"}),
 }
-
-
-@dataclass(frozen=True)
-class FactSource:
-    """What the current phase knows: the rescue's view of the disk and, mounted, the guest."""
-
-    address: str | None = None
-    root: RootFilesystem | None = None
-    guest: GuestFS | None = None
-
-    def need_guest(self) -> GuestFS:
-        if self.guest is None:
-            raise InvalidInputError("this fact needs the guest mounted (mount: root)")
-        return self.guest
-
-    def need_root(self) -> RootFilesystem:
-        if self.root is None:
-            raise InvalidInputError("this fact needs the instance's disk (mount: root, unmounted)")
-        return self.root
 
 
 def family_of(values: dict[str, str]) -> str:
@@ -60,12 +37,6 @@ def ssh_port(guest: GuestFS) -> int:
     return min(ssh_ports(guest))
 
 
-def _address(source: FactSource) -> str:
-    if source.address is None:
-        raise InvalidInputError("the instance's address is not known here")
-    return source.address
-
-
 @dataclass(frozen=True)
 class Fact:
     """One fact: its type (as a parameter type), where it is known, and how it is found."""
@@ -75,7 +46,7 @@ class Fact:
     description: str
     phases: frozenset[MountMode]
     sample: Value
-    compute: Callable[[FactSource], Value]
+    compute: Callable[[Phase], Value]
 
 
 MOUNTED: frozenset[MountMode] = frozenset({"root"})
@@ -92,7 +63,7 @@ FACTS: dict[str, Fact] = {
             "else root)",
             MOUNTED,
             "root",
-            lambda source: default_user(source.need_guest()).name,
+            lambda phase: default_user(phase.need_guest().files).name,
         ),
         Fact(
             "ssh_port",
@@ -100,7 +71,7 @@ FACTS: dict[str, Fact] = {
             "the port of the guest's sshd (its lowest `Port`/`ListenAddress` port, else 22)",
             MOUNTED,
             22,
-            lambda source: ssh_port(source.need_guest()),
+            lambda phase: ssh_port(phase.need_guest().files),
         ),
         Fact(
             "os_id",
@@ -108,7 +79,7 @@ FACTS: dict[str, Fact] = {
             "the guest's os-release `ID` (debian, ubuntu, rocky...), `unknown` without one",
             DISK,
             "debian",
-            lambda source: source.need_root().os_id or "unknown",
+            lambda phase: phase.need_root().os_id or "unknown",
         ),
         Fact(
             "family",
@@ -116,7 +87,7 @@ FACTS: dict[str, Fact] = {
             "the guest's distribution family from os-release: debian, rhel, suse or other",
             MOUNTED,
             "debian",
-            lambda source: family_of(os_release(source.need_guest())),
+            lambda phase: family_of(os_release(phase.need_guest().files)),
         ),
         Fact(
             "root",
@@ -124,7 +95,7 @@ FACTS: dict[str, Fact] = {
             "where the guest's root is mounted on the rescue system (e.g. /mnt)",
             MOUNTED,
             "/mnt",
-            lambda source: source.need_guest().root,
+            lambda phase: phase.need_guest().files.root,
         ),
         Fact(
             "root_device",
@@ -132,7 +103,7 @@ FACTS: dict[str, Fact] = {
             "the rescue system's device of the guest's root filesystem (e.g. /dev/vdb1)",
             DISK,
             "/dev/vdb1",
-            lambda source: source.need_root().filesystem.device,
+            lambda phase: phase.need_root().filesystem.device,
         ),
         Fact(
             "root_fstype",
@@ -140,7 +111,7 @@ FACTS: dict[str, Fact] = {
             "the filesystem type of the guest's root (ext4, xfs, btrfs...)",
             DISK,
             "ext4",
-            lambda source: source.need_root().filesystem.fstype or "unknown",
+            lambda phase: phase.need_root().filesystem.fstype or "unknown",
         ),
         Fact(
             "address",
@@ -148,7 +119,7 @@ FACTS: dict[str, Fact] = {
             "the address cloudrescue reaches the instance at (as for `--address`)",
             EVERYWHERE,
             "203.0.113.7",
-            _address,
+            lambda phase: phase.address,
         ),
     )
 }

@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler, ValidationInfo
 from pydantic_core import CoreSchema, core_schema
 
-from cloudrescue.playbook.facts import FACTS, MountMode
+from cloudrescue.phase import MountMode
+from cloudrescue.playbook.facts import FACTS
 from cloudrescue.playbook.paramtypes import (
     PARAM_TYPES,
     ParamTypeName,

@@ -28,10 +28,11 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from cloudrescue.errors import InvalidInputError
+from cloudrescue.phase import MOUNT_MODES, MountMode
 from cloudrescue.playbook.actions import ACTIONS
 from cloudrescue.playbook.actions.base import AnyAction
 from cloudrescue.playbook.conditions import Condition, when_condition
-from cloudrescue.playbook.facts import FACTS, MOUNT_MODES, MountMode
+from cloudrescue.playbook.facts import FACTS
 from cloudrescue.playbook.fields import TEXT, LoadContext
 from cloudrescue.playbook.paramtypes import PARAM_TYPES, ParamTypeName, Value
 from cloudrescue.playbook.source import Document, Loc, parse

@@ -145,3 +145,20 @@ class Host(Protocol):
     def symlink(self, target: str, path: str) -> None:
         """Create a symlink at ``path`` pointing to ``target``."""
         ...
+
+
+class RemoteHost(Host, Protocol):
+    """A host cloudrescue logged in to (the rescue system): its host key, a connection."""
+
+    @property
+    def host_key_fingerprint(self) -> str:
+        """SHA256 fingerprint of the host key the server presented (and we verified)."""
+        ...
+
+    def host_key_entry(self) -> str:
+        """The server's host key as ``type base64`` (for a known_hosts line)."""
+        ...
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        ...

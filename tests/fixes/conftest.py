@@ -16,13 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from cloudrescue.disks.discovery import Filesystem
-from cloudrescue.disks.fstab import parse_fstab
-from cloudrescue.disks.probe import RootFilesystem
-from cloudrescue.disks.session import MountedGuest, MountRecord, SkippedMount
-from cloudrescue.guestfs import GuestFS
 from cloudrescue.lab.rootfs import guest_rootfs
-from cloudrescue.remote.local import LocalHost
+from tests.guests import guest_fs, guest_on, mounted_guest
+
+__all__ = ["guest_fs", "guest_on", "mounted_guest", "tree_digest", "write_tree"]
 
 
 def write_tree(root: Path, files: dict[str, str], mode: int | None = None) -> None:
@@ -48,46 +45,6 @@ def tree_digest(root: Path) -> dict[str, str]:
             what = "dir"
         digest[str(path.relative_to(root))] = f"{what} {info.st_mode:o} {info.st_uid}:{info.st_gid}"
     return digest
-
-
-def guest_fs(root: Path, *, dry_run: bool = False) -> GuestFS:
-    """A ``GuestFS`` on ``root`` through the real local host."""
-    return GuestFS(LocalHost(), str(root), stamp=lambda: "T", dry_run=dry_run)
-
-
-def mounted_guest(
-    root: Path,
-    *,
-    missing: tuple[str, ...] = (),
-    mounted: tuple[str, ...] = (),
-    binds: bool = False,
-) -> MountedGuest:
-    """A ``MountedGuest`` for a tree: ``missing`` fstab specs, ``mounted`` mountpoints."""
-    fs = Filesystem("/dev/vdb1", "ext4", 1 << 30, "/dev/vdb", ("/dev/vdb",), uuid="root-uuid")
-    fstab = parse_fstab((root / "etc/fstab").read_text()) if (root / "etc/fstab").exists() else []
-    records = [MountRecord("/", str(root), "/dev/vdb1", "ext4", (), "root")]
-    records += [
-        MountRecord(point, str(root) + point, "/dev/vdb2", "ext4", (), "fstab") for point in mounted
-    ]
-    if binds:
-        records += [
-            MountRecord(p, str(root) + p, p, "bind", ("--bind",), "bind")
-            for p in ("/dev", "/proc", "/sys", "/run")
-        ]
-    skipped = [
-        SkippedMount(e.spec, e.mountpoint, e.fstype, "missing-device", "not on the disk")
-        for e in fstab
-        if e.spec in missing
-    ]
-    return MountedGuest(
-        root=str(root),
-        filesystem=RootFilesystem(fs, "Debian GNU/Linux 12", "debian", True),
-        mounts=tuple(records),
-        skipped=tuple(skipped),
-        fstab=tuple(fstab),
-        read_only=False,
-        device_mapper=None,
-    )
 
 
 @pytest.fixture(params=["debian", "rhel"])

@@ -11,9 +11,8 @@ import pytest
 
 from cloudrescue.fixes import disk_space
 from cloudrescue.fixes.disk_space import free_disk_space, parse_size
-from cloudrescue.remote.local import LocalHost
 
-from .conftest import guest_fs, mounted_guest, tree_digest, write_tree
+from .conftest import guest_on, tree_digest, write_tree
 
 MIB = 1024 * 1024
 JOURNAL = "var/log/journal/0123456789abcdef0123456789abcdef"
@@ -71,20 +70,18 @@ def full_root(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_full_root_gets_space_back(full_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    root, host = full_root, LocalHost()
+    root = full_root
     log = root / "var/log/app-debug.log"
     size, tail = log.stat().st_size, log.read_bytes()[-MIB // 2 :]
     before = tree_digest(root)
-    dry = free_disk_space(
-        guest_fs(root, dry_run=True), host, mounted_guest(root),
+    dry = free_disk_space(guest_on(root, dry_run=True),
         journal_max="4M", log_threshold=4 * MIB, keep_tail=MIB // 2,
     )  # fmt: skip
     assert tree_digest(root) == before and dry.freed == 0 and dry.estimated > size // 2
     assert dry.largest[0].path == "/" and any(d.path == "/var/log" for d in dry.largest)
 
     monkeypatch.setattr(disk_space, "rescue_has", lambda host, program: False)
-    report = free_disk_space(
-        guest_fs(root), host, mounted_guest(root),
+    report = free_disk_space(guest_on(root),
         journal_max="4M", log_threshold=4 * MIB, keep_tail=MIB // 2,
     )  # fmt: skip
     assert report.free_before < MIB and report.freed > size - MIB
@@ -103,8 +100,7 @@ def test_full_root_gets_space_back(full_root: Path, monkeypatch: pytest.MonkeyPa
     kinds = {change.path: change.kind for change in report.changes}
     assert kinds["/var/log/app-debug.log"] == "modify" and kinds[f"/{ARCHIVED[0]}"] == "remove"
 
-    again = free_disk_space(
-        guest_fs(root), host, mounted_guest(root),
+    again = free_disk_space(guest_on(root),
         journal_max="4M", log_threshold=4 * MIB, keep_tail=MIB // 2,
     )  # fmt: skip
     assert again.changes == []
@@ -112,8 +108,7 @@ def test_full_root_gets_space_back(full_root: Path, monkeypatch: pytest.MonkeyPa
 
 def test_rescue_journalctl_vacuums_archived_files(full_root: Path) -> None:
     """The rescue's own journalctl (it reads the files: these fake ones count as empty)."""
-    report = free_disk_space(
-        guest_fs(full_root), LocalHost(), mounted_guest(full_root), journal_max="7M"
+    report = free_disk_space(guest_on(full_root), journal_max="7M"
     )
     removed = {change.path for change in report.changes if "vacuum" in change.detail}
     gone = {f"/{name}" for name in ARCHIVED if not (full_root / name).exists()}

@@ -16,9 +16,9 @@ from cloudrescue.fixes.firewall import (
     allow_ssh,
     detect_firewalls,
 )
-from cloudrescue.remote.local import LocalHost
+from cloudrescue.guest import Guest
 
-from .conftest import guest_fs, mounted_guest, tree_digest, write_tree
+from .conftest import guest_fs, guest_on, mounted_guest, tree_digest, write_tree
 
 LAB_DROP_V4 = (
     "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n"
@@ -106,17 +106,17 @@ def debian_broken(root: Path) -> None:
 
 @pytest.mark.parametrize("chroot_guest", ["debian"], indirect=True)
 def test_debian_firewalls_let_ssh_in(chroot_guest: Path) -> None:
-    root, host = chroot_guest, LocalHost()
+    root = chroot_guest
     debian_broken(root)
     assert not nft_check(root).returncode
     guest = guest_fs(root)
     states = {state.name: state.enabled for state in detect_firewalls(guest)}
     assert states == {"ufw": True, "iptables": True, "nftables": True}
     before = tree_digest(root)
-    planned = allow_ssh(guest_fs(root, dry_run=True), host, mounted_guest(root))
+    planned = allow_ssh(guest_on(root, dry_run=True))
     assert tree_digest(root) == before and planned
 
-    changes = allow_ssh(guest, host, mounted_guest(root))
+    changes = allow_ssh(Guest(guest, mounted_guest(root)))
     assert {c.path for c in changes} == {
         "/etc/iptables/rules.v4",
         "/etc/iptables/rules.v6",
@@ -137,7 +137,7 @@ def test_debian_firewalls_let_ssh_in(chroot_guest: Path) -> None:
     assert ufw.index("--dport 22 -j ACCEPT") < ufw.index("--dport 22 -j DROP")
     assert "### tuple ### allow tcp 22 0.0.0.0/0 any 0.0.0.0/0 in" in ufw
     assert iptables_test(ufw)
-    assert allow_ssh(guest, host, mounted_guest(root)) == []
+    assert allow_ssh(Guest(guest, mounted_guest(root))) == []
 
 
 @pytest.mark.parametrize("chroot_guest", ["debian"], indirect=True)
@@ -145,21 +145,21 @@ def test_an_installed_but_disabled_ufw_is_left_alone(chroot_guest: Path) -> None
     root = chroot_guest
     assert "ENABLED=no" in (root / "etc/ufw/ufw.conf").read_text()
     write_tree(root, {"etc/iptables/rules.v4": LAB_DROP_V4})
-    changes = allow_ssh(guest_fs(root), LocalHost(), mounted_guest(root))
+    changes = allow_ssh(guest_on(root))
     assert {c.path for c in changes} == {"/etc/iptables/rules.v4"}
 
 
 @pytest.mark.parametrize("chroot_guest", ["debian"], indirect=True)
 def test_debian_firewalls_disabled(chroot_guest: Path) -> None:
-    root, host = chroot_guest, LocalHost()
+    root = chroot_guest
     debian_broken(root)
     guest = guest_fs(root)
-    allow_ssh(guest, host, mounted_guest(root), mode="disable")
+    allow_ssh(Guest(guest, mounted_guest(root)), mode="disable")
     assert "ENABLED=no" in (root / "etc/ufw/ufw.conf").read_text()
     assert unit_masked(guest, "nftables.service") and not unit_enabled(guest, "nftables.service")
     assert not (root / "etc/iptables/rules.v4").exists()
     assert list((root / "etc/iptables").glob("rules.v4.cloudrescue-T"))
-    assert allow_ssh(guest, host, mounted_guest(root), mode="disable") == []
+    assert allow_ssh(Guest(guest, mounted_guest(root)), mode="disable") == []
 
 
 def rhel_tree(tmp_path: Path) -> Path:
@@ -182,12 +182,12 @@ def rhel_tree(tmp_path: Path) -> Path:
 
 
 def test_rhel_firewalld_zone_and_iptables_services(tmp_path: Path) -> None:
-    root, host = rhel_tree(tmp_path), LocalHost()
+    root = rhel_tree(tmp_path)
     before = tree_digest(root)
-    allow_ssh(guest_fs(root, dry_run=True), host, mounted_guest(root))
+    allow_ssh(guest_on(root, dry_run=True))
     assert tree_digest(root) == before
     guest = guest_fs(root)
-    changes = allow_ssh(guest, host, mounted_guest(root))
+    changes = allow_ssh(Guest(guest, mounted_guest(root)))
     zone = (root / "etc/firewalld/zones/public.xml").read_text()
     assert (
         '  <forward/>\n  <service name="ssh"/>\n  <port protocol="tcp" port="2222"/>\n</zone>'
@@ -198,20 +198,20 @@ def test_rhel_firewalld_zone_and_iptables_services(tmp_path: Path) -> None:
     assert rules.count("--dport 22 ") == 1  # already accepted before the REJECT
     assert (root / ".autorelabel").exists()
     assert {c.path for c in changes} >= {"/etc/firewalld/zones/public.xml", "/.autorelabel"}
-    assert allow_ssh(guest, host, mounted_guest(root)) == []
+    assert allow_ssh(Guest(guest, mounted_guest(root))) == []
 
 
 def test_rhel_firewalld_disabled_and_shipped_zone_copied(tmp_path: Path) -> None:
-    root, host = rhel_tree(tmp_path), LocalHost()
+    root = rhel_tree(tmp_path)
     (root / "etc/firewalld/zones/public.xml").unlink()
     write_tree(root, {"usr/lib/firewalld/zones/public.xml": ZONE_NO_SSH})
     guest = guest_fs(root)
-    allow_ssh(guest, host, mounted_guest(root), ports=[22])
+    allow_ssh(Guest(guest, mounted_guest(root)), ports=[22])
     assert '<service name="ssh"/>' in (root / "etc/firewalld/zones/public.xml").read_text()
-    allow_ssh(guest, host, mounted_guest(root), mode="disable")
+    allow_ssh(Guest(guest, mounted_guest(root)), mode="disable")
     assert not unit_enabled(guest, "firewalld.service")
     assert (root / "etc/systemd/system/firewalld.service").readlink() == Path("/dev/null")
-    assert allow_ssh(guest, host, mounted_guest(root), mode="disable") == []
+    assert allow_ssh(Guest(guest, mounted_guest(root)), mode="disable") == []
 
 
 def test_rule_editing_keeps_what_already_lets_ssh_in() -> None:

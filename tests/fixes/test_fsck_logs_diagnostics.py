@@ -18,7 +18,7 @@ from cloudrescue.fixes.diagnostics import disk_benchmark, parse_ping
 from cloudrescue.fixes.fsck import check_filesystem
 from cloudrescue.remote.local import LocalHost
 
-from .conftest import guest_fs, mounted_guest, tree_digest, write_tree
+from .conftest import guest_on, mounted_guest, tree_digest, write_tree
 
 MIB = 1024 * 1024
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (loop devices, netns)")
@@ -100,8 +100,7 @@ def test_collect_logs_bundle(tmp_path: Path) -> None:
     )
     before = tree_digest(root)
     target = tmp_path / "logs.tar.gz"
-    bundle = collect_logs(
-        guest_fs(root), LocalHost(), mounted_guest(root), destination=target, max_file_size=4000
+    bundle = collect_logs(guest_on(root), destination=target, max_file_size=4000
     )
     assert tree_digest(root) == before
     assert bundle.files == 3 and bundle.left_out == ("huge.log",)
@@ -120,10 +119,7 @@ def test_collect_logs_bundle(tmp_path: Path) -> None:
                 "nginx/error.log",
                 "syslog",
             ]
-    no_boots = collect_logs(
-        guest_fs(root),
-        LocalHost(),
-        mounted_guest(root),
+    no_boots = collect_logs(guest_on(root),
         destination=target,
         boots=0,
         max_file_size=4000,

@@ -12,7 +12,7 @@ import pytest
 
 from cloudrescue.fixes.common import MARKER
 from cloudrescue.fixes.fstab import check_fstab, repair_fstab, with_options
-from cloudrescue.remote.local import LocalHost
+from cloudrescue.guest import Guest
 
 from .conftest import guest_fs, mounted_guest, tree_digest, write_tree
 
@@ -68,8 +68,7 @@ def test_missing_devices_get_nofail_and_protected_lines_stay(
         root, {"etc/fstab": fstab_text(attached_uuid, rescue_root), "etc/os-release": os_release}
     )
     mounted = mounted_guest(root, missing=("/dev/vdc1",), mounted=("/boot/efi",))
-    host = LocalHost()
-    findings = {f.entry.mountpoint: f.status for f in check_fstab(guest_fs(root), host, mounted)}
+    findings = {f.entry.mountpoint: f.status for f in check_fstab(Guest(guest_fs(root), mounted))}
     assert findings == {
         "/": "protected-missing",
         "/srv/ok": "ok",
@@ -84,11 +83,11 @@ def test_missing_devices_get_nofail_and_protected_lines_stay(
         "/boot/efi": "ok",
     }
     before = tree_digest(root)
-    planned = repair_fstab(guest_fs(root, dry_run=True), host, mounted)
+    planned = repair_fstab(Guest(guest_fs(root, dry_run=True), mounted))
     assert tree_digest(root) == before and "+/dev/vdc1" in planned[0].diff
 
     guest = guest_fs(root)
-    repair_fstab(guest, host, mounted)
+    repair_fstab(Guest(guest, mounted))
     lines = (root / "etc/fstab").read_text().splitlines()
     assert lines[1] == f"UUID={GONE}\t/\text4\terrors=remount-ro\t0 1"
     assert lines[2] == f"UUID={attached_uuid} /srv/ok ext4 defaults 0 2"
@@ -100,17 +99,17 @@ def test_missing_devices_get_nofail_and_protected_lines_stay(
     assert lines[8] == "server:/export /mnt/nfs nfs defaults,_netdev,nofail 0 0"
     assert lines[9] == "tmpfs /tmp tmpfs defaults 0 0"
     assert lines[10].startswith("/dev/disk/by-uuid/") and lines[10].endswith("defaults 0 2")
-    assert repair_fstab(guest, host, mounted) == []
+    assert repair_fstab(Guest(guest, mounted)) == []
 
 
 def test_comment_mode(tmp_path: Path, attached_uuid: str) -> None:
     root = tmp_path / "g"
     write_tree(root, {"etc/fstab": f"UUID={GONE} /srv/data ext4 defaults 0 2\n"})
     guest = guest_fs(root)
-    repair_fstab(guest, LocalHost(), mounted_guest(root), mode="comment")
+    repair_fstab(Guest(guest, mounted_guest(root)), mode="comment")
     text = (root / "etc/fstab").read_text()
     assert text.startswith(f"{MARKER} device not found (UUID={GONE} is not attached): UUID=")
-    assert repair_fstab(guest, LocalHost(), mounted_guest(root), mode="comment") == []
+    assert repair_fstab(Guest(guest, mounted_guest(root)), mode="comment") == []
 
 
 def test_option_field_editing() -> None:

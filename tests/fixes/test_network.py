@@ -8,9 +8,9 @@ import yaml
 
 from cloudrescue.fixes.common import MARKER
 from cloudrescue.fixes.network import primary_nic, switch_to_dhcp
-from cloudrescue.remote.local import LocalHost
+from cloudrescue.guest import Guest
 
-from .conftest import guest_fs, mounted_guest, tree_digest, write_tree
+from .conftest import guest_fs, guest_on, mounted_guest, tree_digest, write_tree
 
 LAB_STATIC_INTERFACES = """\
 source /etc/network/interfaces.d/*
@@ -72,11 +72,11 @@ def check_common(root: Path) -> None:
 
 def run_twice(root: Path) -> None:
     before = tree_digest(root)
-    planned = switch_to_dhcp(guest_fs(root, dry_run=True), LocalHost(), mounted_guest(root))
+    planned = switch_to_dhcp(guest_on(root, dry_run=True))
     assert planned and tree_digest(root) == before
     guest = guest_fs(root)
-    assert switch_to_dhcp(guest, LocalHost(), mounted_guest(root))
-    assert switch_to_dhcp(guest, LocalHost(), mounted_guest(root)) == []
+    assert switch_to_dhcp(Guest(guest, mounted_guest(root)))
+    assert switch_to_dhcp(Guest(guest, mounted_guest(root))) == []
 
 
 def test_debian_ifupdown(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 from cloudrescue.errors import InvalidInputError
 from cloudrescue.fixes.passwords import hash_method, reset_password, verify
 
-from .conftest import guest_fs, tree_digest, write_tree
+from .conftest import guest_fs, guest_on, tree_digest, write_tree
 
 DAY = 86400
 PASSWD = "root:x:0:0:root:/root:/bin/bash\ndebian:x:1000:1000::/home/debian:/bin/bash\n"
@@ -60,7 +60,7 @@ def test_reset_unlocks_unexpires_and_is_idempotent(
     tmp_path: Path, files: dict[str, str], prefix: str, user: str
 ) -> None:
     root = make(tmp_path, files)
-    guest = guest_fs(root)
+    guest = guest_on(root)
     changes = reset_password(guest, user, "n3w pass")
     assert changes[0].path == "/etc/shadow" and "n3w" not in changes[0].diff
     fields = shadow_fields(root, user)
@@ -80,14 +80,14 @@ def test_reset_unlocks_unexpires_and_is_idempotent(
 def test_dry_run_writes_nothing_and_shows_no_secret(tmp_path: Path) -> None:
     root = make(tmp_path, DEBIAN_FILES)
     before = tree_digest(root)
-    changes = reset_password(guest_fs(root, dry_run=True), "root", "s3cret")
+    changes = reset_password(guest_on(root, dry_run=True), "root", "s3cret")
     assert [c.kind for c in changes] == ["modify"]
     assert "s3cret" not in changes[0].diff and "$" not in changes[0].diff
     assert tree_digest(root) == before
 
 
 def test_unknown_user_and_bad_password_are_refused(tmp_path: Path) -> None:
-    guest = guest_fs(make(tmp_path, DEBIAN_FILES))
+    guest = guest_on(make(tmp_path, DEBIAN_FILES))
     with pytest.raises(InvalidInputError, match="no user 'nobody'"):
         reset_password(guest, "nobody", "x")
     with pytest.raises(InvalidInputError):
@@ -108,5 +108,5 @@ def test_hash_method_follows_pam_then_login_defs(tmp_path: Path) -> None:
 def test_passwd_field_is_pointed_at_shadow(tmp_path: Path) -> None:
     root = make(tmp_path, DEBIAN_FILES)
     (root / "etc/passwd").write_text(PASSWD.replace("root:x:", "root::"))
-    reset_password(guest_fs(root), "root", "pw")
+    reset_password(guest_on(root), "root", "pw")
     assert (root / "etc/passwd").read_text() == PASSWD

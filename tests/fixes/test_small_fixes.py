@@ -10,9 +10,9 @@ from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.cloud_init import reset_cloud_init
 from cloudrescue.fixes.selinux import relabel_selinux
 from cloudrescue.fixes.serial_console import enable_serial_console, with_serial_console
-from cloudrescue.remote.local import LocalHost
+from cloudrescue.guest import Guest
 
-from .conftest import guest_fs, mounted_guest, tree_digest, write_tree
+from .conftest import guest_fs, guest_on, mounted_guest, tree_digest, write_tree
 
 
 def test_cloud_init_reset_keeps_seed_and_logs(tmp_path: Path) -> None:
@@ -30,10 +30,10 @@ def test_cloud_init_reset_keeps_seed_and_logs(tmp_path: Path) -> None:
     )
     (root / "var/lib/cloud/instance").symlink_to("/var/lib/cloud/instances/i-1")
     before = tree_digest(root)
-    assert reset_cloud_init(guest_fs(root, dry_run=True), LocalHost(), mounted_guest(root))
+    assert reset_cloud_init(guest_on(root, dry_run=True))
     assert tree_digest(root) == before
     guest = guest_fs(root)
-    changes = reset_cloud_init(guest, LocalHost(), mounted_guest(root))
+    changes = reset_cloud_init(Guest(guest, mounted_guest(root)))
     assert sorted(p.name for p in (root / "var/lib/cloud").iterdir()) == [
         "data.cloudrescue-T",
         "instance.cloudrescue-T",
@@ -43,7 +43,7 @@ def test_cloud_init_reset_keeps_seed_and_logs(tmp_path: Path) -> None:
     ]
     assert (root / "var/log/cloud-init.log").exists()
     assert not (root / "etc/cloud/cloud-init.disabled").exists()
-    assert reset_cloud_init(guest, LocalHost(), mounted_guest(root)) == []
+    assert reset_cloud_init(Guest(guest, mounted_guest(root))) == []
     assert len(list(guest.rollback())) == len(changes)
     assert (root / "var/lib/cloud/instance").is_symlink()
     assert (root / "var/lib/cloud/data/instance-id").read_text() == "i-1\n"
@@ -53,16 +53,16 @@ def test_selinux_relabel_and_permissive(tmp_path: Path) -> None:
     root = tmp_path / "g"
     write_tree(root, {"etc/selinux/config": "# x\nSELINUX=enforcing\nSELINUXTYPE=targeted\n"})
     before = tree_digest(root)
-    relabel_selinux(guest_fs(root, dry_run=True), LocalHost(), mounted_guest(root), permissive=True)
+    relabel_selinux(guest_on(root, dry_run=True), permissive=True)
     assert tree_digest(root) == before
     guest = guest_fs(root)
-    relabel_selinux(guest, LocalHost(), mounted_guest(root), permissive=True)
+    relabel_selinux(Guest(guest, mounted_guest(root)), permissive=True)
     assert (root / ".autorelabel").exists()
     assert "SELINUX=permissive\nSELINUXTYPE=targeted" in (root / "etc/selinux/config").read_text()
-    assert relabel_selinux(guest, LocalHost(), mounted_guest(root), permissive=True) == []
+    assert relabel_selinux(Guest(guest, mounted_guest(root)), permissive=True) == []
     debian = tmp_path / "d"
     debian.mkdir()
-    assert relabel_selinux(guest_fs(debian), LocalHost(), mounted_guest(debian)) == []
+    assert relabel_selinux(guest_on(debian)) == []
 
 
 @pytest.mark.parametrize(
@@ -90,14 +90,13 @@ def test_serial_console_needs_grub_tools(tmp_path: Path) -> None:
     write_tree(root, {"etc/default/grub": 'GRUB_CMDLINE_LINUX=""\n'})
     for dry_run in (True, False):
         with pytest.raises(FixFailedError, match="neither update-grub nor grub-mkconfig"):
-            enable_serial_console(
-                guest_fs(root, dry_run=dry_run), LocalHost(), mounted_guest(root, binds=True)
+            enable_serial_console(guest_on(root, dry_run=dry_run, binds=True)
             )
     assert (root / "etc/default/grub").read_text() == 'GRUB_CMDLINE_LINUX=""\n'
     write_tree(root, {"usr/sbin/update-grub": "#!/bin/sh\n"})
-    dry = enable_serial_console(guest_fs(root, dry_run=True), LocalHost(), mounted_guest(root))
+    dry = enable_serial_console(guest_on(root, dry_run=True))
     assert "+GRUB_CMDLINE_LINUX" in dry[0].diff
     assert dry[1].detail == "regenerated /boot/grub/grub.cfg (/usr/sbin/update-grub)"
     with pytest.raises(FixFailedError, match="chroot binds"):
-        enable_serial_console(guest_fs(root), LocalHost(), mounted_guest(root))
+        enable_serial_console(guest_on(root))
     assert (root / "etc/default/grub").read_text() == 'GRUB_CMDLINE_LINUX=""\n'

@@ -17,9 +17,9 @@ from cloudrescue.fixes.sshd_config import (
     ssh_ports,
     static_errors,
 )
-from cloudrescue.remote.local import LocalHost
+from cloudrescue.guest import Guest
 
-from .conftest import guest_fs, mounted_guest, tree_digest, write_tree
+from .conftest import guest_fs, guest_on, mounted_guest, tree_digest, write_tree
 
 
 def break_config(root: Path) -> None:
@@ -31,22 +31,22 @@ def break_config(root: Path) -> None:
 
 
 def test_guest_sshd_rejections_are_commented_out(chroot_guest: Path) -> None:
-    root, host = chroot_guest, LocalHost()
+    root = chroot_guest
     break_config(root)
     mounted = mounted_guest(root)
     before = tree_digest(root)
-    planned = repair_sshd_config(guest_fs(root, dry_run=True), host, mounted)
+    planned = repair_sshd_config(Guest(guest_fs(root, dry_run=True), mounted))
     assert tree_digest(root) == before
     diffs = "".join(change.diff for change in planned)
     assert f"+{MARKER}" in diffs and "PasswordAuthentcation" in diffs and "Bad1" in diffs
 
     guest = guest_fs(root)
-    changes = repair_sshd_config(guest, host, mounted)
+    changes = repair_sshd_config(Guest(guest, mounted))
     assert {c.path for c in changes} >= {
         "/etc/ssh/sshd_config",
         "/etc/ssh/sshd_config.d/60-typo.conf",
     }
-    assert run_sshd_check(host, guest).errors == ()
+    assert run_sshd_check(guest).errors == ()
     assert list((root / "etc/ssh").glob("ssh_host_ed25519_key"))
     main = (root / "etc/ssh/sshd_config").read_text()
     assert f"{MARKER} sshd rejected this line" in main and "\nPort\n" not in main
@@ -54,18 +54,18 @@ def test_guest_sshd_rejections_are_commented_out(chroot_guest: Path) -> None:
     assert ssh_ports(guest) == [2222]
     if (root / "etc/redhat-release").exists():
         assert (root / "var/empty/sshd").is_dir()
-    assert repair_sshd_config(guest, host, mounted) == []
+    assert repair_sshd_config(Guest(guest, mounted)) == []
 
 
 def test_default_mode_restores_the_packaged_config(chroot_guest: Path) -> None:
-    root, host = chroot_guest, LocalHost()
+    root = chroot_guest
     (root / "etc/ssh/sshd_config").write_text("Port\nNonsense yes\n")
     guest = guest_fs(root)
-    changes = repair_sshd_config(guest, host, mounted_guest(root), mode="default")
+    changes = repair_sshd_config(Guest(guest, mounted_guest(root)), mode="default")
     assert changes[0].path == "/etc/ssh/sshd_config"
     assert "Nonsense" not in (root / "etc/ssh/sshd_config").read_text()
-    assert run_sshd_check(host, guest).errors == ()
-    assert repair_sshd_config(guest, host, mounted_guest(root), mode="default") == []
+    assert run_sshd_check(guest).errors == ()
+    assert repair_sshd_config(Guest(guest, mounted_guest(root)), mode="default") == []
 
 
 def test_fallback_parser_when_the_guest_has_no_sshd(tmp_path: Path) -> None:
@@ -84,13 +84,13 @@ def test_fallback_parser_when_the_guest_has_no_sshd(tmp_path: Path) -> None:
     )
     guest = guest_fs(root)
     assert ssh_ports(guest) == [22, 2200]
-    changes = repair_sshd_config(guest, LocalHost(), mounted_guest(root))
+    changes = repair_sshd_config(Guest(guest, mounted_guest(root)))
     main = (root / "etc/ssh/sshd_config").read_text()
     assert f"{MARKER} sshd rejected this line (missing argument.): UsePAM" in main
     assert "Frobnicate" in main and "\nFrobnicate" not in main
     assert "\nPubkeyAuthentcation" not in (root / "etc/ssh/sshd_config.d/a.conf").read_text()
     assert any(c.path.startswith("/etc/ssh/ssh_host_") for c in changes)  # rescue's ssh-keygen
-    assert repair_sshd_config(guest, LocalHost(), mounted_guest(root)) == []
+    assert repair_sshd_config(Guest(guest, mounted_guest(root))) == []
 
 
 @pytest.mark.parametrize(
@@ -125,35 +125,35 @@ def sshd_can_judge(root: Path) -> None:
 
 
 def test_password_login_drop_in_is_checked_by_the_guest_sshd(chroot_guest: Path) -> None:
-    root, host = chroot_guest, LocalHost()
+    root = chroot_guest
     sshd_can_judge(root)
     before = tree_digest(root)
-    planned = allow_password_login(guest_fs(root, dry_run=True), host, "root")
+    planned = allow_password_login(guest_on(root, dry_run=True), "root")
     assert tree_digest(root) == before
     assert "+Match User root" in planned[0].diff and "PermitRootLogin yes" in planned[0].diff
     guest = guest_fs(root)
-    changes = allow_password_login(guest, host, "root")
+    changes = allow_password_login(Guest(guest, mounted_guest(root)), "root")
     assert changes[0].path == "/etc/ssh/sshd_config.d/05-cloudrescue-password-root.conf"
-    assert run_sshd_check(host, guest).ok
-    assert allow_password_login(guest, host, "root") == []
+    assert run_sshd_check(guest).ok
+    assert allow_password_login(Guest(guest, mounted_guest(root)), "root") == []
 
 
 def test_password_login_without_include_goes_to_the_end(chroot_guest: Path) -> None:
-    root, host = chroot_guest, LocalHost()
+    root = chroot_guest
     sshd_can_judge(root)
     config = root / "etc/ssh/sshd_config"
     config.write_text("PasswordAuthentication no\nUsePAM yes\n")
-    guest = guest_fs(root)
-    allow_password_login(guest, host, "debian" if (root / "home/debian").exists() else "cloud-user")
+    user = "debian" if (root / "home/debian").exists() else "cloud-user"
+    allow_password_login(guest_on(root), user)
     assert config.read_text().startswith("PasswordAuthentication no\nUsePAM yes\nMatch User ")
     assert not list((root / "etc/ssh/sshd_config.d").glob("*cloudrescue*"))
 
 
 def test_password_login_still_refused_fails(chroot_guest: Path) -> None:
-    root, host = chroot_guest, LocalHost()
+    root = chroot_guest
     sshd_can_judge(root)
     write_tree(
         root, {"etc/ssh/sshd_config.d/01-deny.conf": "Match all\n PasswordAuthentication no\n"}
     )
     with pytest.raises(FixFailedError, match="still refuses password logins for root"):
-        allow_password_login(guest_fs(root), host, "root")
+        allow_password_login(guest_on(root), "root")

@@ -11,13 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from cloudrescue.guest import Guest
 from cloudrescue.guestfs import GuestFS
+from cloudrescue.phase import Phase
 from cloudrescue.playbook.engine import StepsResult, run_steps
-from cloudrescue.playbook.facts import FactSource
 from cloudrescue.playbook.params import resolve
 from cloudrescue.playbook.paramtypes import Secret
 from cloudrescue.playbook.schema import ParameterSpec, Playbook, load_text
 from cloudrescue.remote.local import LocalHost
+from tests.guests import mounted_guest
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/bash\n"
@@ -89,8 +91,14 @@ def root(tmp_path: Path) -> Path:
 
 
 def guest_at(root: Path, *, dry_run: bool = False) -> GuestFS:
-    """A GuestFS on ``root`` (as ``repair`` makes one on the mounted disk)."""
+    """A GuestFS on ``root`` (as ``open_phase`` makes one on the mounted disk)."""
     return GuestFS(LocalHost(), str(root), stamp=lambda: "20260101T000000Z", dry_run=dry_run)
+
+
+def phase_on(files: GuestFS, address: str = "192.0.2.10") -> Phase:
+    """The ``mount: root`` phase of a guest tree, as ``open_phase`` yields it."""
+    guest = Guest(files, mounted_guest(Path(files.root)))
+    return Phase(files.host, address, files.dry_run, root=guest.mount.filesystem, guest=guest)
 
 
 def no_secret(name: str, spec: ParameterSpec) -> Secret:
@@ -105,17 +113,9 @@ def play(
     given: Mapping[str, list[str]] | None = None,
     secret: Callable[[str, ParameterSpec], Secret] = no_secret,
 ) -> StepsResult:
-    """Run a playbook's steps on the tree at ``root``, as ``repair`` would."""
-    guest = guest_at(root, dry_run=dry_run)
+    """Run a playbook's steps on the tree at ``root``, as ``run_playbook`` would."""
     values = resolve(playbook, given or {}, secret)
-    return run_steps(
-        playbook,
-        values,
-        host=guest.host,
-        dry_run=dry_run,
-        source=FactSource("192.0.2.10", None, guest),
-        guest=guest,
-    )
+    return run_steps(playbook, values, phase_on(guest_at(root, dry_run=dry_run)))
 
 
 def statuses(result: StepsResult) -> list[str]:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+import typer
 from rich.markup import escape
 
-from cloudrescue.cli.playbooks import command_help, option_flag, option_help, shortcut_command
+from cloudrescue.cli import run
+from cloudrescue.cli.options import RepairOptions, RescueOptions
 from cloudrescue.playbook import SHORT_COMMANDS, catalog, docs
 from cloudrescue.playbook.actions import ACTIONS
+from cloudrescue.playbook.docs import command_help, option_flag, option_help
 
 REPO = Path(__file__).parents[2]
 CLOUDRESCUE = str(REPO / ".venv/bin/cloudrescue")
@@ -35,10 +39,21 @@ def test_reference_covers_every_playbook_action_and_field() -> None:
             assert f"| `{field}` |" in text
 
 
+def named_fix(name: str) -> typer.core.TyperCommand:
+    """The click command of a named fix, as the root app registers it."""
+    root = typer.Typer()
+    run.register(root)
+    group = typer.main.get_command(root)
+    assert isinstance(group, typer.core.TyperGroup)
+    command = group.commands[name]
+    assert isinstance(command, typer.core.TyperCommand)
+    return command
+
+
 @pytest.mark.parametrize("name", SHORT_COMMANDS)
 def test_short_command_help_comes_from_the_playbook(name: str) -> None:
     playbook = catalog.load_shipped(name)
-    command = shortcut_command(name)
+    command = named_fix(name)
     assert command.help == escape(command_help(playbook))
     options = {option: param for param in command.params for option in param.opts}
     for parameter, spec in playbook.parameters.items():
@@ -46,6 +61,24 @@ def test_short_command_help_comes_from_the_playbook(name: str) -> None:
         assert getattr(options[flag], "help", None) == option_help(parameter, spec)
     for shared in ("--dry-run", "--yes", "--disk", "--image", "--address", "--ssh-timeout"):
         assert shared in options
+
+
+@pytest.mark.parametrize("name", SHORT_COMMANDS)
+def test_short_command_options_are_the_playbook_parameters(name: str) -> None:
+    """A parameter added to (or dropped from) the playbook fails here until the command
+    follows; the command's own options are the parameters and the shared groups, no more."""
+    playbook = catalog.load_shipped(name)
+    command = named_fix(name)
+    shared = {
+        item.name for group in (RepairOptions, RescueOptions) for item in dataclasses.fields(group)
+    }
+    own = {
+        tuple(param.opts + param.secondary_opts)
+        for param in command.params
+        if isinstance(param, typer.core.TyperOption) and param.name not in shared
+    }
+    declared = {tuple(option_flag(p, spec).split("/")) for p, spec in playbook.parameters.items()}
+    assert own == declared
 
 
 @pytest.mark.parametrize("name", SHORT_COMMANDS)

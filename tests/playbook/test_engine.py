@@ -9,9 +9,16 @@ import pytest
 from cloudrescue.errors import InvalidInputError
 from cloudrescue.playbook.actions.base import StepFailedError
 from cloudrescue.playbook.engine import StepReport, check_values, run_steps
-from cloudrescue.playbook.facts import FactSource
 from cloudrescue.playbook.params import resolve
-from tests.playbook.conftest import guest_at, load, no_secret, play, snapshot, statuses
+from tests.playbook.conftest import (
+    guest_at,
+    load,
+    no_secret,
+    phase_on,
+    play,
+    snapshot,
+    statuses,
+)
 
 HARDEN = """\
 name: harden-sshd
@@ -94,19 +101,11 @@ def test_failing_step_after_writes_is_rolled_back(root: Path) -> None:
     playbook = load(FAILING)
     seen: list[StepReport] = []
     with pytest.raises(StepFailedError, match="`false` exited with status 1"):
-        run_steps(
-            playbook,
-            resolve(playbook, {}, no_secret),
-            host=guest.host,
-            dry_run=False,
-            source=FactSource(None, None, guest),
-            guest=guest,
-            on_step=seen.append,
-        )
+        run_steps(playbook, resolve(playbook, {}, no_secret), phase_on(guest), on_step=seen.append)
     assert [r.status for r in seen] == ["changed", "changed", "changed", "failed"]
     assert seen[-1].note.startswith("`false` exited")
     assert snapshot(root) != before
-    restored = list(guest.rollback())  # what repair() does when a fix fails after writing
+    restored = list(guest.rollback())  # what open_phase does when a step fails after writing
     assert len(restored) == 3
     assert snapshot(root) == before
 

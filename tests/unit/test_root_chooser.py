@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from cloudrescue.cli.fixes import root_chooser
+from cloudrescue.cli.prompts import root_chooser
 from cloudrescue.cli.render import RichEvents
 from cloudrescue.disks import RootFilesystem
 from cloudrescue.disks.discovery import Filesystem

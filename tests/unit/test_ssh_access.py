@@ -16,6 +16,7 @@ from cloudrescue.fixes.ssh_access import (
 from cloudrescue.guestfs import GuestFS
 from cloudrescue.keys import PublicKey, load_public_keys
 from cloudrescue.remote.local import LocalHost
+from tests.guests import guest_of
 
 PASSWD = (
     "root:x:0:0:root:/root:/bin/bash\n"
@@ -69,13 +70,13 @@ def test_bad_perms_are_repaired_and_second_run_changes_nothing(
     (home / ".ssh").chmod(0o777)
     key = make_key(tmp_path, "k")
     user = guest.user("debian")
-    changes = restore_ssh_access(guest, user, [key], replace=False)
+    changes = restore_ssh_access(guest_of(guest), user, [key], replace=False)
     assert {c.kind for c in changes} >= {"chown", "chmod", "create"}
     assert (home.stat().st_uid, (home / ".ssh").stat().st_mode & 0o777) == (1000, 0o700)
     keys = home / ".ssh/authorized_keys"
     assert keys.read_text() == key.line + "\n"
     assert keys.stat().st_mode & 0o777 == 0o600 and keys.stat().st_uid == 1000
-    assert restore_ssh_access(guest, user, [key], replace=False) == []
+    assert restore_ssh_access(guest_of(guest), user, [key], replace=False) == []
 
 
 def test_append_keeps_other_keys_and_replace_drops_them(guest: GuestFS, tmp_path: Path) -> None:
@@ -85,9 +86,9 @@ def test_append_keeps_other_keys_and_replace_drops_them(guest: GuestFS, tmp_path
     os.chown(ssh, 1000, 1000)
     (ssh / "authorized_keys").write_text(f'from="10.0.0.0/8" {old.line}\n')
     user = guest.user("debian")
-    restore_ssh_access(guest, user, [new, old], replace=False)
+    restore_ssh_access(guest_of(guest), user, [new, old], replace=False)
     assert (ssh / "authorized_keys").read_text() == f'from="10.0.0.0/8" {old.line}\n{new.line}\n'
-    restore_ssh_access(guest, user, [new], replace=True)
+    restore_ssh_access(guest_of(guest), user, [new], replace=True)
     assert (ssh / "authorized_keys").read_text() == new.line + "\n"
     assert list(ssh.glob("authorized_keys.cloudrescue-T*"))
 
@@ -96,7 +97,7 @@ def test_dry_run_reports_diff_and_touches_nothing(guest: GuestFS, tmp_path: Path
     key = make_key(tmp_path, "k")
     before = sorted(str(p) for p in Path(guest.root).rglob("*"))
     dry = GuestFS(LocalHost(), guest.root, dry_run=True)
-    changes = restore_ssh_access(dry, dry.user("debian"), [key], replace=False)
+    changes = restore_ssh_access(guest_of(dry), dry.user("debian"), [key], replace=False)
     assert [c.kind for c in changes] == ["mkdir", "create"]
     assert f"+{key.line}" in changes[1].diff
     assert sorted(str(p) for p in Path(guest.root).rglob("*")) == before
@@ -110,7 +111,7 @@ def test_dot_ssh_symlink_out_of_home_is_replaced_not_followed(
     (root_ssh / "authorized_keys").write_text("root's key\n")
     os.symlink("/root/.ssh", f"{guest.root}/home/debian/.ssh")
     key = make_key(tmp_path, "k")
-    changes = restore_ssh_access(guest, guest.user("debian"), [key], replace=False)
+    changes = restore_ssh_access(guest_of(guest), guest.user("debian"), [key], replace=False)
     assert [c.kind for c in changes][:2] == ["remove", "mkdir"]
     assert (root_ssh / "authorized_keys").read_text() == "root's key\n"
     assert root_ssh.stat().st_uid == 0
@@ -127,6 +128,7 @@ def test_dry_run_of_symlink_replacement_plans_a_fresh_directory(
     Path(guest.root, "root/.ssh").mkdir(mode=0o700)
     os.symlink("/root/.ssh", f"{guest.root}/home/debian/.ssh")
     dry = GuestFS(LocalHost(), guest.root, dry_run=True)
-    changes = restore_ssh_access(dry, dry.user("debian"), [make_key(tmp_path, "k")], replace=False)
+    key = make_key(tmp_path, "k")
+    changes = restore_ssh_access(guest_of(dry), dry.user("debian"), [key], replace=False)
     assert [c.kind for c in changes] == ["remove", "mkdir", "create"]
     assert os.readlink(f"{guest.root}/home/debian/.ssh") == "/root/.ssh"

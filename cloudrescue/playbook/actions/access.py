@@ -1,7 +1,7 @@
 """Domain actions that give access back: keys, password, sshd, firewall, sudo.
 
-Each wraps one fix of ``cloudrescue.fixes`` (``(guest, host, mounted, ...) -> list[Change]``,
-honouring ``guest.dry_run``) with a typed parameter model.
+Each wraps one fix of ``cloudrescue.fixes`` (``(guest, ...) -> list[Change]``, honouring
+``guest.dry_run``) with a typed parameter model.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from cloudrescue.playbook.actions.base import (
     Action,
     ActionParams,
     Outcome,
-    Target,
     file_outcome,
 )
 from cloudrescue.playbook.fields import FLAG, KEYS, PORTS, SECRET, USER, one_of
 from cloudrescue.playbook.paramtypes import Secret
+from cloudrescue.playbook.target import Target
 
 
 class AuthorizedKeysParams(ActionParams):
@@ -38,8 +38,8 @@ class AuthorizedKeysParams(ActionParams):
 
 
 def _authorized_keys(target: Target, params: AuthorizedKeysParams, step: str) -> Outcome:
-    guest = target.need_guest()
-    user = guest.user(params.user) if params.user else default_user(guest)
+    guest = target.phase.need_guest()
+    user = guest.files.user(params.user) if params.user else default_user(guest.files)
     return file_outcome(
         restore_ssh_access(guest, user, list(params.keys), replace=params.replace),
         note=f"user {user.name}",
@@ -54,7 +54,7 @@ class SetPasswordParams(ActionParams):
 def _set_password(target: Target, params: SetPasswordParams, step: str) -> Outcome:
     secret = bytearray(params.password.reveal().encode())
     try:
-        return file_outcome(reset_password(target.need_guest(), params.user, secret))
+        return file_outcome(reset_password(target.phase.need_guest(), params.user, secret))
     finally:
         secret[:] = bytes(len(secret))
 
@@ -66,8 +66,8 @@ class PasswordLoginParams(ActionParams):
 
 
 def _password_login(target: Target, params: PasswordLoginParams, step: str) -> Outcome:
-    guest = target.need_guest()
-    return file_outcome(allow_password_login(guest, target.host, guest.user(params.user).name))
+    guest = target.phase.need_guest()
+    return file_outcome(allow_password_login(guest, guest.files.user(params.user).name))
 
 
 class SshdConfigParams(ActionParams):
@@ -79,9 +79,8 @@ class SshdConfigParams(ActionParams):
 
 
 def _sshd_config(target: Target, params: SshdConfigParams, step: str) -> Outcome:
-    guest = target.need_guest()
     mode: SshdMode = "default" if params.mode == "default" else "comment"
-    return file_outcome(repair_sshd_config(guest, target.host, target.need_mounted(), mode=mode))
+    return file_outcome(repair_sshd_config(target.phase.need_guest(), mode=mode))
 
 
 class FirewallParams(ActionParams):
@@ -96,10 +95,7 @@ class FirewallParams(ActionParams):
 
 def _firewall(target: Target, params: FirewallParams, step: str) -> Outcome:
     mode: FirewallMode = "disable" if params.mode == "disable" else "allow"
-    changes = allow_ssh(
-        target.need_guest(), target.host, target.need_mounted(), mode=mode, ports=params.ports
-    )
-    return file_outcome(changes)
+    return file_outcome(allow_ssh(target.phase.need_guest(), mode=mode, ports=params.ports))
 
 
 class SudoersParams(ActionParams):
@@ -107,9 +103,7 @@ class SudoersParams(ActionParams):
 
 
 def _sudoers(target: Target, params: SudoersParams, step: str) -> Outcome:
-    return file_outcome(
-        repair_sudoers(target.need_guest(), target.host, target.need_mounted())
-    )
+    return file_outcome(repair_sudoers(target.phase.need_guest()))
 
 
 ACTIONS = (

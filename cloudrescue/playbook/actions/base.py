@@ -9,12 +9,9 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from cloudrescue.disks import MountedGuest
-from cloudrescue.errors import FixFailedError, InvalidInputError
-from cloudrescue.guestfs import Change, GuestFS
-from cloudrescue.playbook.conditions import Situation
-from cloudrescue.playbook.paramtypes import Value
-from cloudrescue.remote.base import Host
+from cloudrescue.errors import FixFailedError
+from cloudrescue.guestfs import Change
+from cloudrescue.playbook.target import Target
 
 RunsOn = Literal["guest", "chroot", "rescue", "anywhere"]
 RUNS_ON_MEANING: dict[RunsOn, str] = {
@@ -35,30 +32,6 @@ class ActionParams(BaseModel):
     model_config = ConfigDict(
         extra="forbid", strict=True, frozen=True, arbitrary_types_allowed=True
     )
-
-
-@dataclass(frozen=True)
-class Target:
-    """What a step works on: the rescue host and, once mounted, the guest."""
-
-    host: Host
-    dry_run: bool
-    lookup: Callable[[str], Value]
-    guest: GuestFS | None = None
-    mounted: MountedGuest | None = None
-
-    def need_guest(self) -> GuestFS:
-        if self.guest is None:
-            raise InvalidInputError("this step needs the guest mounted (mount: root)")
-        return self.guest
-
-    def need_mounted(self) -> MountedGuest:
-        if self.mounted is None:
-            raise InvalidInputError("this step needs the guest mounted (mount: root)")
-        return self.mounted
-
-    def situation(self) -> Situation:
-        return Situation(self.guest, self.lookup)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Domain actions that let the guest boot and come up on the network: fstab, network,
 cloud-init, SELinux labels, serial console, disk space.
 
-Each wraps one fix of ``cloudrescue.fixes`` (``(guest, host, mounted, ...)``, honouring
-``guest.dry_run``) with a typed parameter model.
+Each wraps one fix of ``cloudrescue.fixes`` (``(guest, ...)``, honouring ``guest.dry_run``)
+with a typed parameter model.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from cloudrescue.playbook.actions.base import (
     Action,
     ActionParams,
     Outcome,
-    Target,
     file_outcome,
 )
 from cloudrescue.playbook.fields import COUNT, FLAG, INTERFACE, TEXT, one_of
+from cloudrescue.playbook.target import Target
 
 
 class FstabParams(ActionParams):
@@ -36,9 +36,7 @@ class FstabParams(ActionParams):
 
 def _fstab(target: Target, params: FstabParams, step: str) -> Outcome:
     mode: FstabMode = "comment" if params.mode == "comment" else "nofail"
-    return file_outcome(
-        repair_fstab(target.need_guest(), target.host, target.need_mounted(), mode=mode)
-    )
+    return file_outcome(repair_fstab(target.phase.need_guest(), mode=mode))
 
 
 class NetworkParams(ActionParams):
@@ -48,10 +46,7 @@ class NetworkParams(ActionParams):
 
 
 def _network(target: Target, params: NetworkParams, step: str) -> Outcome:
-    changes = switch_to_dhcp(
-        target.need_guest(), target.host, target.need_mounted(), interface=params.interface
-    )
-    return file_outcome(changes)
+    return file_outcome(switch_to_dhcp(target.phase.need_guest(), interface=params.interface))
 
 
 class DiskSpaceParams(ActionParams):
@@ -68,14 +63,12 @@ class DiskSpaceParams(ActionParams):
 
 def _disk_space(target: Target, params: DiskSpaceParams, step: str) -> Outcome:
     report = free_disk_space(
-        target.need_guest(),
-        target.host,
-        target.need_mounted(),
+        target.phase.need_guest(),
         journal_max=params.journal_max,
         log_threshold=params.log_threshold_mib * MIB,
         keep_tail=params.keep_tail_mib * MIB,
     )
-    verb = "would free" if target.dry_run else "freed"
+    verb = "would free" if target.phase.dry_run else "freed"
     return file_outcome(
         report.changes,
         note=f"{verb} about {human_size(report.estimated)}; "
@@ -88,9 +81,7 @@ class CloudInitParams(ActionParams):
 
 
 def _cloud_init(target: Target, params: CloudInitParams, step: str) -> Outcome:
-    return file_outcome(
-        reset_cloud_init(target.need_guest(), target.host, target.need_mounted())
-    )
+    return file_outcome(reset_cloud_init(target.phase.need_guest()))
 
 
 class SelinuxParams(ActionParams):
@@ -100,10 +91,7 @@ class SelinuxParams(ActionParams):
 
 
 def _selinux(target: Target, params: SelinuxParams, step: str) -> Outcome:
-    changes = relabel_selinux(
-        target.need_guest(), target.host, target.need_mounted(), permissive=params.permissive
-    )
-    return file_outcome(changes)
+    return file_outcome(relabel_selinux(target.phase.need_guest(), permissive=params.permissive))
 
 
 class SerialConsoleParams(ActionParams):
@@ -111,9 +99,7 @@ class SerialConsoleParams(ActionParams):
 
 
 def _serial_console(target: Target, params: SerialConsoleParams, step: str) -> Outcome:
-    return file_outcome(
-        enable_serial_console(target.need_guest(), target.host, target.need_mounted())
-    )
+    return file_outcome(enable_serial_console(target.phase.need_guest()))
 
 
 ACTIONS = (

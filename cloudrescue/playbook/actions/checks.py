@@ -11,10 +11,10 @@ from cloudrescue.playbook.actions.base import (
     ActionParams,
     Outcome,
     StepFailedError,
-    Target,
 )
 from cloudrescue.playbook.conditions import Condition, when_condition
 from cloudrescue.playbook.fields import LINE
+from cloudrescue.playbook.target import Target
 
 
 class AssertParams(ActionParams):
@@ -27,7 +27,7 @@ class AssertParams(ActionParams):
 
 
 def _assert(target: Target, params: AssertParams, step: str) -> Outcome:
-    if not params.that.holds(target.situation()):
+    if not params.that.holds(target):
         raise StepFailedError(params.message or f"expected {params.that.describe()}")
     return Outcome(changed=False, note=f"checked: {params.that.describe()}")
 

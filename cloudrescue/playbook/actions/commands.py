@@ -17,9 +17,9 @@ from cloudrescue.playbook.actions.base import (
     CommandRecord,
     Outcome,
     StepFailedError,
-    Target,
 )
 from cloudrescue.playbook.fields import ARGUMENT, COMMAND, COUNT, EXIT_CODES, FLAG, STDIN
+from cloudrescue.playbook.target import Target
 from cloudrescue.remote.base import CommandResult
 
 DEFAULT_TIMEOUT = 600
@@ -47,15 +47,15 @@ def _output(result: CommandResult) -> str:
 
 def _run(target: Target, params: RunParams, where: Literal["rescue", "chroot"]) -> Outcome:
     shown = tuple(params.argv)
-    if target.dry_run and not params.read_only:
+    phase = target.phase
+    if phase.dry_run and not params.read_only:
         return Outcome(changed=True, commands=(CommandRecord(where, shown, ran=False),))
     stdin = params.stdin.encode() if params.stdin is not None else None
     if where == "chroot":
-        result = chroot_run(
-            target.host, target.need_guest(), params.argv, stdin=stdin, timeout=params.timeout
-        )
+        files = phase.need_guest().files
+        result = chroot_run(files, params.argv, stdin=stdin, timeout=params.timeout)
     else:
-        result = target.host.run(params.argv, stdin=stdin, check=False, timeout=params.timeout)
+        result = phase.host.run(params.argv, stdin=stdin, check=False, timeout=params.timeout)
     record = CommandRecord(
         where, shown, ran=True, exit_code=result.exit_code, output=_output(result)
     )

@@ -20,9 +20,9 @@ from cloudrescue.playbook.actions.base import (
     CommandRecord,
     Outcome,
     StepFailedError,
-    Target,
 )
 from cloudrescue.playbook.fields import COUNT, FLAG, PATH, TEXT
+from cloudrescue.playbook.target import Target
 
 
 class FsckParams(ActionParams):
@@ -41,9 +41,9 @@ class FsckParams(ActionParams):
 
 
 def _fsck(target: Target, params: FsckParams, step: str) -> Outcome:
-    repair = params.repair and not target.dry_run
+    repair = params.repair and not target.phase.dry_run
     report = check_filesystem(
-        target.host,
+        target.phase.host,
         params.device,
         params.fstype,
         repair=repair,
@@ -55,7 +55,7 @@ def _fsck(target: Target, params: FsckParams, step: str) -> Outcome:
     )
     state = "repaired" if report.repaired else "clean" if report.clean else "has errors"
     text = report.output + (f"\n{report.advice}" if report.advice else "")
-    would_repair = target.dry_run and params.repair and not report.clean
+    would_repair = target.phase.dry_run and params.repair and not report.clean
     if would_repair:
         argv = tuple(repair_command(params.device, params.fstype))
         commands += (CommandRecord("rescue", argv, ran=False),)
@@ -87,7 +87,7 @@ def _network_lines(report: NetworkReport) -> list[str]:
 
 
 def _network(target: Target, params: NetworkDiagnosticsParams, step: str) -> Outcome:
-    report = network_diagnostics(target.host, count=params.count)
+    report = network_diagnostics(target.phase.host, count=params.count)
     problems = f"{len(report.problems)} problem(s)" if report.problems else "no problem seen"
     return Outcome(changed=False, note=problems, report="\n".join(_network_lines(report)))
 
@@ -103,11 +103,12 @@ class DiskBenchmarkParams(ActionParams):
 
 
 def _benchmark(target: Target, params: DiskBenchmarkParams, step: str) -> Outcome:
-    write = params.write and not target.dry_run
-    if write and target.mounted is None:
+    phase = target.phase
+    write = params.write and not phase.dry_run
+    if write and phase.mount is None:
         raise StepFailedError("a write test needs the guest mounted (mount: root)")
     report = disk_benchmark(
-        target.host, params.device, write=write, mounted=target.mounted, size_mb=params.size_mb
+        phase.host, params.device, write=write, mounted=phase.mount, size_mb=params.size_mb
     )
     return Outcome(changed=False, report="\n".join(report.lines()))
 
@@ -124,9 +125,7 @@ class CollectLogsParams(ActionParams):
 
 def _collect(target: Target, params: CollectLogsParams, step: str) -> Outcome:
     bundle = collect_logs(
-        target.need_guest(),
-        target.host,
-        target.need_mounted(),
+        target.phase.need_guest(),
         destination=Path(params.destination).expanduser(),
         boots=params.boots,
         max_file_size=params.max_file_mib * MIB,

@@ -15,27 +15,27 @@ from cloudrescue.playbook.actions.base import (
     ActionParams,
     Outcome,
     StepFailedError,
-    Target,
     file_outcome,
 )
 from cloudrescue.playbook.actions.owners import resolve_owner
 from cloudrescue.playbook.fields import FLAG, GROUP, LINE, MODE, PATH, REGEX, TEXT, USER
+from cloudrescue.playbook.target import Target
 
 DEFAULT_FILE_MODE = 0o644
 DEFAULT_DIR_MODE = 0o755
 
 
-def read_lines(guest: GuestFS, path: str) -> list[str] | None:
+def read_lines(files: GuestFS, path: str) -> list[str] | None:
     """Lines of a guest text file (bytes that are not UTF-8 survive a rewrite)."""
-    data = guest.read_bytes(path)
+    data = files.read_bytes(path)
     return None if data is None else data.decode("utf-8", "surrogateescape").splitlines()
 
 
-def write_lines(guest: GuestFS, path: str, lines: list[str], *, create: bool) -> Outcome:
+def write_lines(files: GuestFS, path: str, lines: list[str], *, create: bool) -> Outcome:
     """Rewrite ``path`` with ``lines`` (mode and owner kept, or 0644 root for a new file)."""
     data = ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
     mode = DEFAULT_FILE_MODE if create else None
-    return file_outcome(guest.write_file(path, data, mode=mode))
+    return file_outcome(files.write_file(path, data, mode=mode))
 
 
 class EnsureLineParams(ActionParams):
@@ -61,8 +61,8 @@ class EnsureLineParams(ActionParams):
 
 
 def _ensure_line(target: Target, params: EnsureLineParams, step: str) -> Outcome:
-    guest = target.need_guest()
-    lines = read_lines(guest, params.path)
+    files = target.phase.need_guest().files
+    lines = read_lines(files, params.path)
     if lines is None and not params.create:
         raise StepFailedError(f"{params.path} does not exist in the guest (create: true makes it)")
     current = lines or []
@@ -77,7 +77,7 @@ def _ensure_line(target: Target, params: EnsureLineParams, step: str) -> Outcome
         wanted.append(params.line)
     if wanted == current and lines is not None:
         return Outcome(changed=False)
-    return write_lines(guest, params.path, wanted, create=lines is None)
+    return write_lines(files, params.path, wanted, create=lines is None)
 
 
 class CommentLinesParams(ActionParams):
@@ -89,8 +89,8 @@ class CommentLinesParams(ActionParams):
 
 
 def _comment_lines(target: Target, params: CommentLinesParams, step: str) -> Outcome:
-    guest = target.need_guest()
-    lines = read_lines(guest, params.path)
+    files = target.phase.need_guest().files
+    lines = read_lines(files, params.path)
     if lines is None:
         return Outcome(changed=False, note=f"{params.path} does not exist")
     pattern = re.compile(params.regex)
@@ -102,7 +102,7 @@ def _comment_lines(target: Target, params: CommentLinesParams, step: str) -> Out
     ]
     if wanted == lines:
         return Outcome(changed=False)
-    return write_lines(guest, params.path, wanted, create=False)
+    return write_lines(files, params.path, wanted, create=False)
 
 
 class WriteFileParams(ActionParams):
@@ -123,14 +123,14 @@ class WriteFileParams(ActionParams):
 
 
 def _write_file(target: Target, params: WriteFileParams, step: str) -> Outcome:
-    guest = target.need_guest()
-    info = guest.stat(params.path)
+    files = target.phase.need_guest().files
+    info = files.stat(params.path)
     current = (info.uid, info.gid) if info is not None else None
-    changes = guest.write_file(
+    changes = files.write_file(
         params.path,
         params.content.encode("utf-8", "surrogateescape"),
         mode=params.mode if params.mode is not None else (None if info else DEFAULT_FILE_MODE),
-        owner=resolve_owner(guest, params.owner, params.group, current),
+        owner=resolve_owner(files, params.owner, params.group, current),
         show_diff=params.show_diff,
     )
     return file_outcome(changes)
@@ -141,7 +141,7 @@ class RemoveFileParams(ActionParams):
 
 
 def _remove_file(target: Target, params: RemoveFileParams, step: str) -> Outcome:
-    return file_outcome(target.need_guest().remove(params.path))
+    return file_outcome(target.phase.need_guest().files.remove(params.path))
 
 
 class CopyParams(ActionParams):
@@ -153,13 +153,13 @@ class CopyParams(ActionParams):
 
 
 def _copy(target: Target, params: CopyParams, step: str) -> Outcome:
-    guest = target.need_guest()
-    info = guest.stat(params.source)
-    data = guest.read_bytes(params.source)
+    files = target.phase.need_guest().files
+    info = files.stat(params.source)
+    data = files.read_bytes(params.source)
     if info is None or data is None:
         raise StepFailedError(f"{params.source} does not exist in the guest")
-    owner = resolve_owner(guest, params.owner, params.group, (info.uid, info.gid))
-    changes = guest.write_file(
+    owner = resolve_owner(files, params.owner, params.group, (info.uid, info.gid))
+    changes = files.write_file(
         params.dest,
         data,
         mode=params.mode if params.mode is not None else info.permissions,
@@ -178,9 +178,9 @@ class EnsureDirParams(ActionParams):
 
 
 def _ensure_dir(target: Target, params: EnsureDirParams, step: str) -> Outcome:
-    guest = target.need_guest()
-    owner = resolve_owner(guest, params.owner, params.group, None) or (0, 0)
-    return file_outcome(guest.ensure_dir(params.path, mode=params.mode, owner=owner))
+    files = target.phase.need_guest().files
+    owner = resolve_owner(files, params.owner, params.group, None) or (0, 0)
+    return file_outcome(files.ensure_dir(params.path, mode=params.mode, owner=owner))
 
 
 ACTIONS = (

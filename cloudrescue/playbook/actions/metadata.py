@@ -12,21 +12,21 @@ from cloudrescue.playbook.actions.base import (
     ActionParams,
     Outcome,
     StepFailedError,
-    Target,
     file_outcome,
 )
 from cloudrescue.playbook.actions.owners import resolve_owner
 from cloudrescue.playbook.fields import GROUP, MODE, PATH, USER
+from cloudrescue.playbook.target import Target
 from cloudrescue.remote.base import FileStat
 
 
-def _existing(guest: GuestFS, path: str) -> FileStat | None:
+def _existing(files: GuestFS, path: str) -> FileStat | None:
     """The file's stat; ``None`` in check mode for a file an earlier step would create."""
-    info = guest.stat(path)
+    info = files.stat(path)
     if info is not None:
         return info
-    created = guest.resolve(path).guest
-    if guest.dry_run and any(c.kind == "create" and c.path == created for c in guest.changes):
+    created = files.resolve(path).guest
+    if files.dry_run and any(c.kind == "create" and c.path == created for c in files.changes):
         return None
     raise StepFailedError(f"{path} does not exist in the guest")
 
@@ -40,12 +40,12 @@ class ChmodParams(ActionParams):
 
 
 def _chmod(target: Target, params: ChmodParams, step: str) -> Outcome:
-    guest = target.need_guest()
-    info = _existing(guest, params.path)
+    files = target.phase.need_guest().files
+    info = _existing(files, params.path)
     if info is None:
         return PLANNED
     return file_outcome(
-        guest.set_metadata(params.path, mode=params.mode, owner=(info.uid, info.gid))
+        files.set_metadata(params.path, mode=params.mode, owner=(info.uid, info.gid))
     )
 
 
@@ -58,13 +58,13 @@ class ChownParams(ActionParams):
 
 
 def _chown(target: Target, params: ChownParams, step: str) -> Outcome:
-    guest = target.need_guest()
-    info = _existing(guest, params.path)
+    files = target.phase.need_guest().files
+    info = _existing(files, params.path)
     if info is None:
         return PLANNED
-    owner = resolve_owner(guest, params.owner, params.group, (info.uid, info.gid))
+    owner = resolve_owner(files, params.owner, params.group, (info.uid, info.gid))
     return file_outcome(
-        guest.set_metadata(
+        files.set_metadata(
             params.path, mode=info.permissions, owner=owner or (info.uid, info.gid)
         )
     )

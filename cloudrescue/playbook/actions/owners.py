@@ -6,7 +6,7 @@ from cloudrescue.guestfs import GuestFS
 
 
 def resolve_owner(
-    guest: GuestFS, owner: str | None, group: str | None, current: tuple[int, int] | None
+    files: GuestFS, owner: str | None, group: str | None, current: tuple[int, int] | None
 ) -> tuple[int, int] | None:
     """``(uid, gid)`` for ``owner``/``group`` (either may be omitted), else ``None``.
 
@@ -17,8 +17,8 @@ def resolve_owner(
         return None
     uid, gid = current if current is not None else (0, 0)
     if owner is not None:
-        user = guest.user(owner)
+        user = files.user(owner)
         uid, gid = user.uid, user.gid
     if group is not None:
-        gid = guest.group_id(group)
+        gid = files.group_id(group)
     return uid, gid

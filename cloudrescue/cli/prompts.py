@@ -1,13 +1,11 @@
-"""What repair commands share: `--disk`, the confirmation before a rescue, choosing a root.
-
-The repair commands themselves are playbooks (`cloudrescue/cli/playbooks.py`).
-"""
+"""Questions the CLI asks the user: confirming a reboot into rescue, choosing among several
+root filesystems, and reading a secret (hidden, twice) or taking it from stdin."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -15,12 +13,7 @@ from cloudrescue.cli.render import RichEvents, stderr
 
 if TYPE_CHECKING:
     from cloudrescue.disks import AskRoot, RootFilesystem
-
-Disk = Annotated[
-    str | None,
-    typer.Option("--disk", help="Which filesystem is the instance's root (device, UUID, LABEL)."),
-]
-
+    from cloudrescue.playbook.paramtypes import Secret
 
 def confirm(action: str, *, yes: bool, dry_run: bool) -> None:
     """Ask before rebooting an instance into rescue (``--yes`` skips; no TTY needs --yes)."""
@@ -58,3 +51,24 @@ def root_chooser(events: RichEvents, *, yes: bool) -> AskRoot | None:
                 stderr.print(f"  choose a number from 1 to {len(roots)}")
 
     return ask
+
+
+def read_secret(name: str, description: str, *, from_stdin: bool, flag: str) -> Secret:
+    """The secret ``name`` from one line of stdin, or asked twice (hidden) on the terminal.
+
+    ``flag`` is the option that takes it from stdin, named when there is no terminal.
+    """
+    from cloudrescue.errors import InvalidInputError
+    from cloudrescue.playbook.paramtypes import Secret
+
+    if from_stdin:
+        line = sys.stdin.readline().rstrip("\r\n")
+        if not line:
+            raise InvalidInputError(f"no {name} on stdin (one line expected)")
+        return Secret(line)
+    if not sys.stdin.isatty():
+        raise InvalidInputError(
+            f"{name} is a secret and stdin is not a terminal to ask for it: pass {flag}"
+        )
+    answer = typer.prompt(description.rstrip("."), hide_input=True, confirmation_prompt=True)
+    return Secret(str(answer))

@@ -1,0 +1,233 @@
+"""`run` (any playbook) and the named fixes `fix-ssh-keys` and `reset-password`.
+
+The named fixes are plain commands that run their shipped playbook; their options and help
+restate the playbook's parameters, and ``tests/playbook/test_docs.py`` fails when the two
+drift apart. Every one takes the repair and rescue option groups whole (``cli/options.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from cloudrescue.cli.options import Instance, RepairOptions, RescueOptions, state, takes_options
+from cloudrescue.cli.prompts import confirm, read_secret, root_chooser
+from cloudrescue.cli.render import RichEvents
+from cloudrescue.cli.reports import render_run, step_label
+
+if TYPE_CHECKING:
+    from cloudrescue.playbook.engine import StepReport
+    from cloudrescue.playbook.paramtypes import Secret
+    from cloudrescue.playbook.schema import ParameterSpec, Playbook
+
+SecretSource = Callable[[str, "ParameterSpec"], "Secret"]
+
+HELP = {
+    "fix-ssh-keys": (
+        "Give SSH access back: authorise your public key for the guest's user.\n\n"
+        "Also repairs what makes sshd ignore a key (StrictModes): the owner and modes of the home "
+        "directory, ~/.ssh (0700) and authorized_keys (0600). Running it twice changes nothing "
+        "the second time.\n\n"
+        "Runs the playbook fix-ssh-keys (see `cloudrescue playbooks show fix-ssh-keys`)."
+    ),
+    "reset-password": (
+        "Set a guest account's password (to log in on the console, or over SSH).\n\n"
+        "The password is asked for twice on the terminal, hidden, or read from stdin with "
+        "--password-stdin: never from the command line. It is hashed here the way the guest "
+        "hashes (yescrypt or SHA-512) and only the hash is written to /etc/shadow, which no diff "
+        "shows. The account is unlocked and its password no longer expired. Cloud images refuse "
+        "password logins over SSH: --ssh also lets this account log in with it (a `Match User` "
+        "block for the guest's sshd, checked with its own `sshd -T`).\n\n"
+        "Runs the playbook reset-password (see `cloudrescue playbooks show reset-password`)."
+    ),
+}
+
+
+def execute(
+    ctx: typer.Context,
+    instance: str,
+    playbook: Playbook,
+    given: Mapping[str, Sequence[str]],
+    secret: SecretSource,
+    repair: RepairOptions,
+    rescue: RescueOptions,
+) -> None:
+    """Check every value, then rescue the instance, run the playbook and print the report."""
+    from cloudrescue.journal import Journal
+    from cloudrescue.phase import DiskChoice
+    from cloudrescue.playbook.engine import check_values
+    from cloudrescue.playbook.params import resolve
+    from cloudrescue.playbook.runner import run_playbook
+    from cloudrescue.rescue import RescueWorkflow
+
+    values = resolve(playbook, given, secret)
+    check_values(playbook, values)
+    settings = rescue.settings()
+    backend = state(ctx).cloud()
+    server = backend.find_server(instance)
+    confirm(f"{server.name} ({server.id})", yes=repair.yes, dry_run=repair.dry_run)
+    with RichEvents() as events:
+        workflow = RescueWorkflow(backend, Journal(), events, settings)
+
+        def on_step(report: StepReport) -> None:
+            events.note(f"{step_label(report, repair.dry_run)}: {report.step.name}")
+
+        report = run_playbook(
+            workflow,
+            server,
+            playbook,
+            values,
+            dry_run=repair.dry_run,
+            disk=DiskChoice(repair.disk, ask=root_chooser(events, yes=repair.yes)),
+            on_step=on_step,
+        )
+    render_run(report)
+
+
+def _secrets(flag: str, from_stdin: bool) -> SecretSource:
+    def secret(name: str, spec: ParameterSpec) -> Secret:
+        return read_secret(name, spec.description, from_stdin=from_stdin, flag=flag)
+
+    return secret
+
+
+@takes_options
+def run(
+    ctx: typer.Context,
+    instance: Instance,
+    playbook: Annotated[
+        str,
+        typer.Argument(
+            help="Playbook name (`cloudrescue playbooks list`) or a .yaml file.",
+            show_default=False,
+        ),
+    ],
+    repair: RepairOptions,
+    rescue: RescueOptions,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="NAME=VALUE for a playbook parameter (repeatable; list parameters take "
+            "several). Secrets are never given here.",
+        ),
+    ] = None,
+    secret_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--secret-stdin",
+            help="Read secret parameters from stdin, one line each in declaration order, "
+            "instead of asking on the terminal.",
+        ),
+    ] = False,
+) -> None:
+    """Run a playbook on an instance: rescue, mount, run the steps, unmount, unrescue.
+
+    With --dry-run the disk is mounted read-only and the diffs and commands are shown.
+    """
+    from cloudrescue.playbook import catalog
+    from cloudrescue.playbook.params import parse_assignments
+
+    loaded = catalog.find(playbook)
+    given = parse_assignments(param or [])
+    secret = _secrets("--secret-stdin", secret_stdin)
+    execute(ctx, instance, loaded, given, secret, repair, rescue)
+
+
+def _shipped(name: str) -> Playbook:
+    from cloudrescue.playbook import catalog
+
+    return catalog.load_shipped(name)
+
+
+@takes_options
+def fix_ssh_keys(
+    ctx: typer.Context,
+    instance: Instance,
+    repair: RepairOptions,
+    rescue: RescueOptions,
+    key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--key",
+            help="Public key file to authorise (repeatable). Default: the first that exists "
+            "of ~/.ssh/id_ed25519.pub, ~/.ssh/id_ecdsa.pub, ~/.ssh/id_rsa.pub.",
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            help="Guest user whose keys to set. Default: the image's cloud user (cloud-init's "
+            "default user, a known cloud user name, else root).",
+            show_default=False,
+        ),
+    ] = None,
+    replace: Annotated[
+        bool | None,
+        typer.Option(
+            "--replace/--append",
+            help="Replace the user's keys, or add to them. Default: --append.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    given = {
+        "key": [str(path) for path in key or []],
+        "user": [user] if user is not None else [],
+        "replace": [] if replace is None else ["true" if replace else "false"],
+    }
+    playbook = _shipped("fix-ssh-keys")
+    execute(ctx, instance, playbook, _given(given), _secrets("", False), repair, rescue)
+
+
+@takes_options
+def reset_password(
+    ctx: typer.Context,
+    instance: Instance,
+    repair: RepairOptions,
+    rescue: RescueOptions,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Guest account. Default: root.", show_default=False),
+    ] = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the new password from stdin (one line) instead of asking twice on the "
+            "terminal.",
+        ),
+    ] = False,
+    ssh: Annotated[
+        bool | None,
+        typer.Option(
+            "--ssh/--no-ssh",
+            help="Also let the account log in over SSH with the password. Default: --no-ssh.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    given = {
+        "user": [user] if user is not None else [],
+        "ssh": [] if ssh is None else ["true" if ssh else "false"],
+    }
+    playbook = _shipped("reset-password")
+    secret = _secrets("--password-stdin", password_stdin)
+    execute(ctx, instance, playbook, _given(given), secret, repair, rescue)
+
+
+def _given(values: Mapping[str, list[str]]) -> dict[str, list[str]]:
+    """The parameters the user gave (options left out are the playbook's defaults)."""
+    return {name: texts for name, texts in values.items() if texts}
+
+
+def register(root: typer.Typer) -> None:
+    """Add `run`, `fix-ssh-keys` and `reset-password` to the root app."""
+    root.command("run")(run)
+    root.command("fix-ssh-keys", help=HELP["fix-ssh-keys"])(fix_ssh_keys)
+    root.command("reset-password", help=HELP["reset-password"])(reset_password)

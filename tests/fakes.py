@@ -1,0 +1,329 @@
+"""Fakes for driving the run path without root or a lab: a cloud, a clock, a rescue host.
+
+``FakeCloud`` is an in-memory nova: rescue and unrescue take ``transition`` seconds of the
+``FakeClock``'s time (which only moves when the code under test sleeps), the console announces
+the rescue's host key once the instance is in RESCUE, and faults are set as attributes.
+``FakeConnect`` logs in to the rescue "system", which is this machine (``LocalHost``), only with
+the password the cloud was sent and only when the announced host key is the rescue's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cloudrescue.cloud.base import Address, ImageInfo, RescueStarted, ServerInfo
+from cloudrescue.disks import AskRoot, MountedGuest, RootFilesystem, UnmountReport
+from cloudrescue.errors import CloudError, ConnectionFailedError, HostKeyError, NotFoundError
+from cloudrescue.remote.base import FileStat
+from cloudrescue.remote.hostkeys import AnnouncedHostKeys
+from cloudrescue.remote.local import LocalHost
+from cloudrescue.remote.ssh import Endpoint, HostKeyCheck, JumpHost
+from tests.guests import TREE_ROOT, mounted_guest
+
+RESCUE_FINGERPRINT = "SHA256:" + "R" * 43
+RESCUE_KEY_ENTRY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeRescueHostKeyForTests0000000000"
+
+
+def rescue_fingerprint(boot: int) -> str:
+    """The host key fingerprint of the rescue system's ``boot``-th start (new keys each boot)."""
+    return RESCUE_FINGERPRINT if boot <= 1 else f"SHA256:{boot:0>43}"
+
+
+def announcement(fingerprint: str) -> str:
+    """The block cloud-init prints on the console for a host key."""
+    return (
+        "-----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
+        f"256 {fingerprint} root@rescue (ED25519)\n"
+        "-----END SSH HOST KEY FINGERPRINTS-----\n"
+    )
+
+
+class FakeClock:
+    """Monotonic time that advances only when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+        self.on_sleep: Callable[[float], None] | None = None
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if self.on_sleep is not None:
+            self.on_sleep(seconds)
+        self.now += seconds
+        self.slept += seconds
+
+
+@dataclass
+class FakeServer:
+    """One instance and what is pending on it."""
+
+    info: ServerInfo
+    console: str = "[    0.000000] Linux version 6.1.0 (guest boot)\n"
+    task_done_at: float | None = None
+    task_result: str | None = None
+    admin_password: str | None = None
+
+
+@dataclass
+class FakeCloud:
+    """A ``CloudBackend`` in memory, with the faults a test asks for."""
+
+    clock: FakeClock
+    transition: float = 3.0
+    cloud_name: str = "fake"
+    servers: dict[str, FakeServer] = field(default_factory=dict)
+    calls: list[str] = field(default_factory=list)
+    refuse_rescue: CloudError | None = None
+    ignore_password: bool = False
+    announce: bool = True
+    poll_errors: int = 0
+    fail_to_error: bool = False
+    rescue_boots: int = 0
+
+    def add(self, name: str, address: str = "203.0.113.10", **extra: object) -> ServerInfo:
+        server_id = f"00000000-0000-4000-8000-{len(self.servers):012d}"
+        info = ServerInfo(
+            id=server_id,
+            name=name,
+            status="ACTIVE",
+            task_state=None,
+            addresses=(Address(address, 4, "fixed", "public"),),
+            image_id="image-1",
+            **extra,  # type: ignore[arg-type]
+        )
+        self.servers[server_id] = FakeServer(info)
+        return info
+
+    def _server(self, server_id: str) -> FakeServer:
+        if server_id not in self.servers:
+            raise NotFoundError(f"instance {server_id}: not found")
+        return self.servers[server_id]
+
+    def _set(self, server: FakeServer, **changes: object) -> None:
+        server.info = dataclasses.replace(server.info, **changes)  # type: ignore[arg-type]
+
+    def _advance(self, server: FakeServer) -> None:
+        if server.task_done_at is None or self.clock.now < server.task_done_at:
+            return
+        status = "ERROR" if self.fail_to_error else server.task_result
+        self._set(server, status=status, task_state=None)
+        if status == "RESCUE":
+            self.rescue_boots += 1
+            if self.announce:
+                server.console += announcement(rescue_fingerprint(self.rescue_boots))
+        server.task_done_at = server.task_result = None
+
+    def find_server(self, name_or_id: str) -> ServerInfo:
+        self.calls.append(f"find {name_or_id}")
+        for server in self.servers.values():
+            if name_or_id in (server.info.id, server.info.name):
+                return server.info
+        raise NotFoundError(f"no instance named or with id {name_or_id!r}")
+
+    def get_server(self, server_id: str) -> ServerInfo:
+        self.calls.append(f"get {server_id}")
+        if self.poll_errors:
+            self.poll_errors -= 1
+            raise CloudError(f"instance {server_id}: HTTP 503: service unavailable")
+        server = self._server(server_id)
+        self._advance(server)
+        return server.info
+
+    def list_servers(
+        self, *, name_regex: str | None = None, tags: tuple[str, ...] = ()
+    ) -> list[ServerInfo]:
+        return [server.info for server in self.servers.values()]
+
+    def find_image(self, name_or_id: str) -> ImageInfo:
+        if name_or_id != "rescue-image":
+            raise NotFoundError(f"no image named or with id {name_or_id!r}")
+        return ImageInfo("image-rescue", "rescue-image")
+
+    def rescue(
+        self, server: ServerInfo, *, admin_password: str, image: ImageInfo | None
+    ) -> RescueStarted:
+        self.calls.append(f"rescue {server.id}")
+        if self.refuse_rescue is not None:
+            raise self.refuse_rescue
+        fake = self._server(server.id)
+        fake.admin_password = "not-what-was-sent" if self.ignore_password else admin_password
+        fake.task_done_at, fake.task_result = self.clock.now + self.transition, "RESCUE"
+        self._set(fake, task_state="rescuing")
+        return RescueStarted(admin_password=admin_password, stable_device=False)
+
+    def unrescue(self, server_id: str) -> None:
+        self.calls.append(f"unrescue {server_id}")
+        fake = self._server(server_id)
+        fake.task_done_at, fake.task_result = self.clock.now + self.transition, "ACTIVE"
+        self._set(fake, task_state="unrescuing")
+
+    def console_output(self, server_id: str, length: int | None = None) -> str:
+        server = self._server(server_id)
+        self._advance(server)
+        return server.console
+
+    def console_url(self, server_id: str, console_type: str = "novnc") -> str:
+        return f"https://console.example/{server_id}/{console_type}"
+
+    def set_marks(self, server_id: str, marks: Mapping[str, str]) -> None:
+        self.calls.append(f"mark {server_id}")
+        server = self._server(server_id)
+        self._set(server, metadata={**server.info.metadata, **marks})
+
+    def clear_marks(self, server_id: str, keys: tuple[str, ...]) -> None:
+        self.calls.append(f"unmark {server_id}")
+        server = self._server(server_id)
+        kept = {k: v for k, v in server.info.metadata.items() if k not in keys}
+        self._set(server, metadata=kept)
+
+
+class RescueHost(LocalHost):
+    """This machine, standing in for a logged-in rescue system.
+
+    Its own files live under ``root`` (``/root/.ssh`` is ``<root>/root/.ssh``); paths already
+    under ``root`` (a guest tree mounted there) are used as they are. Commands run here.
+    """
+
+    def __init__(self, endpoint: Endpoint, root: Path, fingerprint: str) -> None:
+        self.endpoint = endpoint
+        self.root = root
+        self.closed = False
+        self.host_key_fingerprint = fingerprint
+
+    def _at(self, path: str) -> str:
+        return path if path.startswith(f"{self.root}/") else f"{self.root}{path}"
+
+    def lstat(self, path: str) -> FileStat | None:
+        return super().lstat(self._at(path))
+
+    def readlink(self, path: str) -> str:
+        return super().readlink(self._at(path))
+
+    def listdir(self, path: str) -> list[str]:
+        return super().listdir(self._at(path))
+
+    def read_file(self, path: str) -> bytes:
+        return super().read_file(self._at(path))
+
+    def write_file(self, path: str, data: bytes, *, mode: int) -> None:
+        super().write_file(self._at(path), data, mode=mode)
+
+    def fsync(self, path: str) -> None:
+        super().fsync(self._at(path))
+
+    def rename(self, source: str, target: str) -> None:
+        super().rename(self._at(source), self._at(target))
+
+    def mkdir(self, path: str, mode: int) -> None:
+        super().mkdir(self._at(path), mode)
+
+    def chmod(self, path: str, mode: int) -> None:
+        super().chmod(self._at(path), mode)
+
+    def chown(self, path: str, uid: int, gid: int) -> None:
+        super().chown(self._at(path), uid, gid)
+
+    def unlink(self, path: str) -> None:
+        super().unlink(self._at(path))
+
+    def symlink(self, target: str, path: str) -> None:
+        super().symlink(target, self._at(path))
+
+    @property
+    def description(self) -> str:
+        return str(self.endpoint)
+
+    def host_key_entry(self) -> str:
+        return RESCUE_KEY_ENTRY
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class FakeConnect:
+    """``connect`` to the fake rescue: the cloud's password, the rescue's announced key."""
+
+    cloud: FakeCloud
+    root: Path
+    hosts: list[RescueHost] = field(default_factory=list)
+
+    def __call__(
+        self,
+        endpoint: Endpoint,
+        *,
+        password: str,
+        host_keys: HostKeyCheck,
+        jump: JumpHost | None,
+        wait_seconds: float,
+        on_retry: Callable[[str], None] | None,
+    ) -> RescueHost:
+        announced: AnnouncedHostKeys | None = host_keys.announced
+        presented = rescue_fingerprint(self.cloud.rescue_boots)
+        if announced is None and not host_keys.trust_on_first_use:
+            raise HostKeyError(f"{endpoint.host} presented {presented}: nothing to check")
+        if announced is not None and presented not in announced.fingerprints:
+            raise HostKeyError(f"{endpoint.host} presented {presented}: not announced")
+        wanted = {s.admin_password for s in self.cloud.servers.values() if s.admin_password}
+        if password not in wanted:
+            if on_retry is not None:
+                on_retry("attempt 1: password refused")
+            raise ConnectionFailedError(f"{endpoint} refused the rescue password")
+        host = RescueHost(endpoint, self.root, presented)
+        self.hosts.append(host)
+        return host
+
+
+@dataclass
+class TreeDisks:
+    """A disk session whose "disk" is a guest tree under tmp (``tests/guests.py``)."""
+
+    tree: Path
+    report: UnmountReport = field(default_factory=UnmountReport)
+    mounted: list[MountedGuest] = field(default_factory=list)
+
+    def choose_root(
+        self, *, disk: str | None, volume_id: str | None, ask: AskRoot | None
+    ) -> RootFilesystem:
+        return TREE_ROOT
+
+    def mount(self, *, root: RootFilesystem, chroot: bool, read_only: bool) -> MountedGuest:
+        mount = dataclasses.replace(mounted_guest(self.tree, binds=chroot), read_only=read_only)
+        self.mounted.append(mount)
+        return mount
+
+    def unmount(self) -> UnmountReport:
+        done = UnmountReport(done=[f"unmounted {self.tree}"] if self.mounted else [])
+        self.report.extend(done)
+        self.mounted.clear()
+        return done
+
+
+@dataclass
+class RecordingEvents:
+    """``Events`` that keep every stage and note, and can be made to raise at a stage."""
+
+    messages: list[str] = field(default_factory=list)
+    polls: int = 0
+    interrupt_at: str | None = None
+
+    def stage(self, message: str) -> None:
+        self.messages.append(message)
+        if self.interrupt_at is not None and message.startswith(self.interrupt_at):
+            self.interrupt_at = None
+            raise KeyboardInterrupt
+
+    def poll(self, server: ServerInfo, elapsed: float) -> None:
+        self.polls += 1
+
+    def note(self, message: str) -> None:
+        self.messages.append(message)
+
+    def detail(self, message: str) -> None:
+        self.messages.append(message)

@@ -1,0 +1,302 @@
+"""The rescue procedure on a fake cloud, a fake clock and this machine as the rescue system.
+
+No root, no lab: ``tests/fakes.py`` stands in for nova and the rescue's sshd, so every path
+through ``RescueWorkflow`` (entering, leaving, holding, Ctrl-C, refusals, resume) runs here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from cloudrescue.cloud.base import Address, ServerInfo
+from cloudrescue.errors import (
+    CloudError,
+    ConnectionFailedError,
+    HostKeyError,
+    InvalidInputError,
+    NotFoundError,
+    WrongStateError,
+)
+from cloudrescue.journal import Journal
+from cloudrescue.keys import load_public_keys
+from cloudrescue.marks import MARK_RUN, read_mark
+from cloudrescue.rescue import (
+    LeftInRescueError,
+    RescueSettings,
+    RescueWorkflow,
+    pick_address,
+    rescue_settings,
+    stranded,
+)
+from tests.fakes import (
+    RESCUE_FINGERPRINT,
+    RESCUE_KEY_ENTRY,
+    FakeClock,
+    FakeCloud,
+    FakeConnect,
+    RecordingEvents,
+)
+from tests.playbook.conftest import write_public_key
+
+
+class Rig:
+    """A fake cloud with one instance, and a workflow on it."""
+
+    def __init__(self, tmp_path: Path, **settings: object) -> None:
+        self.clock = FakeClock()
+        self.cloud = FakeCloud(self.clock)
+        self.server = self.cloud.add("web-1")
+        self.journal = Journal(tmp_path / "state")
+        self.events = RecordingEvents()
+        self.rescue_root = tmp_path / "rescue"
+        (self.rescue_root / "root").mkdir(parents=True)  # the rescue system's /root
+        self.connect = FakeConnect(self.cloud, self.rescue_root)
+        self.settings = RescueSettings(**settings)  # type: ignore[arg-type]
+
+    def workflow(self) -> RescueWorkflow:
+        return RescueWorkflow(
+            self.cloud,
+            self.journal,
+            self.events,
+            self.settings,
+            connect=self.connect,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+        )
+
+    def status(self) -> str:
+        info = self.cloud.servers[self.server.id].info
+        return f"{info.status}/{info.task_state or '-'}"
+
+    def states(self) -> list[str]:
+        return [entry.state for entry in self.journal.entries(include_restored=True)]
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    return Rig(tmp_path)
+
+
+def test_session_rescues_logs_in_and_always_unrescues(rig: Rig) -> None:
+    workflow = rig.workflow()
+    with workflow.session(rig.server, command="test") as rescued:
+        assert rig.status() == "RESCUE/-"
+        assert rescued.address == "203.0.113.10"
+        assert rescued.announced is not None
+        assert RESCUE_FINGERPRINT in rescued.announced.fingerprints
+        assert read_mark(rig.cloud.servers[rig.server.id].info) is not None
+        assert rig.states() == ["rescued"]
+        assert rescued.password not in repr(rescued)
+    assert rig.status() == "ACTIVE/-"
+    assert rig.connect.hosts[0].closed
+    assert rig.states() == ["restored"]
+    assert read_mark(rig.cloud.servers[rig.server.id].info) is None
+    calls = rig.cloud.calls
+    assert calls.index(f"mark {rig.server.id}") < calls.index(f"rescue {rig.server.id}")
+    assert rig.clock.slept >= 2 * rig.cloud.transition
+    assert rig.events.polls > 0
+
+
+def test_an_error_inside_the_session_still_unrescues(rig: Rig) -> None:
+    with pytest.raises(RuntimeError, match="boom"), rig.workflow().session(rig.server, command="t"):
+        raise RuntimeError("boom")
+    assert rig.status() == "ACTIVE/-"
+    assert rig.states() == ["restored"]
+
+
+def test_first_ctrl_c_unrescues(rig: Rig) -> None:
+    with pytest.raises(KeyboardInterrupt), rig.workflow().session(rig.server, command="test"):
+        raise KeyboardInterrupt
+    assert rig.status() == "ACTIVE/-"
+    assert rig.states() == ["restored"]
+    assert any(m.startswith("interrupted: restoring web-1") for m in rig.events.messages)
+
+
+def test_second_ctrl_c_leaves_it_in_rescue_and_resume_restores(rig: Rig) -> None:
+    def interrupt_once_leaving(seconds: float) -> None:
+        if rig.cloud.calls and rig.cloud.calls[-2].startswith("unrescue"):
+            rig.clock.on_sleep = None
+            raise KeyboardInterrupt
+
+    with (
+        pytest.raises(LeftInRescueError, match="web-1 was left in rescue") as raised,
+        rig.workflow().session(rig.server, command="test"),
+    ):
+        rig.clock.on_sleep = interrupt_once_leaving
+        raise KeyboardInterrupt
+    assert raised.value.hint == "run `cloudrescue resume` to unrescue it"
+    assert rig.states() == ["left-in-rescue"]
+    [entry] = rig.journal.entries()
+    assert rig.workflow().resume(entry) == "web-1: unrescued, now ACTIVE"
+    assert rig.status() == "ACTIVE/-"
+    assert rig.states() == ["restored"]
+
+
+def test_refused_rescue_clears_the_mark_and_closes_the_entry(rig: Rig) -> None:
+    rig.cloud.refuse_rescue = CloudError("rescue of web-1: HTTP 409: conflict")
+    with pytest.raises(CloudError), rig.workflow().session(rig.server, command="test"):
+        pytest.fail("the body must not run")
+    [entry] = rig.journal.entries(include_restored=True)
+    assert entry.state == "restored"
+    assert entry.note == "rescue refused: rescue of web-1: HTTP 409: conflict"
+    assert read_mark(rig.cloud.servers[rig.server.id].info) is None
+    assert rig.status() == "ACTIVE/-"
+
+
+def test_refused_password_unrescues(rig: Rig) -> None:
+    rig.cloud.ignore_password = True
+    with (
+        pytest.raises(ConnectionFailedError, match="refused the rescue password"),
+        rig.workflow().session(rig.server, command="test"),
+    ):
+        pytest.fail("the body must not run")
+    assert rig.status() == "ACTIVE/-"
+    assert rig.states() == ["restored"]
+    assert "waiting for sshd: attempt 1: password refused" in rig.events.messages
+
+
+def test_no_announced_host_key_is_refused_unless_trusted(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, host_key_timeout=30.0)
+    rig.cloud.announce = False
+    with (
+        pytest.raises(HostKeyError, match="shows no SSH host key fingerprints") as raised,
+        rig.workflow().session(rig.server, command="test"),
+    ):
+        pytest.fail("the body must not run")
+    assert raised.value.hint and "--trust-host-key" in raised.value.hint
+    assert rig.status() == "ACTIVE/-"
+    trusting = Rig(tmp_path / "trusting", trust_host_key=True)
+    trusting.cloud.announce = False
+    started = trusting.clock.now
+    with trusting.workflow().session(trusting.server, command="test") as rescued:
+        assert rescued.announced is None
+    waited = trusting.clock.now - started
+    assert waited < 15.0 + 3 * trusting.cloud.transition + 5  # the shortened wait, not 180 s
+
+
+def test_hold_keeps_it_in_rescue_with_a_login_to_print(rig: Rig, tmp_path: Path) -> None:
+    key_line = write_public_key(tmp_path / "me.pub")
+    keys = load_public_keys(tmp_path / "me.pub")
+    login = rig.workflow().hold(rig.server, keys=keys)
+    assert rig.status() == "RESCUE/-"
+    assert rig.states() == ["held"]
+    assert (login.address, login.user) == ("203.0.113.10", "root")
+    assert login.fingerprint == RESCUE_FINGERPRINT
+    assert login.verified and login.password not in repr(login)
+    assert login.known_hosts.read_text() == f"203.0.113.10 {RESCUE_KEY_ENTRY}\n"
+    authorized = rig.rescue_root / "root/.ssh/authorized_keys"
+    assert authorized.read_text() == key_line + "\n"
+    assert rig.connect.hosts[0].closed
+    final = rig.workflow().unrescue(rig.cloud.servers[rig.server.id].info)
+    assert final.status == "ACTIVE"
+    assert rig.states() == ["restored"]
+
+
+def test_unrescue_refuses_an_instance_not_in_rescue_and_closes_every_entry(rig: Rig) -> None:
+    with pytest.raises(WrongStateError, match="web-1 is not in rescue"):
+        rig.workflow().unrescue(rig.server)
+    rig.workflow().hold(rig.server)
+    rig.journal.start(cloud="fake", server_id=rig.server.id, server_name="web-1", command="x")
+    rig.workflow().unrescue(rig.cloud.servers[rig.server.id].info)
+    notes = sorted(e.note for e in rig.journal.entries(include_restored=True))
+    assert rig.states() == ["restored", "restored"]
+    assert "closed by unrescue" in notes
+
+
+def test_leave_waits_for_a_rescue_still_in_progress(rig: Rig) -> None:
+    started = rig.cloud.rescue(rig.server, admin_password="x", image=None)
+    assert started.admin_password == "x"
+    assert rig.status() == "ACTIVE/rescuing"
+    final = rig.workflow().leave(rig.server, None)
+    assert final.status == "ACTIVE"
+    assert f"unrescue {rig.server.id}" in rig.cloud.calls
+
+
+def test_resume_of_a_vanished_or_already_active_instance_closes_the_entry(rig: Rig) -> None:
+    run_id = rig.journal.start(
+        cloud="fake", server_id=rig.server.id, server_name="web-1", command="x"
+    )
+    [entry] = rig.journal.entries()
+    assert rig.workflow().resume(entry) == "web-1: was already ACTIVE; journal entry closed"
+    gone = rig.journal.start(cloud="fake", server_id="no-such-id", server_name="old", command="x")
+    [entry] = [e for e in rig.journal.entries() if e.run_id == gone]
+    assert rig.workflow().resume(entry) == "old: no longer exists; journal entry closed"
+    assert run_id != gone and rig.journal.entries() == []
+
+
+def test_stranded_lists_entries_of_dead_runs_only(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    journal = Journal(state)
+    journal.start(cloud="fake", server_id="alive", server_name="mine", command="x")
+    script = (
+        "import sys; from pathlib import Path; from cloudrescue.journal import Journal\n"
+        "j = Journal(Path(sys.argv[1]))\n"
+        "j.start(cloud='fake', server_id='s1', server_name='dead-1', command='x')\n"
+        "held = j.start(cloud='fake', server_id='s2', server_name='dead-2', command='rescue')\n"
+        "j.update(held, 'held')\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(state)], check=True)
+    assert [e.server_name for e in stranded(journal)] == ["dead-1"]
+    assert {e.server_name for e in stranded(journal, include_held=True)} == {"dead-1", "dead-2"}
+    only = stranded(journal, instance="s2", include_held=True)
+    assert [e.server_name for e in only] == ["dead-2"]
+
+
+def test_input_is_checked_before_the_cloud_is_asked(rig: Rig, tmp_path: Path) -> None:
+    rig.settings = RescueSettings(image="no-such-image")
+    with pytest.raises(NotFoundError), rig.workflow().session(rig.server, command="test"):
+        pytest.fail("the body must not run")
+    bare = rig.cloud.add("bare", address="")
+    rig.settings = RescueSettings()
+    with (
+        pytest.raises(InvalidInputError, match="has no IP address"),
+        rig.workflow().session(bare, command="test"),
+    ):
+        pytest.fail("the body must not run")
+    assert rig.journal.entries(include_restored=True) == []
+    assert not any(call.startswith(("mark", "rescue")) for call in rig.cloud.calls)
+    rig.settings = RescueSettings(image="rescue-image")
+    with rig.workflow().session(rig.server, command="test"):
+        assert rig.status() == "RESCUE/-"
+
+
+def test_a_mark_names_the_run(rig: Rig) -> None:
+    with rig.workflow().session(rig.server, command="test") as rescued:
+        info = rig.cloud.servers[rig.server.id].info
+        assert info.metadata[MARK_RUN] == rescued.run_id
+        mark = read_mark(info)
+        assert mark is not None and mark.since is not None and mark.since.endswith("+00:00")
+
+
+def test_pick_address_prefers_floating_then_public_then_private() -> None:
+    def server(*addresses: Address, access: str | None = None) -> ServerInfo:
+        return ServerInfo("id", "web", "ACTIVE", None, addresses=addresses, access_ipv4=access)
+
+    private = Address("10.0.0.5", 4, "fixed", "lan")
+    public = Address("51.83.10.7", 4, "fixed", "ext")
+    public6 = Address("2001:41d0::7", 6, "fixed", "ext")
+    floating = Address("10.1.0.9", 4, "floating", "lan")
+    assert pick_address(server(private, public6, public)) == "51.83.10.7"
+    assert pick_address(server(private, public, floating)) == "10.1.0.9"
+    assert pick_address(server(private)) == "10.0.0.5"
+    assert pick_address(server(private, access="192.0.2.1")) == "192.0.2.1"
+    assert pick_address(server(Address("not-an-ip", 4, "fixed", "x"))) == "not-an-ip"
+    assert pick_address(server(private), "192.0.2.99") == "192.0.2.99"
+    with pytest.raises(InvalidInputError, match="has no IP address"):
+        pick_address(server())
+
+
+def test_rescue_settings_check_the_jump_host(tmp_path: Path) -> None:
+    settings = rescue_settings(jump="admin@bastion.example:2222", state_timeout=30)
+    assert settings.jump is not None
+    assert (settings.jump.endpoint.username, settings.jump.endpoint.port) == ("admin", 2222)
+    assert settings.state_timeout == 30
+    assert rescue_settings().jump is None
+    with pytest.raises(InvalidInputError, match="expected \\[user@\\]host\\[:port\\]"):
+        rescue_settings(jump="host:notaport")
+    with pytest.raises(InvalidInputError, match="no such file"):
+        rescue_settings(jump="bastion", jump_key=tmp_path / "missing")
