@@ -95,6 +95,14 @@ class RescueOptions:
         ),
     ] = False
     state_timeout: Timeout = 600
+    host_key_timeout: Annotated[
+        float,
+        typer.Option(
+            "--host-key-timeout",
+            help="Seconds to wait for the rescue's host key fingerprints on its console.",
+            min=1,
+        ),
+    ] = 180
     ssh_timeout: Annotated[
         float,
         typer.Option(
