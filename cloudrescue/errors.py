@@ -41,7 +41,7 @@ EXIT_STATUS_MEANING: dict[ExitStatus, str] = {
     ExitStatus.DISK: "the instance's disk was not found, is ambiguous, or could not be mounted",
     ExitStatus.FIX_FAILED: "a fix failed; files it had changed were restored from backups",
     ExitStatus.PERMISSION: "the command needs root",
-    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM, SIGHUP): cleaned up first",
 }
 
 
@@ -108,6 +108,17 @@ class HostKeyError(CloudRescueError):
 
 class DiskError(CloudRescueError):
     """The instance's disk was not found, is ambiguous, or could not be mounted."""
+
+    exit_status = ExitStatus.DISK
+
+
+class KeptInRescueError(CloudRescueError):
+    """Leaving rescue now would be unsafe (the disk is still mounted on the rescue system):
+    the instance stays in rescue, journalled as held, and the message says what to do."""
+
+
+class DiskStillMountedError(KeptInRescueError):
+    """The instance's disk could not be cleanly unmounted from the rescue system."""
 
     exit_status = ExitStatus.DISK
 

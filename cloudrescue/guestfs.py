@@ -15,7 +15,7 @@ import difflib
 import posixpath
 import secrets
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
@@ -64,6 +64,15 @@ class Change:
     previous_mode: int | None = None
     previous_owner: tuple[int, int] | None = None
     diff: str = ""
+    link_target: str | None = None  # a removed symlink's target (undo recreates the link)
+
+
+@dataclass
+class Rollback:
+    """What undoing the recorded changes did: restored, and what could not be."""
+
+    restored: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
 
 
 def unified_diff(path: str, old: bytes | None, new: bytes | None) -> str:
@@ -83,6 +92,11 @@ def unified_diff(path: str, old: bytes | None, new: bytes | None) -> str:
         tofile=f"b{path}" if new is not None else "/dev/null",
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _given_away(owner: tuple[int, int] | None) -> bool:
+    """Whether ``owner`` hands a path to a non-root account of the guest."""
+    return owner is not None and owner[0] != 0
 
 
 def utc_stamp() -> str:
@@ -169,7 +183,8 @@ class GuestFS:
             return None
         return self.host.lstat(host_path)
 
-    def _writable(self, path: str, *, follow_final: bool = True) -> GuestPath:
+    def writable(self, path: str, *, follow_final: bool = True) -> GuestPath:
+        """``resolve``, refusing paths in the guest's pseudo filesystems (/proc, /sys...)."""
         target = self.resolve(path, follow_final=follow_final)
         for pseudo in PSEUDO_FILESYSTEMS:
             if target.guest == pseudo or target.guest.startswith(pseudo + "/"):
@@ -250,6 +265,7 @@ class GuestFS:
         backup = self._backup_name(host_path)
         self.host.write_file(backup, data, mode=info.permissions)
         self.host.chown(backup, info.uid, info.gid)
+        self.host.chmod(backup, info.permissions)  # chown cleared set-id bits
         self.host.fsync(backup)
         return backup
 
@@ -275,7 +291,11 @@ class GuestFS:
         Returns the changes made, or in dry-run mode the changes that would be made (none
         when everything already matches). ``show_diff=False`` keeps secrets out of the diff.
         """
-        target = self._writable(path)
+        given_away = _given_away(owner)
+        replaced: list[Change] = []
+        if given_away and self._is_symlink(path):
+            replaced = self.remove(path)  # the link is kept as a backup, never followed
+        target = self.writable(path)
         info = self._lstat(target.host)
         if info is not None and not info.is_file:
             raise GuestPathError(f"{path} exists in the guest and is not a regular file")
@@ -284,8 +304,22 @@ class GuestFS:
         old = self.host.read_file(target.host) if info is not None else None
         want_mode = mode if mode is not None else (info.permissions if info else 0o644)
         want_owner = owner if owner is not None else ((info.uid, info.gid) if info else (0, 0))
-        if old == data:
-            return self._fix_metadata(target, info, want_mode, want_owner)
+        shared = given_away and info is not None and self._hard_links(target.host) > 1
+        if old == data and not shared:
+            return replaced + self._fix_metadata(target, info, want_mode, want_owner)
+        return replaced + self._replace(target, info, old, data, want_mode, want_owner, show_diff)
+
+    def _replace(
+        self,
+        target: GuestPath,
+        info: FileStat | None,
+        old: bytes | None,
+        data: bytes,
+        want_mode: int,
+        want_owner: tuple[int, int],
+        show_diff: bool,
+    ) -> list[Change]:
+        """Write a new file in place of ``target`` (temporary file, fsync, rename)."""
         diff = (
             unified_diff(target.guest, old, data)
             if show_diff
@@ -322,6 +356,24 @@ class GuestFS:
                 )
             )
         ]
+
+    def _is_symlink(self, path: str) -> bool:
+        info = self._lstat(self.resolve(path, follow_final=False).host)
+        return info is not None and info.is_symlink
+
+    def _hard_links(self, host_path: str) -> int:
+        result = self.host.run(["stat", "-c", "%h", "--", host_path], check=False)
+        return int(result.stdout.strip()) if result.ok and result.stdout.strip().isdigit() else 1
+
+    def _refuse_link_given_away(self, path: str, owner: tuple[int, int]) -> None:
+        """A final symlink is never followed to give its target to a non-root owner: the
+        guest's user could point it at any file of the guest (``/etc/shadow``, ``/``)."""
+        if _given_away(owner) and self._is_symlink(path):
+            link = self.resolve(path, follow_final=False)
+            raise GuestPathError(
+                f"{link.guest} is a symlink (to {self.host.readlink(link.host)}): refusing to "
+                f"give what it points to uid {owner[0]}"
+            )
 
     def _fix_metadata(
         self, target: GuestPath, info: FileStat | None, mode: int, owner: tuple[int, int]
@@ -360,7 +412,8 @@ class GuestFS:
 
     def set_metadata(self, path: str, *, mode: int, owner: tuple[int, int]) -> list[Change]:
         """Make an existing file or directory have ``mode`` and ``owner``."""
-        target = self._writable(path)
+        self._refuse_link_given_away(path, owner)
+        target = self.writable(path)
         info = self._lstat(target.host)
         if info is None and target.host not in self._planned_dirs:
             raise GuestPathError(f"{path} does not exist in the guest")
@@ -371,7 +424,8 @@ class GuestFS:
 
         Missing parents are not created: a guest without the parent is not what we think.
         """
-        target = self._writable(path)
+        self._refuse_link_given_away(path, owner)
+        target = self.writable(path)
         info = self._lstat(target.host)
         if info is not None and not info.is_dir:
             raise GuestPathError(f"{path} exists in the guest and is not a directory")
@@ -394,7 +448,7 @@ class GuestFS:
 
         A symlink is moved itself, never what it points to.
         """
-        target = self._writable(path, follow_final=False)
+        target = self.writable(path, follow_final=False)
         info = self._lstat(target.host)
         if info is None:
             return []
@@ -420,7 +474,7 @@ class GuestFS:
         The current file is copied to its backup name first, so ``rollback`` puts it back (or
         removes the file when there was none). In a dry run nothing is copied.
         """
-        target = self._writable(path)
+        target = self.writable(path)
         info = self._lstat(target.host)
         if info is not None and not info.is_file:
             raise GuestPathError(f"{path} exists in the guest and is not a regular file")
@@ -436,26 +490,43 @@ class GuestFS:
 
     # -- undo -------------------------------------------------------------------------------
 
-    def rollback(self) -> Iterator[str]:
-        """Undo every recorded change, newest first; yields what was restored."""
+    def rollback(self) -> Rollback:
+        """Undo every recorded change, newest first, and say what was restored.
+
+        A change that cannot be undone (its backup gone, the SSH connection lost) is reported
+        in ``failed`` and the others are still undone; a file that was to be created and
+        never was is simply not there.
+        """
+        done = Rollback()
         if self.dry_run:
             self.changes.clear()
-            return
+            return done
         while self.changes:
             change = self.changes.pop()
-            host_path = self._host_path([p for p in change.path.split("/") if p])
-            if change.kind in ("modify", "remove") and change.backup:
-                self.host.rename(change.backup, host_path)
-            elif change.kind == "create":
+            try:
+                self._undo(change)
+            except (OSError, CloudRescueError) as error:
+                done.failed.append(f"{change.path} ({change.kind}): {error}")
+                continue
+            done.restored.append(f"restored {change.path} ({change.kind} undone)")
+        return done
+
+    def _undo(self, change: Change) -> None:
+        host_path = self._host_path([p for p in change.path.split("/") if p])
+        if change.kind in ("modify", "remove") and change.backup:
+            self.host.rename(change.backup, host_path)
+        elif change.kind == "remove" and change.link_target is not None:
+            self.host.symlink(change.link_target, host_path)
+        elif change.kind == "create":
+            if self.host.lstat(host_path) is not None:
                 self.host.unlink(host_path)
-            elif change.kind == "mkdir":
-                self.host.run(["rmdir", "--", host_path], check=False)
-            if change.previous_owner is not None and change.kind in ("chown",):
-                self.host.chown(host_path, *change.previous_owner)
-            if change.previous_mode is not None and change.kind in ("chmod",):
-                self.host.chmod(host_path, change.previous_mode)
-            self._sync_parent(host_path)
-            yield f"restored {change.path} ({change.kind} undone)"
+        elif change.kind == "mkdir":
+            self.host.run(["rmdir", "--", host_path], check=False)
+        if change.previous_owner is not None and change.kind == "chown":
+            self.host.chown(host_path, *change.previous_owner)
+        if change.previous_mode is not None and change.kind == "chmod":
+            self.host.chmod(host_path, change.previous_mode)
+        self._sync_parent(host_path)
 
     def selinux_mode(self) -> str | None:
         """``enforcing``/``permissive``/``disabled`` from the guest's /etc/selinux/config."""

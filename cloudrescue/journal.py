@@ -42,9 +42,18 @@ CREATE TABLE IF NOT EXISTS rescues (
     state TEXT NOT NULL,
     started_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
-    note TEXT NOT NULL DEFAULT ''
+    note TEXT NOT NULL DEFAULT '',
+    pid_start TEXT NOT NULL DEFAULT ''
 )
 """
+_INSERT = (
+    "INSERT INTO rescues (run_id, cloud, server_id, server_name, command, pid, state, "
+    "started_at, updated_at, note, pid_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)"
+)
+_SELECT = (
+    "SELECT run_id, cloud, server_id, server_name, command, pid, state, started_at, "
+    "updated_at, note, pid_start FROM rescues"
+)
 
 
 def default_state_dir() -> Path:
@@ -58,6 +67,19 @@ def default_state_dir() -> Path:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def process_start(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, from /proc), "" if unknown.
+
+    With the pid it names one process: a pid reused after the run died has another start.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else ""
 
 
 @dataclass(frozen=True)
@@ -74,6 +96,7 @@ class JournalEntry:
     started_at: str
     updated_at: str
     note: str
+    pid_start: str = ""
 
     @property
     def process_alive(self) -> bool:
@@ -86,6 +109,8 @@ class JournalEntry:
             return False
         except PermissionError:
             return True
+        if self.pid_start and process_start(self.pid) != self.pid_start:
+            return False  # the pid was reused by another process since
         cmdline = Path(f"/proc/{self.pid}/cmdline")
         try:
             return b"cloudrescue" in cmdline.read_bytes()
@@ -104,6 +129,9 @@ class Journal:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with closing(sqlite3.connect(self.path, timeout=30)) as db:
             db.execute(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(rescues)")}
+            if "pid_start" not in columns:  # a journal from an earlier version
+                db.execute("ALTER TABLE rescues ADD COLUMN pid_start TEXT NOT NULL DEFAULT ''")
             with db:
                 yield db
 
@@ -113,7 +141,7 @@ class Journal:
         now = _now()
         with self._db() as db:
             db.execute(
-                "INSERT INTO rescues VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '')",
+                _INSERT,
                 (
                     run_id,
                     cloud,
@@ -124,6 +152,7 @@ class Journal:
                     "rescue-requested",
                     now,
                     now,
+                    process_start(os.getpid()),
                 ),
             )
         return run_id
@@ -138,7 +167,7 @@ class Journal:
 
     def entries(self, *, include_restored: bool = False) -> list[JournalEntry]:
         """Rescues, newest first; by default only those not restored yet."""
-        query = "SELECT * FROM rescues"
+        query = _SELECT
         params: tuple[str, ...] = ()
         if not include_restored:
             query += f" WHERE state IN ({', '.join('?' for _ in OPEN_STATES)})"

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from cloudrescue.disks import AskRoot, DiskSession, MountedGuest, RootFilesystem, UnmountReport
-from cloudrescue.errors import CloudRescueError, FixFailedError, InvalidInputError
+from cloudrescue.errors import (
+    CloudRescueError,
+    DiskStillMountedError,
+    FixFailedError,
+    InvalidInputError,
+)
 from cloudrescue.events import Events
 from cloudrescue.guest import Guest
 from cloudrescue.guestfs import GuestFS
@@ -59,7 +64,12 @@ class Disks(Protocol):
         ...
 
     def unmount(self) -> UnmountReport:
-        """Undo everything the session did, newest first."""
+        """Undo everything the session did, newest first (idempotent: retries what is left)."""
+        ...
+
+    @property
+    def leftover(self) -> list[str]:
+        """What is still set up on the rescue system after ``unmount`` (empty when clean)."""
         ...
 
 
@@ -106,14 +116,47 @@ def _restore(phase: Phase, error: BaseException, events: Events) -> BaseExceptio
     guest = phase.guest
     if guest is None or guest.dry_run or not guest.files.changes:
         return error
-    restored = list(guest.files.rollback())
-    events.note(f"restored {len(restored)} change(s) from backups")
+    undone = guest.files.rollback()
+    restored = f"restored {len(undone.restored)} change(s) from backups"
+    if undone.failed:
+        restored += f"; could not restore {len(undone.failed)}: {'; '.join(undone.failed)}"
+    events.note(restored)
     if not isinstance(error, Exception):
         return error  # Ctrl-C: restored, and still an interruption
     message = error.message if isinstance(error, CloudRescueError) else str(error)
-    failed = FixFailedError(f"{message}; restored {len(restored)} change(s) from backups")
+    failed = FixFailedError(f"{message}; {restored}")
     failed.__cause__ = error
     return failed
+
+
+def _unmount(disks: Disks, name: str, events: Events) -> UnmountReport:
+    """Undo the disk session; ``DiskStillMountedError`` unless it is all cleanly undone.
+
+    A first Ctrl-C while unmounting does not stop it (the instance must not be unrescued
+    with its disk mounted); a second one does, and keeps the instance in rescue.
+    """
+    interrupted = False
+    try:
+        report = disks.unmount()
+    except KeyboardInterrupt:
+        interrupted = True
+        events.note("interrupted while unmounting: finishing the unmount first")
+        try:
+            report = disks.unmount()
+        except KeyboardInterrupt:
+            report = UnmountReport(failed=["unmounting was interrupted twice"])
+    left, lazy = disks.leftover, report.lazy
+    if left or lazy:
+        problems = [*report.failed, *lazy] or [f"still set up: {', '.join(left)}"]
+        raise DiskStillMountedError(
+            f"{name} stays in rescue: its disk is not cleanly unmounted from the rescue "
+            f"system ({'; '.join(problems)})",
+            hint=f"unrescuing now could lose data; when nothing uses the disk any more (or to "
+            f"accept an unclean unmount), run `cloudrescue unrescue {name}`",
+        )
+    if interrupted:
+        raise KeyboardInterrupt  # unmounted: now the interruption goes on (and unrescues)
+    return report
 
 
 @contextmanager
@@ -161,4 +204,4 @@ def open_phase(
         if mount == "root":
             events.stage("syncing and unmounting the disk")
     finally:
-        phase.unmount = disks.unmount()
+        phase.unmount = _unmount(disks, rescued.server.name, events)

@@ -24,28 +24,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cloudrescue.cloud.base import CloudBackend, ImageInfo, ServerInfo
+from cloudrescue.cloud.base import CloudBackend, ImageInfo, RescueStarted, ServerInfo
 from cloudrescue.cloud.wait import wait_for_status
 from cloudrescue.errors import (
     CloudRescueError,
     ExitStatus,
     HostKeyError,
     InvalidInputError,
+    KeptInRescueError,
     NotFoundError,
     WrongStateError,
 )
 from cloudrescue.events import Events
 from cloudrescue.journal import Journal, JournalEntry
 from cloudrescue.keys import PublicKey
-from cloudrescue.marks import MARK_KEYS, marks_for
+from cloudrescue.marks import MARK_KEYS, RescueMark, marks_for, read_mark
 from cloudrescue.remote.base import RemoteHost
-from cloudrescue.remote.hostkeys import AnnouncedHostKeys, newest_announcement
+from cloudrescue.remote.hostkeys import AnnouncedHostKeys, announcements_since, parse_console
 from cloudrescue.remote.ssh import Endpoint, HostKeyCheck, JumpHost, connect
 from cloudrescue.rescue_access import authorize_rescue_keys, remember_host_key
 
 RESCUE_PASSWORD_BYTES = 24
 RESCUE_USER = "root"
 TRUSTED_HOST_KEY_WAIT = 15.0
+SETTLE_INTERVAL = 0.5
+SETTLE_LIMIT = 10.0
 
 
 class LeftInRescueError(CloudRescueError):
@@ -156,6 +159,25 @@ def pick_address(server: ServerInfo, override: str | None = None) -> str:
     return min(candidates)[1]
 
 
+@dataclass(frozen=True)
+class CloudRescue:
+    """An instance the cloud shows in (or entering, leaving) rescue, or marked by us."""
+
+    server: ServerInfo
+    mark: RescueMark | None
+
+
+def rescues_in_cloud(backend: CloudBackend) -> list[CloudRescue]:
+    """Every instance of the project in rescue or carrying cloudrescue's mark."""
+    return [
+        CloudRescue(server, read_mark(server))
+        for server in backend.list_servers()
+        if read_mark(server) is not None
+        or server.status == "RESCUE"
+        or server.task_state in ("rescuing", "unrescuing")
+    ]
+
+
 def stranded(
     journal: Journal, *, instance: str | None = None, include_held: bool = False
 ) -> list[JournalEntry]:
@@ -208,33 +230,72 @@ class RescueWorkflow:
             sleep=self._sleep,
         )
 
-    def _announced_host_keys(self, server: ServerInfo, before: str) -> AnnouncedHostKeys | None:
+    def _console_settled(self, server: ServerInfo, console: str) -> str:
+        """The console once two reads in a row agree (bounded), so a block is read whole."""
+        interval = min(self.settings.poll_interval, SETTLE_INTERVAL)
+        deadline = self._clock() + SETTLE_LIMIT
+        while self._clock() < deadline:
+            self._sleep(interval)
+            again = self.backend.console_output(server.id)
+            if again == console:
+                break
+            console = again
+        return console
+
+    def _announced_host_keys(self, server: ServerInfo) -> AnnouncedHostKeys | None:
+        """The rescue's host keys: printed on the console after the instance reached RESCUE.
+
+        The baseline is read once the instance is in RESCUE, when its guest is off, so nothing
+        the guest printed (while shutting down, or in earlier boots) can pass for the rescue's.
+        Two different announcements since then are refused: one of them is not the rescue's.
+        """
+        baseline = self.backend.console_output(server.id)
+        trust = self.settings.trust_host_key
         limit = self.settings.host_key_timeout
-        if self.settings.trust_host_key:
+        if trust:
             limit = min(limit, TRUSTED_HOST_KEY_WAIT)
         self.events.stage("reading the rescue's host key fingerprints from the console log")
         deadline = self._clock() + limit
         while True:
-            announced = newest_announcement(self.backend.console_output(server.id), before=before)
-            if announced is not None or self._clock() > deadline:
+            console = self.backend.console_output(server.id)
+            if announcements_since(console, baseline) or self._clock() > deadline:
                 break
             self._sleep(self.settings.poll_interval)
-        if announced is None and not self.settings.trust_host_key:
+        found = announcements_since(self._console_settled(server, console), baseline)
+        if len(set(found)) > 1:
             raise HostKeyError(
-                f"the console log of {server.name} shows no SSH host key fingerprints for the "
-                f"rescue system after {limit:.0f} s: cannot verify whom we would talk to",
+                f"the console of {server.name} announced {len(set(found))} different sets of "
+                "host keys since the rescue started: cannot tell which one is the rescue's",
+                hint="check the rescue's key another way (the cloud's console), then retry",
+            )
+        if found:
+            if trust:
+                self.events.note(
+                    "the console announced the rescue's host keys: verifying against them "
+                    "(--trust-host-key is not needed and does not override them)"
+                )
+            return found[-1]
+        if not trust:
+            stale = ""
+            if parse_console(baseline):
+                stale = " (the fingerprints printed before it are not trusted)"
+            raise HostKeyError(
+                f"the console log of {server.name} shows no SSH host key fingerprints printed "
+                f"by the rescue system after {limit:.0f} s{stale}: cannot verify whom we would "
+                "talk to",
                 hint="check the key another way (e.g. the cloud's console), then pass "
                 "--trust-host-key",
             )
-        return announced
+        self.events.note("no host key fingerprints on the console: trusting the rescue's key")
+        return None
 
     def _enter(
-        self, server: ServerInfo, run_id: str, password: str, before: str, address: str
+        self, server: ServerInfo, run_id: str, password: str, address: str
     ) -> RescuedInstance:
-        """After the rescue request: wait for RESCUE, verify host keys, log in."""
+        """After the rescue request: wait for RESCUE, read the host keys, log in."""
         rescued_server = self._wait(server, frozenset({"RESCUE"}))
         self.journal.update(run_id, "rescued")
-        announced = self._announced_host_keys(server, before)
+        announced = self._announced_host_keys(server)
         self.events.stage(f"logging in to the rescue system at {address}")
         host = self._connect(
             Endpoint(address, username=RESCUE_USER),
@@ -244,6 +305,11 @@ class RescueWorkflow:
             wait_seconds=self.settings.ssh_timeout,
             on_retry=lambda why: self.events.detail(f"waiting for sshd: {why}"),
         )
+        if announced is None:
+            fingerprint = host.host_key_fingerprint
+            trusted = f"host key {fingerprint} trusted on first use (--trust-host-key)"
+            self.journal.update(run_id, "rescued", note=trusted)
+            self.events.note(trusted)
         return RescuedInstance(rescued_server, run_id, address, host, announced, password)
 
     # -- leaving ----------------------------------------------------------------------------
@@ -278,7 +344,6 @@ class RescueWorkflow:
         """
         image = self._rescue_image()
         address = pick_address(server, self.settings.address)
-        before = self.backend.console_output(server.id)
         run_id = self.journal.start(
             cloud=self.backend.cloud_name,
             server_id=server.id,
@@ -290,17 +355,20 @@ class RescueWorkflow:
             # Nova refuses metadata changes once the instance is in rescue: mark it now,
             # clear the mark once it is back (``leave``).
             self.backend.set_marks(server.id, marks_for(run_id))
-            started = self.backend.rescue(
-                server, admin_password=secrets.token_urlsafe(RESCUE_PASSWORD_BYTES), image=image
-            )
         except CloudRescueError as error:
             self._clear_marks_quietly(server)
-            self.journal.update(run_id, "restored", note=f"rescue refused: {error.message}")
+            self.journal.update(run_id, "restored", note=f"not rescued: {error.message}")
             raise
+        password = secrets.token_urlsafe(RESCUE_PASSWORD_BYTES)
+        try:
+            started = self.backend.rescue(server, admin_password=password, image=image)
+        except CloudRescueError as error:
+            started = self._rescued_anyway(server, run_id, password, error)
         rescued: RescuedInstance | None = None
         succeeded = False
+        kept: KeptInRescueError | None = None
         try:
-            rescued = self._enter(server, run_id, started.admin_password, before, address)
+            rescued = self._enter(server, run_id, started.admin_password, address)
             yield rescued
             succeeded = True
         except KeyboardInterrupt:
@@ -308,12 +376,17 @@ class RescueWorkflow:
                 f"interrupted: restoring {server.name} (press Ctrl-C again to leave it in rescue)"
             )
             raise
+        except KeptInRescueError as error:
+            kept = error
+            raise
         finally:
             try:
                 if rescued is not None:
                     rescued.host.close()
                 if succeeded and hold:
                     self.journal.update(run_id, "held", note=f"kept in rescue by `{command}`")
+                elif kept is not None:
+                    self.journal.update(run_id, "held", note=f"kept in rescue: {kept.message}")
                 else:
                     self.leave(server, run_id)
             except KeyboardInterrupt:
@@ -322,6 +395,37 @@ class RescueWorkflow:
                     f"{server.name} was left in rescue (cleanup interrupted)",
                     hint="run `cloudrescue resume` to unrescue it",
                 ) from None
+
+    def _rescued_anyway(
+        self, server: ServerInfo, run_id: str, password: str, error: CloudRescueError
+    ) -> RescueStarted:
+        """After an error from the rescue request: did the cloud apply it all the same?
+
+        A 5xx or a lost answer may come after nova accepted the request (it sets the task
+        state before answering). Rescuing or in RESCUE: it was ours (the mark we just set
+        proves the instance was not in rescue before), go on. Not rescuing: refused, the
+        entry is closed. Cannot tell: the entry stays open, so `status` and `resume` see it.
+        """
+        try:
+            current = self.backend.get_server(server.id)
+        except CloudRescueError:
+            self.journal.update(
+                run_id, "rescue-requested", note=f"rescue answer lost: {error.message}"
+            )
+            error.hint = error.hint or (
+                f"{server.name} may be in rescue: check `cloudrescue status {server.name}`, "
+                "and run `cloudrescue resume` once the cloud answers"
+            )
+            raise error from None
+        if current.status == "RESCUE" or current.task_state == "rescuing":
+            self.events.note(
+                f"the cloud's answer was lost ({error.message}) but it is rescuing "
+                f"{server.name}: going on"
+            )
+            return RescueStarted(admin_password=password, stable_device=False)
+        self._clear_marks_quietly(server)
+        self.journal.update(run_id, "restored", note=f"rescue refused: {error.message}")
+        raise error
 
     def _clear_marks_quietly(self, server: ServerInfo) -> None:
         try:
@@ -366,14 +470,37 @@ class RescueWorkflow:
         return final
 
     def resume(self, entry: JournalEntry) -> str:
-        """Restore an instance a dead run left in rescue; returns what was done."""
+        """Restore an instance a dead run left in rescue; returns what was done.
+
+        The instance's mark decides whose rescue it is: marked by another run, or in rescue
+        with no mark at all, it is someone else's now and is left alone.
+        """
         try:
             server = self.backend.get_server(entry.server_id)
         except NotFoundError:
             self.journal.update(entry.run_id, "restored", note="instance no longer exists")
             return f"{entry.server_name}: no longer exists; journal entry closed"
-        was = server.status
+        mark = read_mark(server)
+        in_rescue = server.status == "RESCUE" or server.task_state in ("rescuing", "unrescuing")
+        if (mark is not None and mark.run_id != entry.run_id) or (mark is None and in_rescue):
+            owner = f"run {mark.run_id}" if mark is not None else "someone else (no mark)"
+            note = f"now in the hands of {owner}: left alone"
+            self.journal.update(entry.run_id, "restored", note=note)
+            return f"{entry.server_name}: {note}; journal entry closed"
         final = self.leave(server, entry.run_id)
-        if was == "RESCUE" or was != final.status:
+        if in_rescue or server.status != final.status:
             return f"{entry.server_name}: unrescued, now {final.status}"
         return f"{entry.server_name}: was already {final.status}; journal entry closed"
+
+    def resume_marked(self, server: ServerInfo) -> str:
+        """Restore an instance cloudrescue marked in the cloud, with no journal entry here
+        (the run was on another machine, or the journal was lost)."""
+        mark = read_mark(server)
+        if mark is None:
+            raise WrongStateError(
+                f"instance {server.name} carries no cloudrescue mark and no journal entry "
+                "here names it: nothing to resume",
+                hint=f"`cloudrescue unrescue {server.name}` takes any instance out of rescue",
+            )
+        final = self.leave(server, None)
+        return f"{server.name}: unrescued (mark of run {mark.run_id}), now {final.status}"

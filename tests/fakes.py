@@ -68,6 +68,7 @@ class FakeServer:
     task_done_at: float | None = None
     task_result: str | None = None
     admin_password: str | None = None
+    announce_at: float | None = None
 
 
 @dataclass
@@ -85,6 +86,12 @@ class FakeCloud:
     poll_errors: int = 0
     fail_to_error: bool = False
     rescue_boots: int = 0
+    announce_delay: float = 2.0
+    guest_block_at_shutdown: str | None = None
+    block_after_rescue: str | None = None
+    lose_rescue_answer: bool = False
+    down_after_rescue: bool = False
+    down: bool = False
 
     def add(self, name: str, address: str = "203.0.113.10", **extra: object) -> ServerInfo:
         server_id = f"00000000-0000-4000-8000-{len(self.servers):012d}"
@@ -109,6 +116,12 @@ class FakeCloud:
         server.info = dataclasses.replace(server.info, **changes)  # type: ignore[arg-type]
 
     def _advance(self, server: FakeServer) -> None:
+        """Finish a transition that is due; the rescue's cloud-init prints its host keys
+        ``announce_delay`` seconds after the instance reached RESCUE, as on a real cloud."""
+        if server.announce_at is not None and self.clock.now >= server.announce_at:
+            server.console += announcement(rescue_fingerprint(self.rescue_boots))
+            server.console += self.block_after_rescue or ""
+            server.announce_at = None
         if server.task_done_at is None or self.clock.now < server.task_done_at:
             return
         status = "ERROR" if self.fail_to_error else server.task_result
@@ -116,7 +129,7 @@ class FakeCloud:
         if status == "RESCUE":
             self.rescue_boots += 1
             if self.announce:
-                server.console += announcement(rescue_fingerprint(self.rescue_boots))
+                server.announce_at = self.clock.now + self.announce_delay
         server.task_done_at = server.task_result = None
 
     def find_server(self, name_or_id: str) -> ServerInfo:
@@ -128,6 +141,8 @@ class FakeCloud:
 
     def get_server(self, server_id: str) -> ServerInfo:
         self.calls.append(f"get {server_id}")
+        if self.down:
+            raise CloudError(f"instance {server_id}: cannot reach the cloud API")
         if self.poll_errors:
             self.poll_errors -= 1
             raise CloudError(f"instance {server_id}: HTTP 503: service unavailable")
@@ -152,9 +167,14 @@ class FakeCloud:
         if self.refuse_rescue is not None:
             raise self.refuse_rescue
         fake = self._server(server.id)
+        if self.guest_block_at_shutdown is not None:
+            fake.console += self.guest_block_at_shutdown  # the guest, as it shuts down
         fake.admin_password = "not-what-was-sent" if self.ignore_password else admin_password
         fake.task_done_at, fake.task_result = self.clock.now + self.transition, "RESCUE"
         self._set(fake, task_state="rescuing")
+        self.down = self.down_after_rescue
+        if self.lose_rescue_answer:
+            raise CloudError(f"rescue of {server.name}: HTTP 504: gateway timeout")
         return RescueStarted(admin_password=admin_password, stable_device=False)
 
     def unrescue(self, server_id: str) -> None:
@@ -287,6 +307,9 @@ class TreeDisks:
     tree: Path
     report: UnmountReport = field(default_factory=UnmountReport)
     mounted: list[MountedGuest] = field(default_factory=list)
+    busy: int = 0  # this many unmount calls fail (a process on the rescue holds the disk)
+    lazy: bool = False  # the unmount detaches lazily
+    interrupt_unmounts: int = 0  # this many unmount calls are hit by Ctrl-C
 
     def choose_root(
         self, *, disk: str | None, volume_id: str | None, ask: AskRoot | None
@@ -299,10 +322,22 @@ class TreeDisks:
         return mount
 
     def unmount(self) -> UnmountReport:
+        if self.interrupt_unmounts:
+            self.interrupt_unmounts -= 1
+            raise KeyboardInterrupt
+        if self.busy and self.mounted:
+            self.busy -= 1
+            return UnmountReport(failed=[f"could not unmount {self.tree}: target is busy"])
         done = UnmountReport(done=[f"unmounted {self.tree}"] if self.mounted else [])
+        if self.lazy and self.mounted:
+            done.lazy.append(f"{self.tree} was busy and was detached lazily")
         self.report.extend(done)
         self.mounted.clear()
         return done
+
+    @property
+    def leftover(self) -> list[str]:
+        return [str(self.tree)] if self.mounted else []
 
 
 @dataclass

@@ -7,6 +7,8 @@ parse, confirm and render; they import the core lazily so ``cloudrescue --help``
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 from typing import Annotated
 
@@ -67,13 +69,31 @@ def _register_commands() -> None:
 
 
 def _error_line(message: str) -> None:
-    typer.echo(f"cloudrescue: error: {message}", err=True)
+    from cloudrescue.cli.render import printable
+
+    typer.echo(f"cloudrescue: error: {printable(message)}", err=True)
+
+
+def _stop_on_signal(signum: int, frame: object) -> None:
+    """SIGTERM and SIGHUP clean up like Ctrl-C (unmount, unrescue) instead of dying.
+
+    After SIGHUP the terminal is gone: output goes to /dev/null so that cleanup does not
+    fail writing to it.
+    """
+    if signum == signal.SIGHUP:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.close(devnull)
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with the status documented in the README."""
     # Typer may vendor its own click: take the usage errors from the module it uses.
     click_errors = importlib.import_module(typer.BadParameter.__module__)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
     _register_commands()
     try:
         # Not standalone, Typer returns the code of a `typer.Exit` (130 for Ctrl-C).
@@ -81,7 +101,9 @@ def main(argv: list[str] | None = None) -> None:
     except CloudRescueError as error:
         _error_line(error.message)
         if error.hint:
-            typer.echo(f"hint: {error.hint}", err=True)
+            from cloudrescue.cli.render import printable
+
+            typer.echo(f"hint: {printable(error.hint)}", err=True)
         sys.exit(error.exit_status)
     except (KeyboardInterrupt, typer.Abort):
         _error_line("interrupted")

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cloudrescue.cli import options
-from cloudrescue.cli.render import stdout
+from cloudrescue.cli.render import printable, stdout
 
 app = typer.Typer(help="The instance's console: its log and its remote (noVNC) console URL.")
 
@@ -23,7 +23,8 @@ def log(
     """Print the instance's console log (boot messages, emergency mode, host keys)."""
     backend = options.state(ctx).cloud()
     server = backend.find_server(instance)
-    typer.echo(backend.console_output(server.id, lines), nl=False)
+    text = backend.console_output(server.id, lines).replace("\r\n", "\n")
+    typer.echo(printable(text), nl=False)  # the guest writes this log: no escape codes pass
 
 
 @app.command("url")

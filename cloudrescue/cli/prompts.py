@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from cloudrescue.cli.render import RichEvents, stderr
+from cloudrescue.cli.render import RichEvents, safe, stderr
 
 if TYPE_CHECKING:
     from cloudrescue.disks import AskRoot, RootFilesystem
@@ -43,7 +43,7 @@ def root_chooser(events: RichEvents, *, yes: bool) -> AskRoot | None:
         with events.paused():
             stderr.print("Several root filesystems were found:")
             for number, root in enumerate(roots, 1):
-                stderr.print(f"  {number}) {root.describe()}", highlight=False)
+                stderr.print(f"  {number}) {safe(root.describe())}", highlight=False)
             while True:
                 choice: int = typer.prompt("Which one is the instance's root? (number)", type=int)
                 if 1 <= choice <= len(roots):

@@ -1,18 +1,44 @@
-"""Rendering of progress and results for humans (Rich, on stderr)."""
+"""Rendering of progress and results for humans (Rich, on stderr).
+
+Messages from the core carry text the guest controls (os-release names, labels, file names,
+command output): everything shown goes through ``printable`` (control characters made
+visible, so no escape sequence reaches the terminal) and, where Rich reads markup, ``safe``.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 from cloudrescue.cloud.base import ServerInfo
 
 stderr = Console(stderr=True, highlight=False)
 stdout = Console(highlight=False)
+
+
+def _visible(char: str) -> str:
+    if unicodedata.category(char) not in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+        return char
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str) -> str:
+    """``text`` with control and format characters shown as ``\\xNN`` (newlines, tabs kept)."""
+    if text.isprintable():
+        return text
+    return "".join(char if char in "\n\t" else _visible(char) for char in text)
+
+
+def safe(text: str) -> str:
+    """``text`` ready for a Rich markup string: printable, and its brackets escaped."""
+    return escape(printable(text))
 
 
 class RichEvents:
@@ -57,11 +83,11 @@ class RichEvents:
     def stage(self, message: str) -> None:
         if self._quiet:
             return
-        self._console.print(f"[bold]→[/] {message}")
+        self._console.print(f"[bold]→[/] {safe(message)}")
         if self._task is None:
-            self._task = self._progress.add_task(message, state="")
+            self._task = self._progress.add_task(safe(message), state="")
         else:
-            self._progress.update(self._task, description=message, state="")
+            self._progress.update(self._task, description=safe(message), state="")
 
     def poll(self, server: ServerInfo, elapsed: float) -> None:
         if self._task is not None:
@@ -70,8 +96,8 @@ class RichEvents:
 
     def note(self, message: str) -> None:
         if not self._quiet:
-            self._console.print(f"  [dim]{message}[/]")
+            self._console.print(f"  [dim]{safe(message)}[/]")
 
     def detail(self, message: str) -> None:
         if self._task is not None:
-            self._progress.update(self._task, state=message)
+            self._progress.update(self._task, state=safe(message))

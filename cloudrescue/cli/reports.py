@@ -5,9 +5,7 @@ from __future__ import annotations
 import textwrap
 from typing import TYPE_CHECKING
 
-from rich.markup import escape
-
-from cloudrescue.cli.render import stdout
+from cloudrescue.cli.render import printable, safe, stdout
 
 if TYPE_CHECKING:
     from cloudrescue.playbook.engine import StepReport
@@ -24,31 +22,32 @@ def step_label(step: StepReport, dry_run: bool) -> str:
 
 def _render_step(step: StepReport, dry_run: bool) -> None:
     style = STATUS_STYLE[step.status]
-    note = f" [dim]({escape(step.note)})[/]" if step.note else ""
-    stdout.print(f"[{style}]{step_label(step, dry_run):<8}[/] {escape(step.step.name)}{note}")
+    note = f" [dim]({safe(step.note)})[/]" if step.note else ""
+    stdout.print(f"[{style}]{step_label(step, dry_run):<8}[/] {safe(step.step.name)}{note}")
     for change in step.outcome.changes:
-        stdout.print(f"{INDENT}{'would: ' if dry_run else ''}{escape(change.detail)}")
+        stdout.print(f"{INDENT}{'would: ' if dry_run else ''}{safe(change.detail)}")
         if dry_run and change.diff:
-            stdout.out(change.diff, end="", highlight=False)
+            stdout.out(printable(change.diff), end="", highlight=False)
     if step.outcome.report:
-        stdout.out(textwrap.indent(step.outcome.report, INDENT), highlight=False)
+        stdout.out(textwrap.indent(printable(step.outcome.report), INDENT), highlight=False)
     for command in step.outcome.commands:
-        argv = escape(" ".join(command.argv))
+        argv = safe(" ".join(command.argv))
         if command.ran:
             stdout.print(f"{INDENT}ran ({command.where}): {argv} → exit {command.exit_code}")
             if command.output:
-                stdout.out(textwrap.indent(command.output, INDENT), highlight=False)
+                stdout.out(textwrap.indent(printable(command.output), INDENT), highlight=False)
         else:
             stdout.print(f"{INDENT}would run ({command.where}): {argv}")
 
 
 def render_run(report: RunReport) -> None:
     """Print each step's status, diffs in check mode, skipped mounts and the final state."""
-    name = report.server.name
+    name = safe(report.server.name)
     if report.mount is not None:
         for skipped in report.mount.skipped:
             stdout.print(
-                f"[yellow]skipped mount[/] {skipped.mountpoint} ({skipped.spec}): {skipped.reason}"
+                f"[yellow]skipped mount[/] {safe(skipped.mountpoint)} ({safe(skipped.spec)}): "
+                f"{safe(skipped.reason)}"
             )
     for step in report.result.steps:
         _render_step(step, report.dry_run)
@@ -58,7 +57,7 @@ def render_run(report: RunReport) -> None:
     }
     verb = "would change" if report.dry_run else "changed"
     stdout.print(
-        f"[bold]{report.playbook.name}[/] on [bold]{name}[/]: {counts['changed']} {verb}, "
+        f"[bold]{safe(report.playbook.name)}[/] on [bold]{name}[/]: {counts['changed']} {verb}, "
         f"{counts['ok']} ok, {counts['skipped']} skipped."
     )
     if report.dry_run:
@@ -66,7 +65,7 @@ def render_run(report: RunReport) -> None:
     elif not report.changed:
         stdout.print(f"[bold]{name}[/]: ok, nothing needed changing.")
     if report.unmount is not None and not report.unmount.ok:
-        stdout.print(f"[red]unmount problems:[/] {'; '.join(report.unmount.failed)}")
+        stdout.print(f"[red]unmount problems:[/] {safe('; '.join(report.unmount.failed))}")
     stdout.print(f"[bold]{name}[/] is {report.server.status} again.")
     if report.result.message and not report.dry_run:
-        stdout.print(escape(report.result.message))
+        stdout.print(safe(report.result.message))

@@ -58,8 +58,8 @@ class ImageInfo:
 class RescueStarted:
     """Answer to a rescue request. ``admin_password`` is the one the rescue accepts."""
 
-    admin_password: str
-    stable_device: bool
+    admin_password: str = field(repr=False)
+    stable_device: bool = False
 
 
 class CloudBackend(Protocol):

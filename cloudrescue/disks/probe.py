@@ -79,15 +79,25 @@ def os_display_name(values: dict[str, str]) -> str | None:
     return name or values.get("ID")
 
 
+def no_replay_options(fstype: str | None) -> list[str]:
+    """Read-only mount options that never replay the filesystem's journal or log."""
+    if fstype in ("ext3", "ext4"):
+        return ["ro", "noload"]
+    if fstype == "xfs":
+        return ["ro", "norecovery"]
+    return ["ro"]
+
+
+def safe_subvolume(name: str) -> bool:
+    """Whether a btrfs subvolume name can go into ``-o subvol=`` as it is (no separator)."""
+    return bool(name) and not any(char in name for char in ',\\"\'') and name.isprintable()
+
+
 def probe_options(fs: Filesystem, inventory: DiskInventory) -> list[str]:
     """Read-only options that never replay a journal (and dodge XFS UUID clashes)."""
-    options = ["ro"]
-    if fs.fstype in ("ext3", "ext4"):
-        options.append("noload")
-    if fs.fstype == "xfs":
-        options.append("norecovery")
-        if inventory.uuid_clash(fs):
-            options.append("nouuid")
+    options = no_replay_options(fs.fstype)
+    if fs.fstype == "xfs" and inventory.uuid_clash(fs):
+        options.append("nouuid")
     return options
 
 
@@ -188,7 +198,7 @@ def _btrfs_subvolumes(host: Host, top: str) -> list[str]:
         ]
     else:
         names = list(PREFERRED_SUBVOLUMES)
-    names = [name for name in names if "/" not in name]
+    names = [name for name in names if "/" not in name and safe_subvolume(name)]
     return sorted(
         dict.fromkeys(names),
         key=lambda name: (

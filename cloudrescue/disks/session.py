@@ -40,7 +40,14 @@ from cloudrescue.disks.fstab import (
     skip_reason,
 )
 from cloudrescue.disks.mountinfo import read_mounts
-from cloudrescue.disks.probe import ProbeResult, RootFilesystem, mount_device, probe_filesystem
+from cloudrescue.disks.probe import (
+    ProbeResult,
+    RootFilesystem,
+    mount_device,
+    no_replay_options,
+    probe_filesystem,
+    safe_subvolume,
+)
 from cloudrescue.disks.teardown import Teardown, UndoStep, UnmountReport
 from cloudrescue.errors import CloudRescueError, DiskError
 from cloudrescue.guestfs import GuestFS
@@ -263,6 +270,11 @@ class DiskSession:
                 raise MountFailedError(f"{fs.device} is attached read-only: it cannot be repaired")
             options = self._options(fs, [], read_only)
             if chosen.subvolume:
+                if not safe_subvolume(chosen.subvolume):
+                    raise MountFailedError(
+                        f"refusing the btrfs subvolume name {chosen.subvolume!r} "
+                        "(it would change the mount options)"
+                    )
                 options.append(f"subvol={chosen.subvolume}")
             mount_device(self.host, self.teardown, fs.device, target, fs.fstype, options)
             mounts = [
@@ -291,7 +303,8 @@ class DiskSession:
             raise
 
     def _options(self, fs: Filesystem, wanted: list[str], read_only: bool) -> list[str]:
-        options = [*(["ro"] if read_only else []), *wanted]
+        """``wanted`` (fstab's, without ro/rw), read-only with no journal replay in a dry run."""
+        options = [*wanted, *(no_replay_options(fs.fstype) if read_only else [])]
         if fs.fstype == "xfs" and "nouuid" not in options and self.discover().uuid_clash(fs):
             options.append("nouuid")
         return options
@@ -418,3 +431,8 @@ class DiskSession:
             self.guest = None
             self._inventory = None
         return report
+
+    @property
+    def leftover(self) -> list[str]:
+        """What is still set up on the rescue system (empty once everything was undone)."""
+        return [step.target for step in reversed(self.teardown.steps)]

@@ -140,7 +140,7 @@ def disable_unit(files: GuestFS, unit: str) -> list[Change]:
 
 def make_symlink(files: GuestFS, path: str, target: str) -> list[Change]:
     """Create a symlink in the guest (a file already there is moved aside first)."""
-    where = files.resolve(path, follow_final=False)
+    where = files.writable(path, follow_final=False)
     changes: list[Change] = []
     info = files.host.lstat(where.host)
     if info is not None:
@@ -159,16 +159,18 @@ def make_symlink(files: GuestFS, path: str, target: str) -> list[Change]:
 
 
 def remove_symlink(files: GuestFS, path: str) -> list[Change]:
-    """Delete a symlink of the guest; its target is kept in the change's detail."""
+    """Delete a symlink of the guest (recorded with its target: rollback recreates it)."""
+    guest_path = files.writable(path, follow_final=False).guest
     link = _link(files, path)
     if link is None:
         return []
     host_path, target = link
-    guest_path = files.resolve(path, follow_final=False).guest
-    change = Change("remove", guest_path, f"removed the symlink {guest_path} (-> {target})")
+    detail = f"removed the symlink {guest_path} (-> {target})"
+    change = Change("remove", guest_path, detail, link_target=target)
     if not files.dry_run:
         files.host.unlink(host_path)
         files.host.fsync(posixpath.dirname(host_path))
+    files.changes.append(change)
     return [change]
 
 
@@ -177,7 +179,7 @@ def remove_symlink(files: GuestFS, path: str) -> list[Change]:
 
 def delete_file(files: GuestFS, path: str, *, why: str) -> list[Change]:
     """Really delete a regular guest file (caches, old journal files): no backup is kept."""
-    where = files.resolve(path, follow_final=False)
+    where = files.writable(path, follow_final=False)
     info = files.host.lstat(where.host)
     if info is None:
         return []
@@ -191,7 +193,7 @@ def delete_file(files: GuestFS, path: str, *, why: str) -> list[Change]:
 
 def move_aside(files: GuestFS, path: str) -> list[Change]:
     """Rename a guest file, directory or symlink to ``<name>.cloudrescue-<stamp>`` (undoable)."""
-    where = files.resolve(path, follow_final=False)
+    where = files.writable(path, follow_final=False)
     info = files.host.lstat(where.host)
     if info is None:
         return []

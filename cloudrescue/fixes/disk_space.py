@@ -4,9 +4,11 @@ Reports the largest directories (``du -x`` of the mounted root) and the free byt
 after (``df``). Frees, in this order: archived journal files beyond ``journal_max`` (the
 rescue's ``journalctl --vacuum-size``, or the oldest archived files when it has none), the
 package caches (``/var/cache/apt/archives/*.deb``, ``/var/cache/dnf``, ``/var/cache/yum``),
-rotated logs in ``/var/log`` (emptied) and live logs above ``log_threshold`` (cut down to
-their last ``keep_tail`` bytes, same file, same owner and mode). All commands run on the
-rescue system on paths resolved by ``GuestFS``.
+rotated logs in ``/var/log`` (emptied) and live text logs taking more than ``log_threshold``
+on the disk (cut down to about their last ``keep_tail`` bytes, from the start of a line, same
+file, same owner and mode). Sizes are what files take on the disk (sparse ``lastlog`` takes
+little), and binary logs (``lastlog``, ``wtmp``, ``btmp``, journal files, anything with a NUL
+byte) are never cut. All commands run on the rescue system on paths resolved by ``GuestFS``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ APT_ARCHIVES = ("/var/cache/apt/archives", "/var/cache/apt/archives/partial")
 UNITS = {"": 1, "K": 1024, "M": MIB, "G": 1024 * MIB, "T": 1024 * 1024 * MIB}
 _SIZE = re.compile(r"(\d+)([KMGT]?)")
 _ARCHIVED_JOURNAL = re.compile(r".+@.+\.journal~?$|.+\.journal~$")
+BINARY_LOGS = frozenset({"lastlog", "wtmp", "btmp", "utmp", "faillog", "tallylog"})
+SNIFF_BYTES = 8192
 _ROTATED_LOG = re.compile(r".+(\.\d+|-\d{8})(\.(gz|xz|bz2|zst|lz4))?$|.+\.(gz|xz|bz2|zst|lz4)$")
 
 
@@ -87,18 +91,37 @@ def largest_directories(
     return sorted(usage, key=lambda item: -item.size)[:count]
 
 
-def _files(host: Host, directory: str) -> list[tuple[str, int, float]]:
-    """(host path, size, mtime) of the regular files under ``directory`` (one filesystem)."""
+@dataclass(frozen=True)
+class _File:
+    path: str  # on the rescue
+    size: int  # apparent
+    allocated: int  # on the disk
+    mtime: float
+
+
+def _files(host: Host, directory: str) -> list[_File]:
+    """The regular files under ``directory`` (one filesystem)."""
     result = run_tool(
-        host, ["find", directory, "-xdev", "-type", "f", "-printf", r"%s\t%T@\t%p\0"], check=False
+        host,
+        ["find", directory, "-xdev", "-type", "f", "-printf", r"%s\t%b\t%T@\t%p\0"],
+        check=False,
     )
     found = []
     for record in result.stdout.split("\0"):
-        size, _, rest = record.partition("\t")
-        mtime, _, path = rest.partition("\t")
-        if size.isdigit() and path:
-            found.append((path, int(size), float(mtime or 0)))
+        fields = record.split("\t", 3)
+        if len(fields) == 4 and fields[0].isdigit() and fields[1].isdigit() and fields[3]:
+            size, blocks, mtime, path = fields
+            found.append(_File(path, int(size), int(blocks) * 512, float(mtime or 0)))
     return found
+
+
+def _is_text(host: Host, path: str) -> bool:
+    """Whether the start of a file has no NUL byte (a text log, not a binary database)."""
+    script = (
+        f'a=$(head -c {SNIFF_BYTES} -- "$1" | wc -c); '
+        f'b=$(head -c {SNIFF_BYTES} -- "$1" | tr -d "\\000" | wc -c); [ "$a" = "$b" ]'
+    )
+    return run_tool(host, ["sh", "-c", script, "sh", path], check=False).ok
 
 
 def _guest_path(files: GuestFS, host_path: str) -> str:
@@ -121,31 +144,33 @@ def _journal(work: _Work, journal_max: str) -> None:
         return
     limit = parse_size(journal_max)
     entries = _files(work.host, target.host)
-    total = sum(size for _, size, _ in entries)
+    total = sum(entry.size for entry in entries)
     archived = sorted(
-        (f for f in entries if _ARCHIVED_JOURNAL.fullmatch(posixpath.basename(f[0]))),
-        key=lambda f: f[2],
+        (f for f in entries if _ARCHIVED_JOURNAL.fullmatch(posixpath.basename(f.path))),
+        key=lambda f: f.mtime,
     )
-    doomed: list[tuple[str, int, float]] = []
+    doomed: list[_File] = []
     for entry in archived:
         if total <= limit:
             break
         doomed.append(entry)
-        total -= entry[1]
+        total -= entry.size
     if not doomed:
         return
-    work.estimated += sum(size for _, size, _ in doomed)
+    work.estimated += sum(entry.allocated for entry in doomed)
     if files.dry_run or not rescue_has(work.host, "journalctl"):
-        for path, _, _ in doomed:
-            work.changes += delete_file(files, _guest_path(files, path), why="old journal")
+        for entry in doomed:
+            work.changes += delete_file(files, _guest_path(files, entry.path), why="old journal")
         return
     argv = ["journalctl", f"--directory={target.host}", f"--vacuum-size={journal_max}"]
     run_tool(work.host, argv, timeout=600)
-    left = {path for path, _, _ in _files(work.host, target.host)}
-    for path, size, _ in entries:
-        if path not in left:
-            where = _guest_path(files, path)
-            detail = f"journalctl --vacuum-size={journal_max} deleted {where} ({size} bytes)"
+    left = {entry.path for entry in _files(work.host, target.host)}
+    for entry in entries:
+        if entry.path not in left:
+            where = _guest_path(files, entry.path)
+            detail = (
+                f"journalctl --vacuum-size={journal_max} deleted {where} ({entry.size} bytes)"
+            )
             work.changes.append(Change("remove", where, detail))
 
 
@@ -166,7 +191,7 @@ def _package_caches(work: _Work) -> None:
         entries = _files(work.host, target.host)
         if not entries:
             continue
-        size = sum(entry[1] for entry in entries)
+        size = sum(entry.allocated for entry in entries)
         work.estimated += size
         detail = f"deleted the {len(entries)} files ({size} bytes) of the package cache {tree}"
         if not files.dry_run:
@@ -174,40 +199,44 @@ def _package_caches(work: _Work) -> None:
         work.changes.append(Change("remove", target.guest, detail))
 
 
-def _cut_to_tail(work: _Work, path: str, size: int, keep: int) -> None:
+def _cut_to_tail(work: _Work, path: str, keep: int) -> None:
+    """Keep about the last ``keep`` bytes of a text log, from the start of a line (the file
+    itself is rewritten: same inode, owner and mode)."""
     host = work.host
     scratch = run_tool(host, ["mktemp", "-t", "cloudrescue-tail.XXXXXXXX"]).stdout.strip()
     try:
-        skip = str(size - keep)
-        run_tool(host, ["dd", f"if={path}", f"of={scratch}", "bs=64K", "iflag=skip_bytes",
-                        f"skip={skip}", "status=none"])  # fmt: skip
-        run_tool(host, ["truncate", "-s", "0", path])
-        run_tool(host, ["dd", f"if={scratch}", f"of={path}", "bs=64K", "conv=notrunc",
-                        "status=none"])  # fmt: skip
+        # The kept tail starts mid-line: drop that partial line, unless it is all there is.
+        script = (
+            'tail -c "$1" -- "$2" > "$3" && '
+            'if [ "$(head -c "$1" -- "$3" | wc -l)" -gt 0 ]; then '
+            'tail -n +2 -- "$3" > "$3.lines" && mv -- "$3.lines" "$3"; fi && '
+            'cat -- "$3" > "$2"'
+        )
+        run_tool(host, ["sh", "-c", script, "sh", str(keep), path, scratch], timeout=600)
     finally:
-        run_tool(host, ["rm", "-f", "--", scratch], check=False)
+        run_tool(host, ["rm", "-f", "--", scratch, f"{scratch}.lines"], check=False)
 
 
 def _logs(work: _Work, threshold: int, keep: int) -> None:
     files = work.files
     target = files.resolve("/var/log")
     journal = files.resolve(JOURNAL_DIR).host + "/"
-    for path, size, _ in _files(work.host, target.host):
-        if path.startswith(journal) or size == 0:
+    for entry in _files(work.host, target.host):
+        name = posixpath.basename(entry.path)
+        if entry.path.startswith(journal) or entry.size == 0 or name in BINARY_LOGS:
             continue
-        where = _guest_path(files, path)
-        if _ROTATED_LOG.fullmatch(posixpath.basename(path)):
-            work.estimated += size
+        where = _guest_path(files, entry.path)
+        if _ROTATED_LOG.fullmatch(name):
+            work.estimated += entry.allocated
             if not files.dry_run:
-                run_tool(work.host, ["truncate", "-s", "0", path])
-            work.changes.append(
-                Change("modify", where, f"emptied the rotated log {where} ({size} bytes)")
-            )
-        elif size > threshold:
-            work.estimated += size - keep
+                run_tool(work.host, ["truncate", "-s", "0", entry.path])
+            detail = f"emptied the rotated log {where} ({entry.size} bytes)"
+            work.changes.append(Change("modify", where, detail))
+        elif entry.allocated > threshold and _is_text(work.host, entry.path):
+            work.estimated += entry.allocated - keep
             if not files.dry_run:
-                _cut_to_tail(work, path, size, keep)
-            detail = f"cut {where} from {size} bytes to its last {keep} bytes"
+                _cut_to_tail(work, entry.path, keep)
+            detail = f"cut {where} from {entry.size} bytes to its last lines (about {keep} bytes)"
             work.changes.append(Change("modify", where, detail))
 
 

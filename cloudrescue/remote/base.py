@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from cloudrescue.errors import CloudRescueError
+from cloudrescue.errors import CloudRescueError, ExitStatus
 
 
 class CommandFailedError(CloudRescueError):
@@ -25,6 +25,18 @@ class CommandFailedError(CloudRescueError):
         last = detail[-1] if detail else "no output"
         super().__init__(f"`{' '.join(result.argv)}` exited with status {result.exit_code}: {last}")
         self.result = result
+
+
+class CommandTimeoutError(CloudRescueError):
+    """A command on the host did not finish in time; it was killed there."""
+
+    exit_status = ExitStatus.TIMEOUT
+
+    def __init__(self, argv: Sequence[str], timeout: float, where: str) -> None:
+        super().__init__(
+            f"`{' '.join(argv)}` did not finish within {timeout:.0f} s on {where}: killed"
+        )
+        self.argv = tuple(argv)
 
 
 @dataclass(frozen=True)

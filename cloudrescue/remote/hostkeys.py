@@ -9,8 +9,9 @@ cloud-init writes, on the serial console, a block of fingerprints and a block of
     ssh-ed25519 AAAAC3… root@rescue
     -----END SSH HOST KEY KEYS-----
 
-Lines may carry prefixes (``ec2: ``, timestamps). The console holds the blocks of every boot;
-the rescue's block is the newest one that was not there before the rescue started.
+Lines may carry prefixes (``ec2: ``, timestamps). The console holds the blocks of every boot,
+and a guest can print anything on it: only what the console printed after a baseline read
+(taken once the instance is in RESCUE, its guest off) can be the rescue's.
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ class AnnouncedHostKeys:
         return tuple(a for label in sorted(self.labels) for a in _ALGORITHMS_BY_LABEL[label])
 
 
+ANCHOR_LINES = 5
+
+
 def _between(lines: list[str], start: int, end_marker: str) -> tuple[list[str], int]:
     body: list[str] = []
     index = start + 1
@@ -66,45 +70,86 @@ def _between(lines: list[str], start: int, end_marker: str) -> tuple[list[str], 
     return body, index
 
 
+def _fingerprints(body: list[str]) -> tuple[set[str], set[str]]:
+    prints: set[str] = set()
+    labels: set[str] = set()
+    for entry in body:
+        match = _FINGERPRINT.search(entry)
+        if match:
+            prints.add(match.group(1))
+            if match.group(2):
+                labels.add(match.group(2))
+    return prints, labels
+
+
+def _keys(body: list[str]) -> tuple[set[str], set[str]]:
+    prints: set[str] = set()
+    labels: set[str] = set()
+    for entry in body:
+        for position, token in enumerate(fields := entry.split()):
+            if token in KEY_TYPES and position + 1 < len(fields):
+                try:
+                    key = parse_public_key(f"{token} {fields[position + 1]}")
+                except InvalidInputError:
+                    continue  # a garbled console line is skipped
+                prints.add(fingerprint_of_blob(key.blob))
+                if token in _LABEL_BY_KEY_TYPE:
+                    labels.add(_LABEL_BY_KEY_TYPE[token])
+    return prints, labels
+
+
 def parse_console(console: str) -> list[AnnouncedHostKeys]:
-    """Every host-key announcement in a console log, oldest first."""
+    """Every host-key announcement in a console log, oldest first.
+
+    A keys block belongs to the fingerprint block printed right before it (cloud-init prints
+    the two back to back); a keys block anywhere else is an announcement of its own, so a
+    bare keys block can never add keys to an older boot's announcement.
+    """
     lines = console.splitlines()
     announcements: list[tuple[set[str], set[str]]] = []
+    fingerprints_end: int | None = None
     index = 0
     while index < len(lines):
         line = lines[index]
         if _BEGIN_FP in line:
             body, index = _between(lines, index, _END_FP)
-            prints: set[str] = set()
-            labels: set[str] = set()
-            for entry in body:
-                match = _FINGERPRINT.search(entry)
-                if match:
-                    prints.add(match.group(1))
-                    if match.group(2):
-                        labels.add(match.group(2))
-            announcements.append((prints, labels))
-        elif _BEGIN_KEYS in line and announcements:
+            announcements.append(_fingerprints(body))
+            fingerprints_end = index
+        elif _BEGIN_KEYS in line:
+            adjacent = fingerprints_end is not None and index == fingerprints_end + 1
             body, index = _between(lines, index, _END_KEYS)
-            prints, labels = announcements[-1]
-            for entry in body:
-                for position, token in enumerate(fields := entry.split()):
-                    if token in KEY_TYPES and position + 1 < len(fields):
-                        try:
-                            key = parse_public_key(f"{token} {fields[position + 1]}")
-                        except InvalidInputError:
-                            continue  # a garbled console line is skipped
-                        prints.add(fingerprint_of_blob(key.blob))
-                        if token in _LABEL_BY_KEY_TYPE:
-                            labels.add(_LABEL_BY_KEY_TYPE[token])
+            prints, labels = _keys(body)
+            if adjacent:
+                announcements[-1][0].update(prints)
+                announcements[-1][1].update(labels)
+            else:
+                announcements.append((prints, labels))
+            fingerprints_end = None
         index += 1
     return [AnnouncedHostKeys(frozenset(p), frozenset(labels)) for p, labels in announcements if p]
 
 
+def appended_since(console: str, baseline: str) -> str:
+    """What the console printed after ``baseline`` (an earlier read of it) was taken.
+
+    Consoles are read whole and grow at the end; when the start was cut off since, the
+    baseline's last lines are looked for; when they are gone too, the log was replaced and
+    all of it is new.
+    """
+    if not baseline or console.startswith(baseline):
+        return console[len(baseline) :]
+    anchor = "\n".join(line for line in baseline.splitlines() if line.strip())
+    anchor = "\n".join(anchor.splitlines()[-ANCHOR_LINES:])
+    found = console.rfind(anchor) if anchor else -1
+    return console[found + len(anchor) :] if found >= 0 else console
+
+
+def announcements_since(console: str, baseline: str) -> list[AnnouncedHostKeys]:
+    """The announcements printed after ``baseline`` was read, oldest first."""
+    return parse_console(appended_since(console, baseline))
+
+
 def newest_announcement(console: str, *, before: str = "") -> AnnouncedHostKeys | None:
-    """The newest announcement in ``console`` that ``before`` (the pre-rescue log) lacked."""
-    old = set(parse_console(before))
-    for announcement in reversed(parse_console(console)):
-        if announcement not in old:
-            return announcement
-    return None
+    """The newest announcement printed after ``before`` (an earlier read of the console)."""
+    found = announcements_since(console, before)
+    return found[-1] if found else None

@@ -7,7 +7,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from cloudrescue.remote.base import CommandResult, FileStat
+from cloudrescue.remote.base import CommandResult, CommandTimeoutError, FileStat
 
 
 class LocalHost:
@@ -27,14 +27,17 @@ class LocalHost:
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         merged_env = {**os.environ, **env} if env is not None else None
-        completed = subprocess.run(
-            list(argv),
-            input=stdin if stdin is not None else b"",
-            capture_output=True,
-            timeout=timeout,
-            env=merged_env,
-            check=False,
-        )
+        try:
+            completed = subprocess.run(
+                list(argv),
+                input=stdin if stdin is not None else b"",
+                capture_output=True,
+                timeout=timeout,
+                env=merged_env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:  # subprocess killed it
+            raise CommandTimeoutError(argv, timeout or 0, self.description) from error
         result = CommandResult(
             argv=tuple(argv),
             exit_code=completed.returncode,

@@ -17,13 +17,24 @@ from typing import TYPE_CHECKING, Any
 
 from cloudrescue.errors import ConnectionFailedError, HostKeyError
 from cloudrescue.keys import fingerprint_of_blob
-from cloudrescue.remote.base import CommandResult, FileStat
+from cloudrescue.remote.base import CommandResult, CommandTimeoutError, FileStat
 from cloudrescue.remote.hostkeys import ALL_HOST_KEY_ALGORITHMS, AnnouncedHostKeys
 
 if TYPE_CHECKING:
     import paramiko
 
 _CHUNK = 32768
+_PID_MARK = "cloudrescue-pid "
+
+
+def _pid_of(out: bytes) -> int | None:
+    first = out.split(b"\n", 1)[0].decode("ascii", "replace")
+    number = first.removeprefix(_PID_MARK)
+    return int(number) if first.startswith(_PID_MARK) and number.isdigit() else None
+
+
+def _without_pid(out: bytes) -> bytes:
+    return out.split(b"\n", 1)[1] if _pid_of(out) is not None else out
 
 
 @dataclass(frozen=True)
@@ -72,7 +83,9 @@ class JumpHost:
     host_key_fingerprint: str | None = None
 
 
-def _policy(check: HostKeyCheck, seen: list[str]) -> paramiko.MissingHostKeyPolicy:
+def host_key_policy(check: HostKeyCheck, seen: list[str]) -> paramiko.MissingHostKeyPolicy:
+    """paramiko's verdict on a presented host key: one the console announced, or (with
+    ``trust_on_first_use`` and nothing announced) any; every key shown is added to ``seen``."""
     import paramiko
 
     class ConsoleVerified(paramiko.MissingHostKeyPolicy):
@@ -89,10 +102,15 @@ def _policy(check: HostKeyCheck, seen: list[str]) -> paramiko.MissingHostKeyPoli
                     "announced none to check it against",
                     hint="check the fingerprint out of band, then pass --trust-host-key",
                 )
+            overridden = (
+                " (--trust-host-key does not override what the console announced)"
+                if check.trust_on_first_use
+                else ""
+            )
             raise HostKeyError(
                 f"{hostname} presented host key {fingerprint}, which is not one of the "
                 f"{len(check.announced.fingerprints)} the rescue announced on its console: "
-                "refusing to connect"
+                f"refusing to connect{overridden}"
             )
 
     return ConsoleVerified()
@@ -163,6 +181,7 @@ class SSHHost:
         self._client = client
         self._jump_client = jump_client
         self._sftp: paramiko.SFTPClient | None = None
+        self._pending_out: list[bytes] = []
         self.endpoint = endpoint
         self.host_key_fingerprint = fingerprint
 
@@ -203,29 +222,47 @@ class SSHHost:
         transport = self._client.get_transport()
         if transport is None or not transport.is_active():
             raise ConnectionFailedError(f"the SSH connection to {self.endpoint} was lost")
+        command = shlex.join(full)
+        if timeout is not None:  # learn the remote pid, to kill the command if it overruns
+            command = f"printf '{_PID_MARK}%s\\n' $$ && exec {command}"
         try:
             channel = transport.open_session()
-            channel.exec_command(shlex.join(full))
+            channel.exec_command(command)
             if stdin:
                 channel.sendall(stdin)
             channel.shutdown_write()
-            out, err = self._collect(channel, timeout)
+            finished = self._collect(channel, timeout)
+            if finished is None:
+                self._kill_overrun(channel)
+                raise CommandTimeoutError(argv, timeout or 0, self.description)
+            out, err = finished
             code = channel.recv_exit_status()
         except (paramiko.SSHException, OSError, EOFError) as error:
             raise ConnectionFailedError(
                 f"the SSH connection to {self.endpoint} failed during `{argv[0]}`: {error}"
             ) from error
+        if timeout is not None:
+            out = _without_pid(out)
         result = CommandResult(
             tuple(argv), code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
         )
         return result.check() if check else result
 
-    @staticmethod
-    def _collect(channel: Any, timeout: float | None) -> tuple[bytes, bytes]:
-        """Read stdout and stderr until the command exits (polling both, so neither blocks)."""
+    def _kill_overrun(self, channel: Any) -> None:
+        """Kill the command a timed-out channel still runs (closing it would not)."""
+        pid = _pid_of(b"".join(self._pending_out))
+        channel.close()
+        if pid is not None:
+            script = f"kill -TERM {pid} 2>/dev/null; sleep 2; kill -KILL {pid} 2>/dev/null; true"
+            self.run(["sh", "-c", script], check=False)
+
+    def _collect(self, channel: Any, timeout: float | None) -> tuple[bytes, bytes] | None:
+        """Read stdout and stderr until the command exits (polling both, so neither blocks);
+        ``None`` when ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
         out: list[bytes] = []
         err: list[bytes] = []
+        self._pending_out = out
         while True:
             if channel.recv_ready():
                 out.append(channel.recv(_CHUNK))
@@ -234,8 +271,7 @@ class SSHHost:
             elif channel.exit_status_ready() and (channel.eof_received or channel.closed):
                 return b"".join(out), b"".join(err)
             elif deadline is not None and time.monotonic() > deadline:
-                channel.close()
-                raise TimeoutError(f"no exit after {timeout} s")
+                return None
             else:
                 time.sleep(0.002)
 
@@ -331,7 +367,7 @@ def connect(
         attempt += 1
         seen: list[str] = []
         client = paramiko.SSHClient()
-        client.set_missing_host_key_policy(_policy(host_keys, seen))
+        client.set_missing_host_key_policy(host_key_policy(host_keys, seen))
         jump_client = None
         try:
             sock = None

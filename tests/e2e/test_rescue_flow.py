@@ -13,6 +13,8 @@ import paramiko
 import pytest
 
 from cloudrescue.journal import Journal
+from cloudrescue.remote.base import CommandTimeoutError
+from cloudrescue.remote.ssh import Endpoint, HostKeyCheck, connect
 from tests.lab.labkit import key_login
 
 from .conftest import E2ELab
@@ -69,6 +71,19 @@ def test_rescue_prints_the_login_and_the_password_only_when_asked(lab: E2ELab) -
         assert out.channel.recv_exit_status() == 0
     finally:
         client.close()
+    host = connect(
+        Endpoint(instance["address"]),
+        password=password.group(1),
+        host_keys=HostKeyCheck(trust_on_first_use=True),
+        wait_seconds=30,
+    )
+    try:  # a command that overruns its timeout is killed on the rescue, not left running
+        with pytest.raises(CommandTimeoutError, match="did not finish within 1 s"):
+            host.run(["sleep", "3600"], timeout=1)
+        assert host.run(["pgrep", "-f", "sleep 3600"], check=False).exit_code == 1
+        assert host.run(["echo", "still", "usable"], timeout=5).stdout == "still usable\n"
+    finally:
+        host.close()
     status = lab.cli("status")
     assert name in status.stdout and "held" in status.stdout
     left = lab.cli("unrescue", name)
@@ -98,17 +113,19 @@ def test_wrong_rescue_password_is_refused_and_unrescued(lab: E2ELab) -> None:
     assert key_login(instance["address"], "debian", lab.key) == "ok"
 
 
-def interrupted_fix(lab: E2ELab, name: str, *, twice: bool) -> tuple[int, str]:
-    """Ctrl-C a fix of ``name`` while nova is rescuing it (2 s), ``twice`` during the cleanup;
-    its exit status and stderr."""
+def interrupted_fix(
+    lab: E2ELab, name: str, *, twice: bool, signum: int = signal.SIGINT
+) -> tuple[int, str]:
+    """Ctrl-C (or ``signum``) a fix of ``name`` while nova is rescuing it (2 s), ``twice``
+    during the cleanup; its exit status and stderr."""
     lab.faults(transition_delay=2.0)
     try:
         process = lab.popen("fix-ssh-keys", name, "--key", f"{lab.key}.pub", "--yes")
         wait_until(lambda: status_of(lab, name) == "ACTIVE/rescuing", process)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         if twice:
             time.sleep(0.5)  # the rescue takes 2 s more: the cleanup is still waiting for it
-            process.send_signal(signal.SIGINT)
+            process.send_signal(signum)
         _, stderr = process.communicate(timeout=120)
     finally:
         lab.clear_faults()
@@ -137,4 +154,16 @@ def test_second_ctrl_c_leaves_it_in_rescue_and_resume_restores(lab: E2ELab) -> N
     resumed = lab.cli("resume")
     assert resumed.returncode == 0, resumed.stderr
     assert f"{name}: unrescued, now ACTIVE" in resumed.stdout
+    assert key_login(instance["address"], "debian", lab.key) == "ok"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_closed_terminal_or_a_kill_still_unrescues(lab: E2ELab, signum: int) -> None:
+    instance = lab.add()
+    name = instance["name"]
+    returncode, stderr = interrupted_fix(lab, name, twice=False, signum=signum)
+    assert returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert status_of(lab, name) == "ACTIVE/-"
+    assert journal_state(lab, name) == "restored"
     assert key_login(instance["address"], "debian", lab.key) == "ok"

@@ -120,3 +120,27 @@ def test_sizes() -> None:
     assert parse_size("100M") == 100 * MIB and parse_size("1g") == 1024 * MIB
     with pytest.raises(Exception, match="not a size"):
         parse_size("lots")
+
+
+def test_sparse_and_binary_logs_are_kept_and_text_is_cut_on_a_line(tmp_path: Path) -> None:
+    root = tmp_path / "guest"
+    write_tree(root, {"etc/os-release": "ID=debian\n", "var/log/.keep": ""})
+    lastlog = root / "var/log/lastlog"
+    with lastlog.open("wb") as handle:  # 73 MB apparent, a few KiB on the disk
+        handle.truncate(73 * MIB)
+        handle.write(b"\1" * 100)
+    wtmp = root / "var/log/wtmp"
+    wtmp.write_bytes(b"\0\1\2\3" * (2 * MIB))  # 8 MiB of binary records
+    sa = root / "var/log/sa/sa01"
+    sa.parent.mkdir()
+    sa.write_bytes(b"sysstat\0" * MIB)
+    app = root / "var/log/app.log"
+    app.write_bytes(b"".join(b"line %07d of the log\n" % n for n in range(400_000)))
+    before = {path: path.read_bytes() for path in (lastlog, wtmp, sa)}
+    report = free_disk_space(guest_on(root), log_threshold=4 * MIB, keep_tail=MIB)
+    assert {path: path.read_bytes() for path in before} == before
+    kept = app.read_bytes()
+    assert MIB - 30 <= len(kept) <= MIB and kept.startswith(b"line ")
+    assert kept.endswith(b"line 0399999 of the log\n")
+    assert [change.path for change in report.changes] == ["/var/log/app.log"]
+    assert free_disk_space(guest_on(root), log_threshold=4 * MIB, keep_tail=MIB).changes == []

@@ -110,7 +110,7 @@ def test_rollback_restores_everything(guest: GuestFS) -> None:
     guest.write_file("/etc/hostname", b"after\n", mode=0o644)
     guest.ensure_dir("/home/debian/.ssh", mode=0o700, owner=(1000, 1000))
     guest.write_file("/home/debian/.ssh/authorized_keys", b"k\n", mode=0o600, owner=(1000, 1000))
-    restored = list(guest.rollback())
+    restored = guest.rollback().restored
     assert len(restored) == 3
     assert Path(guest.root, "etc/hostname").read_text() == "before\n"
     assert not Path(guest.root, "home/debian/.ssh").exists()
@@ -130,7 +130,7 @@ def test_a_file_a_guest_tool_rewrites_is_backed_up_and_rolled_back(guest: GuestF
     assert (kept.kind, made.kind, made.backup) == ("modify", "create", None)
     config.write_text("rewritten by the tool\n")  # what grub-mkconfig does in place
     fresh.write_text("made by the tool\n")
-    assert len(list(guest.rollback())) == 2
+    assert len(guest.rollback().restored) == 2
     assert config.read_text() == "old\n" and not fresh.exists()
     assert sorted(p.name for p in Path(guest.root, "etc").iterdir()) == [
         "group",

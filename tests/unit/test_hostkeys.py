@@ -6,7 +6,12 @@ import subprocess
 from pathlib import Path
 
 from cloudrescue.keys import load_public_keys
-from cloudrescue.remote.hostkeys import newest_announcement, parse_console
+from cloudrescue.remote.hostkeys import (
+    announcements_since,
+    appended_since,
+    newest_announcement,
+    parse_console,
+)
 
 
 def _keys(tmp_path: Path, name: str) -> tuple[str, str]:
@@ -47,3 +52,27 @@ def test_newest_announcement_skips_blocks_from_before_the_rescue(tmp_path: Path)
 
 def test_no_block_means_nothing_announced() -> None:
     assert parse_console("just a boot log\nlogin: ") == []
+
+
+def test_a_bare_keys_block_never_joins_an_older_announcement(tmp_path: Path) -> None:
+    old_line, old_fp = _keys(tmp_path, "old")
+    forged_line, forged_fp = _keys(tmp_path, "forged")
+    console = (
+        _announce(old_line, old_fp)
+        + "guest shutting down\n"
+        + f"-----BEGIN SSH HOST KEY KEYS-----\n{forged_line}\n-----END SSH HOST KEY KEYS-----\n"
+    )
+    first, second = parse_console(console)
+    assert first.fingerprints == {old_fp}
+    assert second.fingerprints == {forged_fp}
+
+
+def test_only_what_was_printed_after_the_baseline_counts(tmp_path: Path) -> None:
+    line, fp = _keys(tmp_path, "rescue")
+    baseline = "".join(f"guest line {n}\n" for n in range(40))
+    assert appended_since(baseline + "new\n", baseline) == "new\n"
+    cut = baseline.split("\n", 20)[-1]  # the console dropped its first 20 lines since
+    assert appended_since(cut + "new\n", baseline) == "\nnew\n"
+    assert appended_since("a fresh log\n", baseline) == "a fresh log\n"
+    assert announcements_since(baseline + _announce(line, fp), baseline)[0].fingerprints == {fp}
+    assert announcements_since(baseline + _announce(line, fp), baseline + _announce(line, fp)) == []

@@ -6,6 +6,8 @@ through ``RescueWorkflow`` (entering, leaving, holding, Ctrl-C, refusals, resume
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +32,7 @@ from cloudrescue.rescue import (
     RescueWorkflow,
     pick_address,
     rescue_settings,
+    rescues_in_cloud,
     stranded,
 )
 from tests.fakes import (
@@ -39,6 +42,7 @@ from tests.fakes import (
     FakeCloud,
     FakeConnect,
     RecordingEvents,
+    announcement,
 )
 from tests.playbook.conftest import write_public_key
 
@@ -300,3 +304,112 @@ def test_rescue_settings_check_the_jump_host(tmp_path: Path) -> None:
         rescue_settings(jump="host:notaport")
     with pytest.raises(InvalidInputError, match="no such file"):
         rescue_settings(jump="bastion", jump_key=tmp_path / "missing")
+
+
+FORGED = announcement("SHA256:" + "F" * 43)
+
+
+def test_a_block_the_guest_prints_while_shutting_down_is_not_the_rescues(rig: Rig) -> None:
+    rig.cloud.guest_block_at_shutdown = FORGED
+    with rig.workflow().session(rig.server, command="test") as rescued:
+        assert rescued.announced is not None
+        assert rescued.announced.fingerprints == {RESCUE_FINGERPRINT}
+
+
+def test_only_a_guest_block_is_refused_and_trusting_is_said(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, host_key_timeout=20.0)
+    rig.cloud.guest_block_at_shutdown = FORGED
+    rig.cloud.announce = False
+    with (
+        pytest.raises(HostKeyError, match="printed before it are not trusted"),
+        rig.workflow().session(rig.server, command="test"),
+    ):
+        pytest.fail("the body must not run")
+    trusting = Rig(tmp_path / "trusting", trust_host_key=True)
+    trusting.cloud.guest_block_at_shutdown = FORGED
+    trusting.cloud.announce = False
+    with trusting.workflow().session(trusting.server, command="test") as rescued:
+        assert rescued.announced is None
+        [entry] = trusting.journal.entries()
+        trusted = f"host key {RESCUE_FINGERPRINT} trusted on first use (--trust-host-key)"
+        assert entry.note == trusted
+
+
+def test_two_different_announcements_after_rescue_are_refused(rig: Rig) -> None:
+    rig.cloud.block_after_rescue = FORGED
+    with (
+        pytest.raises(HostKeyError, match="announced 2 different sets of host keys"),
+        rig.workflow().session(rig.server, command="test"),
+    ):
+        pytest.fail("the body must not run")
+    assert rig.status() == "ACTIVE/-"
+
+
+def test_trusting_does_not_override_an_announcement(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, trust_host_key=True)
+    with rig.workflow().session(rig.server, command="test") as rescued:
+        assert rescued.announced is not None
+    assert any("--trust-host-key is not needed" in m for m in rig.events.messages)
+
+
+def test_a_lost_answer_to_the_rescue_request_is_checked_not_believed(rig: Rig) -> None:
+    rig.cloud.lose_rescue_answer = True
+    with rig.workflow().session(rig.server, command="test"):
+        assert rig.status() == "RESCUE/-"
+    assert rig.status() == "ACTIVE/-"
+    assert rig.states() == ["restored"]
+    assert any("answer was lost" in message for message in rig.events.messages)
+
+
+def test_a_lost_answer_with_the_cloud_gone_leaves_the_entry_open(rig: Rig) -> None:
+    rig.cloud.lose_rescue_answer = rig.cloud.down_after_rescue = True
+    with (
+        pytest.raises(CloudError, match="HTTP 504") as raised,
+        rig.workflow().session(rig.server, command="test"),
+    ):
+        pytest.fail("the body must not run")
+    assert raised.value.hint is not None and "cloudrescue resume" in raised.value.hint
+    [entry] = rig.journal.entries()
+    assert entry.state == "rescue-requested"
+    assert entry.note == "rescue answer lost: rescue of web-1: HTTP 504: gateway timeout"
+    rig.cloud.down = False
+    assert rig.workflow().resume(entry) == "web-1: unrescued, now ACTIVE"
+
+
+def test_resume_leaves_alone_an_instance_someone_else_holds_now(rig: Rig) -> None:
+    rig.workflow().hold(rig.server)
+    [ours] = rig.journal.entries()
+    rig.cloud.set_marks(rig.server.id, {MARK_RUN: "another-run"})
+    done = rig.workflow().resume(ours)
+    assert done == "web-1: now in the hands of run another-run: left alone; journal entry closed"
+    assert rig.status() == "RESCUE/-"
+    rig.cloud.clear_marks(rig.server.id, (MARK_RUN,))
+    other = rig.journal.start(
+        cloud="fake", server_id=rig.server.id, server_name="web-1", command="x"
+    )
+    [entry] = [e for e in rig.journal.entries() if e.run_id == other]
+    assert "someone else (no mark)" in rig.workflow().resume(entry)
+    assert rig.status() == "RESCUE/-"
+
+
+def test_the_cloud_knows_what_the_journal_lost(rig: Rig, tmp_path: Path) -> None:
+    rig.workflow().hold(rig.server)
+    quiet = rig.cloud.add("quiet")
+    rig.journal = Journal(tmp_path / "another-machine")
+    [found] = rescues_in_cloud(rig.cloud)
+    assert found.server.id == rig.server.id and found.mark is not None
+    assert quiet.id not in {f.server.id for f in rescues_in_cloud(rig.cloud)}
+    done = rig.workflow().resume_marked(rig.cloud.servers[rig.server.id].info)
+    assert done == f"web-1: unrescued (mark of run {found.mark.run_id}), now ACTIVE"
+    assert rig.status() == "ACTIVE/-"
+    with pytest.raises(WrongStateError, match="carries no cloudrescue mark"):
+        rig.workflow().resume_marked(quiet)
+
+
+def test_a_reused_pid_is_not_taken_for_the_run(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "state")
+    journal.start(cloud="fake", server_id="s", server_name="web-1", command="x")
+    [entry] = journal.entries()
+    assert entry.process_alive and entry.pid_start
+    reused = dataclasses.replace(entry, pid=os.getppid(), pid_start="1")
+    assert not reused.process_alive

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudrescue.errors import FixFailedError, InvalidInputError
+from cloudrescue.errors import DiskStillMountedError, FixFailedError, InvalidInputError
 from cloudrescue.journal import Journal
 from cloudrescue.phase import DiskChoice, Phase, open_phase
 from cloudrescue.playbook.engine import StepReport
@@ -214,3 +214,28 @@ def test_a_phase_without_a_mounted_guest_says_what_it_needs(tmp_path: Path) -> N
             phase.need_root()
         with pytest.raises(InvalidInputError, match=r"mount: root\)"):
             phase.need_guest()
+
+
+@pytest.mark.parametrize("problem", ["busy", "lazy", "interrupted twice"])
+def test_a_disk_left_mounted_keeps_the_instance_in_rescue(run: Run, problem: str) -> None:
+    if problem == "busy":
+        run.disks.busy = 2
+    elif problem == "lazy":
+        run.disks.lazy = True
+    else:
+        run.disks.interrupt_unmounts = 2
+    with pytest.raises(DiskStillMountedError, match="web-1 stays in rescue") as raised:
+        run.play(EDIT)
+    assert raised.value.hint is not None and "cloudrescue unrescue web-1" in raised.value.hint
+    info = run.cloud.servers[run.server.id].info
+    assert (info.status, info.task_state) == ("RESCUE", None)
+    [entry] = run.journal.entries()
+    assert entry.state == "held" and entry.note.startswith("kept in rescue: web-1 stays")
+
+
+def test_one_ctrl_c_while_unmounting_finishes_the_unmount_then_unrescues(run: Run) -> None:
+    run.disks.interrupt_unmounts = 1
+    with pytest.raises(KeyboardInterrupt):
+        run.play(EDIT)
+    assert "interrupted while unmounting: finishing the unmount first" in run.events.messages
+    run.left_alone()
