@@ -1,6 +1,6 @@
-"""What several fixes share: running the guest's own tools in a chroot, systemd unit state,
-the ``# cloudrescue:`` marker, and guest changes ``GuestFS`` has no verb for (masking a unit,
-deleting cache files, removing state directories, truncating logs).
+"""What several fixes share: finding the guest's own tools (they run in ``fixes.sandbox``),
+systemd unit state, the ``# cloudrescue:`` marker, and guest changes ``GuestFS`` has no verb
+for (masking a unit, deleting cache files, removing state directories, truncating logs).
 
 Every guest path still goes through ``GuestFS.resolve`` (symlinks cannot leave the guest
 root); each change is returned as a ``Change`` and, when it can be undone, recorded in
@@ -10,17 +10,15 @@ root); each change is returned as a ``Change`` and, when it can be undone, recor
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
 
 from cloudrescue.disks.commands import run_tool
 from cloudrescue.disks.probe import parse_os_release
 from cloudrescue.disks.session import MountedGuest
 from cloudrescue.guestfs import Change, GuestFS, GuestPathError
-from cloudrescue.remote.base import CommandResult, Host
+from cloudrescue.remote.base import Host
 
 MARKER = "# cloudrescue:"
 SYSTEMD_DIRS = ("/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
-CHROOT_TIMEOUT = 300.0
 RHEL_IDS = ("rhel", "centos", "fedora", "rocky", "almalinux", "ol", "amzn")
 
 
@@ -50,34 +48,6 @@ def chroot_ready(mount: MountedGuest) -> bool:
     """Whether ``/dev``, ``/proc`` and ``/sys`` are bound into the guest (mount with chroot)."""
     bound = {record.guest_path for record in mount.mounts if record.kind == "bind"}
     return {"/dev", "/proc", "/sys"} <= bound
-
-
-def chroot_run(
-    files: GuestFS,
-    argv: Sequence[str],
-    *,
-    stdin: bytes | None = None,
-    timeout: float = CHROOT_TIMEOUT,
-) -> CommandResult:
-    """Run the guest's own ``argv`` chrooted into the mounted root (never raises on failure).
-
-    Exit status 127 or 126 means the guest's program is missing or cannot run here.
-    """
-    command = ["chroot", files.root, *argv]
-    try:
-        return files.host.run(command, stdin=stdin, check=False, timeout=timeout)
-    except FileNotFoundError as error:
-        return CommandResult(tuple(command), 127, "", f"chroot: {error}")
-
-
-def cannot_run(result: CommandResult) -> bool:
-    """Whether a chrooted command failed to start at all (missing, wrong arch, no loader)."""
-    text = result.stderr.lower()
-    return result.exit_code in (126, 127) or (
-        result.exit_code != 0
-        and result.argv[:1] == ("chroot",)
-        and ("exec format error" in text or "failed to run command" in text)
-    )
 
 
 def guest_program(files: GuestFS, *candidates: str) -> str | None:

@@ -20,14 +20,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cloudrescue.errors import FixFailedError, InvalidInputError
-from cloudrescue.fixes.common import (
-    cannot_run,
-    chroot_run,
-    commented,
-    disable_unit,
-    guest_program,
-    unit_enabled,
-)
+from cloudrescue.fixes.common import commented, disable_unit, guest_program, unit_enabled
+from cloudrescue.fixes.sandbox import cannot_run, run_in_guest
 from cloudrescue.fixes.sshd_config import ssh_ports
 from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
@@ -457,10 +451,10 @@ def _nft_check(files: GuestFS, path: str, text: str) -> None:
     program = guest_program(files, "/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft")
     if program is None:
         return
-    result = chroot_run(files, [program, "-c", "-f", "-"], stdin=text.encode())
+    result = run_in_guest(files, [program, "-c", "-f", "-"], stdin=text.encode())
     if result.ok or cannot_run(result):
         return
-    old = chroot_run(files, [program, "-c", "-f", path])
+    old = run_in_guest(files, [program, "-c", "-f", path])
     if old.ok:
         raise FixFailedError(f"the edited {path} fails `nft -c`: {result.stderr.strip()}")
 

@@ -17,7 +17,8 @@ import shlex
 
 from cloudrescue.disks.session import MountedGuest
 from cloudrescue.errors import FixFailedError
-from cloudrescue.fixes.common import chroot_ready, chroot_run, guest_program
+from cloudrescue.fixes.common import chroot_ready, guest_program
+from cloudrescue.fixes.sandbox import run_in_guest
 from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
 
@@ -93,7 +94,7 @@ def enable_serial_console(guest: Guest) -> list[Change]:
         else:
             change = files.before_rewrite(output, detail)
         if not files.dry_run:
-            result = chroot_run(files, argv)
+            result = run_in_guest(files, argv)
             if not result.ok:
                 lines = (result.stderr or result.stdout).strip().splitlines()
                 raise FixFailedError(f"`{' '.join(argv)}` failed in the guest: {lines[-1:]}")

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import shlex
+import posixpath
+import re
 from collections.abc import Iterable
 
 import yaml
 
-from cloudrescue.errors import InvalidInputError
+from cloudrescue.errors import FixFailedError, InvalidInputError
+from cloudrescue.fixes.sshd_settings import Setting, SshdConfig
 from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS, GuestUser
 from cloudrescue.keys import KEY_TYPES, PublicKey
@@ -35,6 +37,8 @@ DEFAULT_USERS = (
     "freebsd",
 )
 DEFAULT_AUTHORIZED_KEYS_FILE = ".ssh/authorized_keys"
+# sshd's default AuthorizedKeysFile (servconf.c fill_default_server_options)
+DEFAULT_AUTHORIZED_KEYS_FILES = (DEFAULT_AUTHORIZED_KEYS_FILE, ".ssh/authorized_keys2")
 
 
 def cloud_init_default_user(files: GuestFS) -> str | None:
@@ -65,34 +69,78 @@ def default_user(files: GuestFS) -> GuestUser:
     return users["root"]
 
 
-def _sshd_setting(files: GuestFS, keyword: str) -> str | None:
-    """First value of ``keyword`` in the guest's sshd_config (+ sshd_config.d), as sshd takes."""
-    sources = ["/etc/ssh/sshd_config"]
-    sources += [
-        f"/etc/ssh/sshd_config.d/{name}"
-        for name in files.listdir("/etc/ssh/sshd_config.d")
-        if name.endswith(".conf")
-    ]
-    for source in sources:
-        for line in (files.read_text(source) or "").splitlines():
-            stripped = line.strip()
-            if stripped.lower().startswith("match "):
-                break  # later lines are conditional
-            fields = stripped.split(None, 1)
-            if len(fields) == 2 and fields[0].lower() == keyword.lower():
-                return fields[1]
-    return None
+def _tilde(path: str, files: GuestFS) -> str:
+    """sshd's ``tilde_expand_filename`` at config parse time (sshd runs as root)."""
+    if not path.startswith("~"):
+        return path
+    name, slash, rest = path[1:].partition("/")
+    users = files.users()
+    account = users.get(name) if name else next((u for u in users.values() if u.uid == 0), None)
+    if account is None:
+        return path
+    return f"{account.home.rstrip('/')}/{rest}" if slash else account.home
+
+
+def expand_authorized_keys(pattern: str, user: GuestUser) -> str:
+    """sshd's ``expand_authorized_keys``: ``%h``, ``%u``, ``%U``, ``%%``; relative paths are
+    under the home. Raises ``ValueError`` for another ``%`` token (sshd gives up there)."""
+    tokens = {"h": user.home, "u": user.name, "U": str(user.uid), "%": "%"}
+    parts = re.split(r"(%.?)", pattern, flags=re.DOTALL)
+    expanded = ""
+    for part in parts:
+        if part.startswith("%"):
+            if part[1:] not in tokens:
+                raise ValueError(f"unknown token {part!r} in AuthorizedKeysFile {pattern!r}")
+            expanded += tokens[part[1:]]
+        else:
+            expanded += part
+    return expanded if expanded.startswith("/") else f"{user.home.rstrip('/')}/{expanded}"
+
+
+def authorized_keys_setting(
+    files: GuestFS, user: GuestUser, config: SshdConfig | None = None
+) -> Setting:
+    """The guest sshd's ``AuthorizedKeysFile`` for a login of ``user`` (Match blocks too)."""
+    config = config if config is not None else SshdConfig.read(files)
+    return config.setting("AuthorizedKeysFile", user=user.name)
+
+
+def authorized_keys_paths(
+    files: GuestFS, user: GuestUser, config: SshdConfig | None = None
+) -> list[str]:
+    """Every guest path the guest's sshd reads ``user``'s keys from, in its order.
+
+    ``AuthorizedKeysFile`` as sshd takes it for that user (``Include``s, ``Match`` blocks),
+    else sshd's default; ``none`` reads no file (empty list); ``~`` is root's home as sshd
+    expands it; a path with a token sshd does not know ends the list (sshd stops there).
+    """
+    setting = authorized_keys_setting(files, user, config)
+    patterns = list(setting.args) or list(DEFAULT_AUTHORIZED_KEYS_FILES)
+    paths: list[str] = []
+    for pattern in patterns:
+        if pattern.lower() == "none":
+            continue
+        try:
+            paths.append(expand_authorized_keys(_tilde(pattern, files), user))
+        except ValueError:
+            break
+    return paths
 
 
 def authorized_keys_path(files: GuestFS, user: GuestUser) -> str:
-    """Guest path of the user's key file, honouring ``AuthorizedKeysFile`` (%h, %u, %%)."""
-    setting = _sshd_setting(files, "AuthorizedKeysFile")
-    first = shlex.split(setting)[0] if setting else DEFAULT_AUTHORIZED_KEYS_FILE
-    if first.lower() == "none":
-        first = DEFAULT_AUTHORIZED_KEYS_FILE
-    expanded = first.replace("%%", "\0").replace("%h", user.home).replace("%u", user.name)
-    expanded = expanded.replace("\0", "%")
-    return expanded if expanded.startswith("/") else f"{user.home.rstrip('/')}/{expanded}"
+    """The first path sshd reads ``user``'s keys from: where keys are written.
+
+    Raises ``FixFailedError`` when the guest's sshd reads no key file for the user.
+    """
+    config = SshdConfig.read(files)
+    paths = authorized_keys_paths(files, user, config)
+    if not paths:
+        source = authorized_keys_setting(files, user, config).source
+        where = f" (AuthorizedKeysFile {' '.join(source.args)}, {source.where})" if source else ""
+        raise FixFailedError(
+            f"the guest's sshd reads no authorized_keys file for {user.name}{where}"
+        )
+    return paths[0]
 
 
 def _key_blob(line: str) -> bytes | None:
@@ -139,11 +187,10 @@ def _unlink_escaping_symlink(files: GuestFS, path: str, home_prefix: str) -> lis
     return files.remove(path)
 
 
-def restore_ssh_access(
-    guest: Guest, user: GuestUser, keys: list[PublicKey], *, replace: bool
+def _restore_in_home(
+    files: GuestFS, user: GuestUser, key_file: str, keys: list[PublicKey], *, replace: bool
 ) -> list[Change]:
-    """Make ``keys`` log ``user`` in: key file content, owners and modes along the path."""
-    files = guest.files
+    """A key file in the home: user-owned 0600, its directory 0700, the home sane."""
     if user.home in ("", "/"):
         raise InvalidInputError(f"user {user.name} has no usable home directory ({user.home!r})")
     owner = (user.uid, user.gid)
@@ -155,7 +202,6 @@ def restore_ssh_access(
     changes += files.set_metadata(
         user.home, mode=_sane_dir_mode(home.permissions), owner=home_owner
     )
-    key_file = authorized_keys_path(files, user)
     key_dir = key_file.rsplit("/", 1)[0] or "/"
     home_prefix = user.home.rstrip("/") + "/"
     if key_dir.startswith(home_prefix):
@@ -163,7 +209,51 @@ def restore_ssh_access(
         changes += files.ensure_dir(key_dir, mode=0o700, owner=owner)
     current = files.read_text(key_file)
     content = authorized_keys_content(current, keys, replace=replace)
-    changes += files.write_file(key_file, content.encode(), mode=0o600, owner=owner)
+    return changes + files.write_file(key_file, content.encode(), mode=0o600, owner=owner)
+
+
+def _restore_outside_home(
+    files: GuestFS, user: GuestUser, key_file: str, keys: list[PublicKey], *, replace: bool
+) -> list[Change]:
+    """A key file outside the home (``/etc/ssh/authorized_keys/%u``): root's, 0644, in a
+    root-owned 0755 directory made only when its own parent exists; never the user's."""
+    key_dir = posixpath.dirname(key_file) or "/"
+    changes: list[Change] = []
+    info = files.stat(key_dir)
+    if info is None:
+        parent = posixpath.dirname(key_dir) or "/"
+        if not files.exists(parent):
+            raise FixFailedError(
+                f"the guest's sshd reads {user.name}'s keys from {key_file}, but {parent} "
+                "does not exist in the guest: not creating it"
+            )
+        changes += files.ensure_dir(key_dir, mode=0o755, owner=(0, 0))
+    elif not info.is_dir:
+        raise FixFailedError(f"{key_dir} (where {key_file} should be) is not a directory")
+    else:  # sshd (StrictModes) wants it root's or the user's, and writable by no one else
+        owner = (info.uid, info.gid) if info.uid in (0, user.uid) else (0, 0)
+        changes += files.set_metadata(key_dir, mode=_sane_dir_mode(info.permissions), owner=owner)
+    current = files.read_text(key_file)
+    content = authorized_keys_content(current, keys, replace=replace)
+    return changes + files.write_file(key_file, content.encode(), mode=0o644, owner=(0, 0))
+
+
+def restore_ssh_access(
+    guest: Guest, user: GuestUser, keys: list[PublicKey], *, replace: bool
+) -> list[Change]:
+    """Make ``keys`` log ``user`` in: key file content, owners and modes along the path.
+
+    The keys go to the first file the guest's sshd reads for the user (``AuthorizedKeysFile``
+    as its sshd takes it). In the home the file is the user's (0600, ``~/.ssh`` 0700);
+    elsewhere it stays root's (0644) and so does its directory.
+    """
+    files = guest.files
+    key_file = authorized_keys_path(files, user)
+    home_prefix = user.home.rstrip("/") + "/"
+    if key_file.startswith(home_prefix):
+        changes = _restore_in_home(files, user, key_file, keys, replace=replace)
+    else:
+        changes = _restore_outside_home(files, user, key_file, keys, replace=replace)
     if changes:
         changes += files.request_selinux_relabel()
     return changes

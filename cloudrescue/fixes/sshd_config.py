@@ -1,15 +1,22 @@
 """Make the guest's sshd start again: a configuration ``sshd -t`` accepts, host keys, privsep dir.
 
-The guest's own ``sshd -t`` runs chrooted into the mounted root (so its version judges its
-own config); every line it rejects, in ``sshd_config`` or an ``Include``'d file, is commented
-out with the ``# cloudrescue:`` marker, and sshd runs again (bounded: it stops at the first
-file with errors). When the guest's sshd cannot run here, a conservative parser flags only
-unknown keywords and keywords without a value. ``mode="default"`` first restores the packaged
-default configuration. In a dry run sshd runs once, read-only, and the parser covers the rest.
+The guest's own ``sshd -t`` runs in the sandbox (``fixes.sandbox``: its version judges its
+own config, it cannot touch the rescue); every line it rejects, in ``sshd_config`` or an
+``Include``'d file, is commented out with the ``# cloudrescue:`` marker, and sshd runs again
+(bounded: it stops at the first file with errors). When the guest's sshd cannot run here, a
+conservative parser flags only unknown keywords, keywords without a value and unbalanced
+quotes. ``mode="default"`` first
+restores the packaged default configuration. Missing host keys are made by the rescue's
+``ssh-keygen`` in a temporary directory and copied in through ``GuestFS``. In a dry run sshd
+runs once, read-only, and the parser covers the rest.
 
 ``allow_password_login`` lets one account log in with its password over SSH (cloud images
 turn password logins off): a ``Match User`` block in a drop-in that sshd_config includes, else
-at the end of sshd_config, then checked with the guest's own ``sshd -T``.
+at the end of sshd_config, then checked with the guest's own ``sshd -T`` (or, when it cannot
+run here, with what ``sshd_settings`` reads of the configuration).
+
+Every question about what the configuration says (which files it includes, the ports) goes
+through ``cloudrescue.fixes.sshd_settings``, the one reader of the guest's sshd configuration.
 """
 
 from __future__ import annotations
@@ -17,28 +24,26 @@ from __future__ import annotations
 import fnmatch
 import posixpath
 import re
-import shlex
 from dataclasses import dataclass
 from typing import Literal
 
+from cloudrescue.disks.commands import run_tool
 from cloudrescue.errors import FixFailedError
-from cloudrescue.fixes.common import (
-    MARKER,
-    cannot_run,
-    chroot_run,
-    commented,
-    guest_program,
-    is_rhel_like,
+from cloudrescue.fixes.common import MARKER, commented, guest_program, is_rhel_like
+from cloudrescue.fixes.sandbox import cannot_run, run_in_guest
+from cloudrescue.fixes.sshd_settings import (
+    MAIN_CONFIG,
+    ConfigSyntaxError,
+    SshdConfig,
+    config_lines,
+    split_line,
 )
 from cloudrescue.guest import Guest
-from cloudrescue.guestfs import Change, GuestFS
+from cloudrescue.guestfs import Change, GuestFS, parse_group
 
 SshdMode = Literal["comment", "default"]
-MAIN_CONFIG = "/etc/ssh/sshd_config"
 SSHD_PATHS = ("/usr/sbin/sshd", "/usr/bin/sshd", "/sbin/sshd")
-KEYGEN_PATHS = ("/usr/bin/ssh-keygen", "/bin/ssh-keygen")
 MAX_PASSES = 10
-MAX_INCLUDE_DEPTH = 8
 DEFAULT_PORT = 22
 DEBIAN_DEFAULT = "/usr/share/openssh/sshd_config"
 RHEL_DEFAULTS = ("/etc/ssh/sshd_config.rpmnew", "/usr/share/openssh/sshd_config")
@@ -134,7 +139,7 @@ def run_sshd_check(files: GuestFS) -> SshdCheck:
     program = guest_program(files, *SSHD_PATHS)
     if program is None:
         return SshdCheck(False, False, (), False, None, "the guest has no sshd binary")
-    result = chroot_run(files, [program, "-t", "-f", MAIN_CONFIG])
+    result = run_in_guest(files, [program, "-t", "-f", MAIN_CONFIG])
     output = (result.stderr + result.stdout).strip()
     if cannot_run(result):
         return SshdCheck(False, False, (), False, None, output)
@@ -145,63 +150,26 @@ def run_sshd_check(files: GuestFS) -> SshdCheck:
 # -- reading the configuration without sshd ---------------------------------------------------
 
 
-def _expand(files: GuestFS, pattern: str) -> list[str]:
-    """Guest paths an ``Include`` argument names (relative ones are under /etc/ssh)."""
-    path = pattern if pattern.startswith("/") else f"/etc/ssh/{pattern}"
-    directory, name = posixpath.split(path)
-    if not any(char in name for char in "*?["):
-        return [path] if files.exists(path) else []
-    return [
-        posixpath.join(directory, entry)
-        for entry in files.listdir(directory)
-        if fnmatch.fnmatchcase(entry, name)
-    ]
-
-
-def _words(line: str) -> list[str]:
-    stripped = line.strip()
-    if not stripped or stripped.startswith("#"):
-        return []
-    try:
-        return shlex.split(stripped.replace("=", " ", 1), comments=True)
-    except ValueError:
-        return stripped.split()
-
-
 def config_files(files: GuestFS, overrides: dict[str, str] | None = None) -> dict[str, str]:
     """Text of sshd_config and every file it includes (``overrides`` replace file contents)."""
-    planned = overrides or {}
-    found: dict[str, str] = {}
-
-    def visit(path: str, depth: int) -> None:
-        if path in found or depth > MAX_INCLUDE_DEPTH:
-            return
-        text = planned[path] if path in planned else files.read_text(path)
-        if text is None:
-            return
-        found[path] = text
-        for line in text.splitlines():
-            words = _words(line)
-            if words and words[0].lower() == "include":
-                for pattern in words[1:]:
-                    for included in sorted(_expand(files, pattern)):
-                        visit(included, depth + 1)
-
-    visit(MAIN_CONFIG, 0)
-    return found
+    return SshdConfig.read(files, overrides).files
 
 
 def static_errors(configs: dict[str, str]) -> list[ConfigError]:
-    """Lines with an unknown keyword or no value: what any sshd rejects."""
+    """Lines with an unknown keyword, no value or unbalanced quotes: what any sshd rejects."""
     errors = []
     for path, text in configs.items():
-        for number, line in enumerate(text.splitlines(), start=1):
-            words = _words(line)
-            if not words:
+        for number, line in enumerate(config_lines(text), start=1):
+            try:
+                words = split_line(line)
+            except ConfigSyntaxError as error:
+                errors.append(ConfigError(path, number, str(error)))
                 continue
-            if words[0].lower() not in KEYWORDS:
-                message = f"Bad configuration option: {words[0]}"
-            elif len(words) == 1:
+            if words is None:
+                continue
+            if words.keyword.lower() not in KEYWORDS:
+                message = f"Bad configuration option: {words.keyword}"
+            elif not words.args:
                 message = "missing argument."
             else:
                 continue
@@ -209,24 +177,23 @@ def static_errors(configs: dict[str, str]) -> list[ConfigError]:
     return errors
 
 
+def _listen_port(address: str) -> int | None:
+    """The port of a ``ListenAddress`` (``host:port``, ``[v6]:port``; bare IPv6 has none)."""
+    match = re.fullmatch(r"(?:\[[^\]]+\]|[^:\s]+):(\d+)", address)
+    return int(match.group(1)) if match else None
+
+
 def ssh_ports(files: GuestFS) -> list[int]:
-    """The TCP ports the guest's sshd listens on (``Port`` and ``ListenAddress host:port``)."""
-    ports: list[int] = []
-    listen_ports: list[int] = []
-    for text in config_files(files).values():
-        for line in text.splitlines():
-            words = _words(line)
-            if not words:
-                continue
-            keyword = words[0].lower()
-            if keyword == "match":
-                break  # the rest of this file is conditional
-            if keyword == "port" and len(words) > 1 and words[1].isdigit():
-                ports.append(int(words[1]))
-            elif keyword == "listenaddress" and len(words) > 1:
-                match = re.fullmatch(r"(?:\[[^\]]+\]|[^:\s]+):(\d+)", words[1])
-                if match:
-                    listen_ports.append(int(match.group(1)))
+    """The TCP ports the guest's sshd listens on (``Port`` and ``ListenAddress host:port``).
+
+    Global lines only (``Port`` and ``ListenAddress`` are not allowed in a Match block); every
+    ``Port`` counts even when each ``ListenAddress`` names its own port (a superset is what a
+    firewall opening wants).
+    """
+    config = SshdConfig.read(files)
+    ports = [int(port) for port in config.values("Port") if port.isdigit()]
+    listen = config.setting("ListenAddress").directives
+    listen_ports = [port for d in listen if d.args and (port := _listen_port(d.args[0]))]
     merged = dict.fromkeys([*(ports or [DEFAULT_PORT]), *listen_ports])
     return sorted(merged)
 
@@ -235,12 +202,12 @@ def ssh_ports(files: GuestFS) -> list[int]:
 
 
 def _comment_lines(text: str, numbers: dict[int, str]) -> str:
-    lines = text.splitlines(keepends=True)
+    lines = config_lines(text)  # numbered as sshd numbers them
     for number, message in numbers.items():
         index = number - 1
         if 0 <= index < len(lines) and not lines[index].lstrip().startswith("#"):
             lines[index] = commented(lines[index], f"sshd rejected this line ({message})")
-    return "".join(lines)
+    return "\n".join(lines)
 
 
 def _default_config(files: GuestFS) -> str:
@@ -296,17 +263,38 @@ def _host_key_files(files: GuestFS) -> list[str]:
     ]
 
 
-def _generate_host_keys(files: GuestFS) -> list[Change]:
-    before = set(files.listdir("/etc/ssh"))
-    program = guest_program(files, *KEYGEN_PATHS)
-    result = chroot_run(files, [program, "-A"]) if program else None
-    if result is None or cannot_run(result):
-        command = ["ssh-keygen", "-A", "-f", files.root]  # the rescue's keygen, guest's /etc/ssh
-        result = files.host.run(command, check=False)
-    if not result.ok:
-        raise FixFailedError(f"cannot generate the guest's host keys: {result.stderr.strip()}")
-    made = sorted(set(files.listdir("/etc/ssh")) - before)
-    return [Change("create", f"/etc/ssh/{name}", f"generated /etc/ssh/{name}") for name in made]
+def generate_host_keys(files: GuestFS) -> list[Change]:
+    """The missing host keys, made by the rescue's ``ssh-keygen -A`` in a temporary directory
+    on the rescue and copied in through ``GuestFS`` (never written through the guest's own
+    links); keys the guest has are kept."""
+    host = files.host
+    scratch = run_tool(host, ["mktemp", "-d", "-t", "cloudrescue-hostkeys.XXXXXXXX"]).stdout
+    scratch = scratch.strip()
+    try:
+        host.mkdir(f"{scratch}/etc", 0o755)
+        host.mkdir(f"{scratch}/etc/ssh", 0o755)
+        result = host.run(["ssh-keygen", "-A", "-f", scratch], check=False)
+        if not result.ok:
+            raise FixFailedError(f"cannot generate host keys: {result.stderr.strip()}")
+        present = set(files.listdir("/etc/ssh"))
+        private_owner, private_mode = (0, 0), 0o600
+        if "ssh_keys" in parse_group(files.read_text("/etc/group") or ""):
+            private_owner, private_mode = (0, files.group_id("ssh_keys")), 0o640  # RHEL-likes
+        changes: list[Change] = []
+        for name in sorted(host.listdir(f"{scratch}/etc/ssh")):
+            if name in present or not name.startswith("ssh_host_"):
+                continue
+            public = name.endswith(".pub")
+            changes += files.write_file(
+                f"/etc/ssh/{name}",
+                host.read_file(f"{scratch}/etc/ssh/{name}"),
+                mode=0o644 if public else private_mode,
+                owner=(0, 0) if public else private_owner,
+                show_diff=False,
+            )
+        return changes
+    finally:
+        run_tool(host, ["rm", "-rf", "--", scratch], check=False)
 
 
 def _privsep(files: GuestFS, reported: str | None) -> list[Change]:
@@ -346,7 +334,7 @@ def repair_sshd_config(guest: Guest, *, mode: SshdMode = "comment") -> list[Chan
         configs = config_files(files)
         changes += _write(files, _plan_fixes(static_errors(configs), configs))
     if not _host_key_files(files) or check.missing_host_keys:
-        changes += _generate_host_keys(files)
+        changes += generate_host_keys(files)
     changes += _privsep(files, check.privsep_dir)
     if check.ran:
         final = run_sshd_check(files)
@@ -364,15 +352,13 @@ def repair_sshd_config(guest: Guest, *, mode: SshdMode = "comment") -> list[Chan
 
 
 def _includes(files: GuestFS, path: str) -> bool:
-    """Whether an ``Include`` of the guest's sshd configuration names ``path``."""
-    for text in config_files(files).values():
-        for line in text.splitlines():
-            words = _words(line)
-            if words and words[0].lower() == "include":
-                patterns = [p if p.startswith("/") else f"/etc/ssh/{p}" for p in words[1:]]
-                if any(fnmatch.fnmatchcase(path, pattern) for pattern in patterns):
-                    return True
-    return False
+    """Whether an unconditional ``Include`` of the guest's sshd configuration names ``path``."""
+    return any(
+        fnmatch.fnmatchcase(path, pattern)
+        for include in SshdConfig.read(files).includes
+        if include.is_global
+        for pattern in include.patterns
+    )
 
 
 def _effective(files: GuestFS, user: str) -> dict[str, str] | None:
@@ -381,11 +367,32 @@ def _effective(files: GuestFS, user: str) -> dict[str, str] | None:
     if program is None:
         return None
     spec = f"user={user},host=localhost,addr=127.0.0.1"
-    result = chroot_run(files, [program, "-T", "-f", MAIN_CONFIG, "-C", spec])
+    result = run_in_guest(files, [program, "-T", "-f", MAIN_CONFIG, "-C", spec])
     if not result.ok:
         return None
     pairs = (line.split(None, 1) for line in result.stdout.splitlines() if " " in line)
     return {key.lower(): value.strip() for key, value in pairs}
+
+
+# What sshd uses when the configuration does not say (``sshd -T`` spelling).
+PASSWORD_LOGIN_DEFAULTS = {
+    "passwordauthentication": "yes",
+    "permitrootlogin": "without-password",
+    "authenticationmethods": "any",
+}
+
+
+def _read_effective(files: GuestFS, user: str) -> dict[str, str] | None:
+    """What ``_effective`` answers, from the configuration itself (when sshd cannot run);
+    ``None`` when a Match block that cannot be evaluated could change the answer."""
+    config = SshdConfig.read(files)
+    settings: dict[str, str] = {}
+    for keyword, default in PASSWORD_LOGIN_DEFAULTS.items():
+        setting = config.setting(keyword, user=user)
+        if not setting.certain:
+            return None
+        settings[keyword] = " ".join(setting.args).lower() if setting.args else default
+    return settings
 
 
 def _refusals(settings: dict[str, str], user: str) -> list[str]:
@@ -427,7 +434,7 @@ def allow_password_login(guest: Guest, user: str) -> list[Change]:
         if block not in text:
             separator = "\n" if text and not text.endswith("\n") else ""
             changes += files.write_file(MAIN_CONFIG, f"{text}{separator}{block}".encode())
-    settings = None if files.dry_run else _effective(files, user)
+    settings = None if files.dry_run else _effective(files, user) or _read_effective(files, user)
     refused = _refusals(settings, user) if settings is not None else []
     if refused:
         raise FixFailedError(

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 from cloudrescue.errors import FixFailedError
-from cloudrescue.fixes.common import cannot_run, chroot_run, commented, guest_program
+from cloudrescue.fixes.common import commented, guest_program
+from cloudrescue.fixes.sandbox import cannot_run, run_in_guest
 from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
 
@@ -50,7 +51,7 @@ def syntax_errors(output: str) -> list[tuple[str, int]]:
 
 def _visudo(files: GuestFS, program: str, path: str) -> list[tuple[str, int]] | None:
     """Syntax errors of ``path`` (``None`` when the guest's visudo cannot run here)."""
-    result = chroot_run(files, [program, "-c", "-f", path])
+    result = run_in_guest(files, [program, "-c", "-f", path])
     if cannot_run(result):
         return None
     errors = syntax_errors(result.stdout + result.stderr)

@@ -15,6 +15,7 @@ from cloudrescue.lab.system import run
 
 VERSION = 3
 DEFAULT_UID = 1000
+MAX_SYMLINKS = 40
 KERNEL_VERSION = "6.1.0-lab-cloud-amd64"
 
 PERMISSIVE_RULES = (
@@ -92,9 +93,37 @@ RESCUE_SSHD = (
 )
 
 
+def anchored(root: Path, path: str) -> Path:
+    """Where ``path`` of the guest tree at ``root`` is, its symlinks followed as the guest
+    would follow them (absolute ones restart at ``root``, ``..`` stops there): a guest link
+    can never send the lab's writes onto this machine."""
+    pending = [part for part in path.split("/") if part not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        name = pending.pop(0)
+        if name == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        here = root.joinpath(*resolved, name)
+        if here.is_symlink():
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                raise OSError(f"{path}: too many levels of symbolic links in the guest")
+            target = os.readlink(here)
+            if target.startswith("/"):
+                resolved = []
+            pending[:0] = [part for part in target.split("/") if part not in ("", ".")]
+            continue
+        resolved.append(name)
+    return root.joinpath(*resolved)
+
+
 def write(root: Path, relative: str, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` to ``root/relative`` (parents made) with ``mode``."""
-    path = root / relative
+    """Write ``text`` to the guest path ``relative`` under ``root`` (root-anchored, parents
+    made) with ``mode``."""
+    path = anchored(root, relative)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     os.chmod(path, mode)

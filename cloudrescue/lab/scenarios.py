@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudrescue.errors import InvalidInputError
-from cloudrescue.lab.guest_files import DEFAULT_UID, write
+from cloudrescue.lab.guest_files import DEFAULT_UID, anchored, write
 from cloudrescue.lab.system import run
 
 WRONG_ADDRESS = "192.168.100.10/24"
+CENTRAL_KEYS = "/etc/ssh/authorized_keys"
+KEYS_DROP_IN = "etc/ssh/sshd_config.d/40-authorized-keys.conf"
 FILL_CHUNK = 1024 * 1024
 
 
@@ -44,12 +46,22 @@ class Scenario:
     apply: Callable[[Target], str]
 
 
-def _home(target: Target) -> Path:
-    for line in (target.root / "etc/passwd").read_text().splitlines():
+def _at(target: Target, path: str) -> Path:
+    """A guest path of the tree being damaged, root-anchored (``guest_files.anchored``)."""
+    return anchored(target.root, path)
+
+
+def _home_of(target: Target) -> str:
+    """The default user's home directory, as the guest's /etc/passwd says."""
+    for line in _at(target, "/etc/passwd").read_text().splitlines():
         fields = line.split(":")
         if len(fields) >= 7 and fields[0] == target.user:
-            return target.root / fields[5].lstrip("/")
+            return fields[5]
     raise InvalidInputError(f"user {target.user} not found on the disk")
+
+
+def _home(target: Target) -> Path:
+    return _at(target, _home_of(target))
 
 
 def lost_key(target: Target) -> str:
@@ -58,7 +70,7 @@ def lost_key(target: Target) -> str:
     run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "someone-else@laptop", "-f", str(key)]
     )
-    keys = _home(target) / ".ssh/authorized_keys"
+    keys = _at(target, f"{_home_of(target)}/.ssh/authorized_keys")
     keys.write_text(key.with_suffix(".pub").read_text())
     return f"~{target.user}/.ssh/authorized_keys now holds only a key nobody has"
 
@@ -67,7 +79,7 @@ def ssh_symlink(target: Target) -> str:
     """Make ~/.ssh an absolute symlink to /root/.ssh (unreadable for the user; followed from
     a rescue system it would lead into the rescue's own /root)."""
     dot_ssh = _home(target) / ".ssh"
-    root_ssh = target.root / "root/.ssh"
+    root_ssh = _at(target, "/root/.ssh")
     root_ssh.mkdir(mode=0o700, exist_ok=True)
     lost_key(target)
     shutil.move(dot_ssh / "authorized_keys", root_ssh / "authorized_keys")  # may cross subvolumes
@@ -80,14 +92,34 @@ def ssh_symlink(target: Target) -> str:
 def bad_perms(target: Target) -> str:
     """Make ~/.ssh world-writable and the home directory root's (StrictModes refuses keys)."""
     home = _home(target)
-    (home / ".ssh").chmod(0o777)
+    _at(target, f"{_home_of(target)}/.ssh").chmod(0o777)
     run(["chown", "0:0", str(home)])
     return f"~{target.user}/.ssh is mode 0777 and ~{target.user} belongs to root"
 
 
+def authorized_keys_file(target: Target) -> str:
+    """Make sshd read keys from ``/etc/ssh/authorized_keys/%u`` (a drop-in, or the end of
+    sshd_config when it includes none): root-owned and with no file for the default user, so
+    its ``~/.ssh/authorized_keys`` (lab key still in it) is no longer read."""
+    setting = f"AuthorizedKeysFile {CENTRAL_KEYS}/%u\n"
+    config = _at(target, "/etc/ssh/sshd_config")
+    if re.search(r"(?im)^\s*Include\s+/etc/ssh/sshd_config\.d/\*\.conf\s*$", config.read_text()):
+        write(target.root, KEYS_DROP_IN, f"# keys are managed centrally\n{setting}")
+        where = f"/{KEYS_DROP_IN}"
+    else:
+        config.write_text(config.read_text() + setting)
+        where = "/etc/ssh/sshd_config"
+    keys_dir = _at(target, CENTRAL_KEYS)
+    keys_dir.mkdir(exist_ok=True)
+    os.chown(keys_dir, 0, 0)
+    keys_dir.chmod(0o755)
+    (keys_dir / target.user).unlink(missing_ok=True)
+    return f"{where} sets AuthorizedKeysFile {CENTRAL_KEYS}/%u; it has no file for {target.user}"
+
+
 def sshd_config(target: Target) -> str:
     """Add a misspelt option to sshd_config: ``sshd -t`` fails, sshd does not start."""
-    config = target.root / "etc/ssh/sshd_config"
+    config = _at(target, "/etc/ssh/sshd_config")
     config.write_text(config.read_text() + "PasswordAuthentcation no\n")
     return "sshd_config has a misspelt option (PasswordAuthentcation): sshd refuses to start"
 
@@ -95,7 +127,7 @@ def sshd_config(target: Target) -> str:
 def firewall(target: Target) -> str:
     """Persist a firewall that drops SSH (iptables-persistent, or firewalld on RHEL-likes)."""
     if target.family == "rhel":
-        zone = target.root / "etc/firewalld/zones/public.xml"
+        zone = _at(target, "/etc/firewalld/zones/public.xml")
         zone.write_text(re.sub(r'\s*<service name="ssh"/>', "", zone.read_text()))
         return "firewalld's default zone (public) no longer allows ssh"
     write(
@@ -110,7 +142,7 @@ def firewall(target: Target) -> str:
 def fstab(target: Target) -> str:
     """Add an fstab entry for a disk that is not there (no ``nofail``): emergency mode."""
     missing = uuid.uuid4()
-    path = target.root / "etc/fstab"
+    path = _at(target, "/etc/fstab")
     path.write_text(path.read_text() + f"UUID={missing}\t/srv/data\text4\tdefaults\t0 2\n")
     return f"/etc/fstab mounts UUID={missing} on /srv/data (no such disk, no nofail)"
 
@@ -133,7 +165,7 @@ def disk_full(target: Target) -> str:
     stats = os.statvfs(target.root)
     size = stats.f_bfree * stats.f_frsize
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    fd = os.open(target.root / "var/log/app-debug.log", flags, 0o640)
+    fd = os.open(_at(target, "/var/log/app-debug.log"), flags, 0o640)
     try:
         offset = 0
         while size >= FILL_CHUNK:
@@ -161,7 +193,7 @@ def disk_full(target: Target) -> str:
 def sudoers(target: Target) -> str:
     """Make the cloud user's sudoers file world-writable (sudo ignores it) and add a drop-in
     with a syntax error (sudo refuses to run at all)."""
-    (target.root / "etc/sudoers.d/90-cloud-init-users").chmod(0o666)
+    (_at(target, "/etc/sudoers.d/90-cloud-init-users")).chmod(0o666)
     write(
         target.root,
         "etc/sudoers.d/99-deploy",
@@ -184,7 +216,7 @@ def network(target: Target) -> str:
             "etc/sysconfig/network-scripts/ifcfg-eth0",
             f"DEVICE=eth0\nBOOTPROTO=none\nONBOOT=yes\nIPADDR={ip}\nPREFIX={prefix}\n",
         )
-        keyfile = target.root / "etc/NetworkManager/system-connections/cloud-init-eth0.nmconnection"
+        keyfile = _at(target, "/etc/NetworkManager/system-connections/cloud-init-eth0.nmconnection")
         if keyfile.is_file():
             keyfile.write_text(
                 keyfile.read_text().replace(
@@ -192,7 +224,7 @@ def network(target: Target) -> str:
                 )
             )
         return f"eth0 is configured with the static address {WRONG_ADDRESS}"
-    path = target.root / "etc/network/interfaces"
+    path = _at(target, "/etc/network/interfaces")
     text = re.sub(
         r"iface eth0 inet dhcp",
         f"iface eth0 inet static\n    address {WRONG_ADDRESS}",
@@ -208,6 +240,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("lost-key", "authorized_keys replaced with a key nobody has", lost_key),
         Scenario("ssh-symlink", "~/.ssh is an absolute symlink to /root/.ssh", ssh_symlink),
         Scenario("bad-perms", "~/.ssh mode 0777, home owned by root (StrictModes)", bad_perms),
+        Scenario(
+            "authorized-keys-file",
+            "sshd reads keys from /etc/ssh/authorized_keys/%u: none there for the user",
+            authorized_keys_file,
+        ),
         Scenario("sshd-config", "syntax error in sshd_config: sshd does not start", sshd_config),
         Scenario("firewall", "persisted firewall drops tcp/22", firewall),
         Scenario("fstab", "fstab entry for a missing disk: emergency mode", fstab),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.common import MARKER
 from cloudrescue.fixes.sshd_config import (
     allow_password_login,
+    generate_host_keys,
     parse_sshd_output,
     repair_sshd_config,
     run_sshd_check,
@@ -157,3 +159,23 @@ def test_password_login_still_refused_fails(chroot_guest: Path) -> None:
     )
     with pytest.raises(FixFailedError, match="still refuses password logins for root"):
         allow_password_login(guest_on(root), "root")
+
+
+def test_host_keys_never_go_through_a_guest_link(tmp_path: Path) -> None:
+    """A guest whose /etc/ssh points elsewhere: the keys land inside the guest, and only the
+    guest; the rescue (this machine) gets none."""
+    root = tmp_path / "guest"
+    write_tree(root, {"elsewhere/sshd_config": "Port 22\n", "etc/group": "root:x:0:\n"})
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(str(outside), root / "etc/ssh")  # absolute: on the rescue it would lead out
+    (root / str(outside).lstrip("/")).mkdir(parents=True)
+    changes = generate_host_keys(guest_fs(root))
+    inside = sorted(p.name for p in (root / str(outside).lstrip("/")).iterdir())
+    assert "ssh_host_ed25519_key" in inside and "ssh_host_ed25519_key.pub" in inside
+    assert list(outside.iterdir()) == []
+    assert all(change.kind == "create" for change in changes)
+    assert all(change.diff.endswith("(not shown)\n") for change in changes)
+    key = root / str(outside).lstrip("/") / "ssh_host_ed25519_key"
+    assert key.stat().st_mode & 0o777 == 0o600
+    assert generate_host_keys(guest_fs(root)) == []

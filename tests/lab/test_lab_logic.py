@@ -143,6 +143,7 @@ def test_scenario_registry() -> None:
         "lost-key",
         "ssh-symlink",
         "bad-perms",
+        "authorized-keys-file",
         "sshd-config",
         "firewall",
         "fstab",

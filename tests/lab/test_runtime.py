@@ -28,6 +28,7 @@ UNREACHABLE_BY = {
     "lost-key": "key refused",
     "ssh-symlink": "key refused",
     "bad-perms": "key refused",
+    "authorized-keys-file": "key refused",
     "sshd-config": "no sshd",
     "firewall": "no tcp",
     "fstab": "no sshd",

@@ -43,6 +43,8 @@ def build_guest(root: Path) -> None:
         "home/debian",
         "root",
         "proc",
+        "dev",
+        "run",
         "tmp",
     ):
         (root / directory).mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.ssh_access import (
     authorized_keys_path,
+    authorized_keys_paths,
     default_user,
     restore_ssh_access,
 )
@@ -132,3 +134,144 @@ def test_dry_run_of_symlink_replacement_plans_a_fresh_directory(
     changes = restore_ssh_access(guest_of(dry), dry.user("debian"), [key], replace=False)
     assert [c.kind for c in changes] == ["remove", "mkdir", "create"]
     assert os.readlink(f"{guest.root}/home/debian/.ssh") == "/root/.ssh"
+
+
+def drop_in(guest: GuestFS, text: str, name: str = "keys.conf") -> None:
+    """An sshd_config.d drop-in (the guest's sshd_config includes them all)."""
+    Path(guest.root, "etc/ssh/sshd_config.d").mkdir(exist_ok=True)
+    Path(guest.root, "etc/ssh/sshd_config.d", name).write_text(text)
+
+
+def mode_and_owner(path: Path) -> tuple[int, int, int]:
+    info = path.stat()
+    return info.st_mode & 0o777, info.st_uid, info.st_gid
+
+
+def test_every_path_sshd_reads_in_its_order(guest: GuestFS) -> None:
+    user = guest.user("debian")
+    assert authorized_keys_paths(guest, user) == [
+        "/home/debian/.ssh/authorized_keys",
+        "/home/debian/.ssh/authorized_keys2",
+    ]  # sshd's default
+    drop_in(guest, 'AuthorizedKeysFile .ssh/keys_first "%h/.ssh/with space" /srv/%u/keys\n')
+    assert authorized_keys_paths(guest, user) == [
+        "/home/debian/.ssh/keys_first",
+        "/home/debian/.ssh/with space",
+        "/srv/debian/keys",
+    ]
+    assert authorized_keys_path(guest, user) == "/home/debian/.ssh/keys_first"
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ("/etc/ssh/keys/%u", ["/etc/ssh/keys/debian"]),
+        ("%h/.ssh/k %%h/%U", ["/home/debian/.ssh/k", "/home/debian/%h/1000"]),
+        ("/srv/100%%/%u_%U", ["/srv/100%/debian_1000"]),
+        ("keys/%u", ["/home/debian/keys/debian"]),
+        ("~/.ssh/keys ~debian/k", ["/root/.ssh/keys", "/home/debian/k"]),  # sshd runs as root
+        (".ssh/a /x/%C .ssh/b", ["/home/debian/.ssh/a"]),  # sshd gives up at an unknown token
+        ("none", []),
+        ("NONE", []),
+    ],
+)
+def test_tokens_are_expanded_as_sshd_does(
+    guest: GuestFS, setting: str, expected: list[str]
+) -> None:
+    Path(guest.root, "etc/ssh/sshd_config").write_text(f"AuthorizedKeysFile {setting}\n")
+    assert authorized_keys_paths(guest, guest.user("debian")) == expected
+
+
+def test_several_files_the_keys_go_to_the_first(guest: GuestFS, tmp_path: Path) -> None:
+    drop_in(guest, "AuthorizedKeysFile .ssh/keys_first .ssh/authorized_keys\n")
+    key = make_key(tmp_path, "k")
+    restore_ssh_access(guest_of(guest), guest.user("debian"), [key], replace=False)
+    ssh = Path(guest.root, "home/debian/.ssh")
+    assert (ssh / "keys_first").read_text() == key.line + "\n"
+    assert mode_and_owner(ssh / "keys_first") == (0o600, 1000, 1000)
+    assert mode_and_owner(ssh) == (0o700, 1000, 1000)
+    assert not (ssh / "authorized_keys").exists()
+
+
+def test_a_match_user_block_is_honoured(guest: GuestFS, tmp_path: Path) -> None:
+    Path(guest.root, "etc/ssh/sshd_config").write_text(
+        "Include /etc/ssh/sshd_config.d/*.conf\n"
+        "AuthorizedKeysFile .ssh/authorized_keys\n"
+        "Match User debian\n"
+        "    AuthorizedKeysFile .ssh/debian_keys\n"
+    )
+    assert authorized_keys_path(guest, guest.user("admin")) == "/home/admin/.ssh/authorized_keys"
+    assert authorized_keys_path(guest, guest.user("debian")) == "/home/debian/.ssh/debian_keys"
+    key = make_key(tmp_path, "k")
+    restore_ssh_access(guest_of(guest), guest.user("debian"), [key], replace=False)
+    assert Path(guest.root, "home/debian/.ssh/debian_keys").read_text() == key.line + "\n"
+    assert not Path(guest.root, "home/debian/.ssh/authorized_keys").exists()
+
+
+def test_keys_outside_the_home_stay_roots(guest: GuestFS, tmp_path: Path) -> None:
+    drop_in(guest, "AuthorizedKeysFile /etc/ssh/authorized_keys/%u\n", "40-keys.conf")
+    home = Path(guest.root, "home/debian")
+    before = mode_and_owner(home)
+    key = make_key(tmp_path, "k")
+    user = guest.user("debian")
+    changes = restore_ssh_access(guest_of(guest), user, [key], replace=False)
+    assert [(c.kind, c.path) for c in changes] == [
+        ("mkdir", "/etc/ssh/authorized_keys"),
+        ("create", "/etc/ssh/authorized_keys/debian"),
+    ]
+    keys = Path(guest.root, "etc/ssh/authorized_keys/debian")
+    assert keys.read_text() == key.line + "\n"
+    assert mode_and_owner(keys) == (0o644, 0, 0)
+    assert mode_and_owner(keys.parent) == (0o755, 0, 0)
+    assert mode_and_owner(home) == before and not (home / ".ssh").exists()
+    assert restore_ssh_access(guest_of(guest), user, [key], replace=False) == []
+
+
+def test_an_existing_key_file_outside_the_home_is_made_roots_again(
+    guest: GuestFS, tmp_path: Path
+) -> None:
+    drop_in(guest, "AuthorizedKeysFile /etc/ssh/authorized_keys/%u\n")
+    directory = Path(guest.root, "etc/ssh/authorized_keys")
+    directory.mkdir(mode=0o777)
+    directory.chmod(0o777)
+    old, new = make_key(tmp_path, "old"), make_key(tmp_path, "new")
+    keys = directory / "debian"
+    keys.write_text(old.line + "\n")
+    os.chown(keys, 1000, 1000)
+    keys.chmod(0o666)
+    restore_ssh_access(guest_of(guest), guest.user("debian"), [new], replace=False)
+    assert keys.read_text() == f"{old.line}\n{new.line}\n"
+    assert mode_and_owner(keys) == (0o644, 0, 0)
+    assert mode_and_owner(directory) == (0o755, 0, 0)
+    assert list(directory.glob("debian.cloudrescue-T*"))
+
+
+def test_dry_run_outside_the_home_plans_a_root_directory(guest: GuestFS, tmp_path: Path) -> None:
+    drop_in(guest, "AuthorizedKeysFile /etc/ssh/authorized_keys/%u\n")
+    before = sorted(str(p) for p in Path(guest.root).rglob("*"))
+    dry = GuestFS(LocalHost(), guest.root, dry_run=True)
+    key = make_key(tmp_path, "k")
+    changes = restore_ssh_access(guest_of(dry), dry.user("debian"), [key], replace=False)
+    assert [(c.kind, c.path) for c in changes] == [
+        ("mkdir", "/etc/ssh/authorized_keys"),
+        ("create", "/etc/ssh/authorized_keys/debian"),
+    ]
+    assert "(mode 0644)" in changes[1].detail
+    assert sorted(str(p) for p in Path(guest.root).rglob("*")) == before
+
+
+def test_a_key_directory_is_made_only_where_its_parent_exists(
+    guest: GuestFS, tmp_path: Path
+) -> None:
+    drop_in(guest, "AuthorizedKeysFile /srv/ssh/keys/%u\n")
+    key = make_key(tmp_path, "k")
+    with pytest.raises(FixFailedError, match="but /srv/ssh does not exist in the guest"):
+        restore_ssh_access(guest_of(guest), guest.user("debian"), [key], replace=False)
+    assert not Path(guest.root, "srv").exists()
+
+
+def test_authorized_keys_file_none_is_refused(guest: GuestFS, tmp_path: Path) -> None:
+    drop_in(guest, "AuthorizedKeysFile none\n")
+    key = make_key(tmp_path, "k")
+    with pytest.raises(FixFailedError, match=r"reads no authorized_keys file for debian .*none"):
+        restore_ssh_access(guest_of(guest), guest.user("debian"), [key], replace=False)

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from cloudrescue.fixes.common import chroot_run
+from cloudrescue.fixes.sandbox import run_in_guest
 from cloudrescue.playbook.actions.base import (
     Action,
     ActionParams,
@@ -53,7 +53,7 @@ def _run(target: Target, params: RunParams, where: Literal["rescue", "chroot"]) 
     stdin = params.stdin.encode() if params.stdin is not None else None
     if where == "chroot":
         files = phase.need_guest().files
-        result = chroot_run(files, params.argv, stdin=stdin, timeout=params.timeout)
+        result = run_in_guest(files, params.argv, stdin=stdin, timeout=params.timeout)
     else:
         result = phase.host.run(params.argv, stdin=stdin, check=False, timeout=params.timeout)
     record = CommandRecord(

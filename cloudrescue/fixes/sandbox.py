@@ -1,0 +1,110 @@
+"""Running the guest's own programs (``sshd -t``, ``visudo``, ``nft -c``, ``update-grub``...)
+without letting them act on the rescue system.
+
+The guest's binaries may be planted by whoever compromised it. They run in a sandbox built on
+the rescue with util-linux and the C library alone (``unshare``, ``mount``, ``findmnt``,
+``chroot``, ``setpriv``, ``ldd``):
+
+* new user, mount, PID, network, IPC and UTS namespaces: the guest program's root has no
+  power over the rescue's own resources, no network, sees no other process;
+* chrooted into the guest's mounted root with **no capability at all** (``setpriv`` empties
+  the bounding, inheritable and ambient sets and sets no_new_privs, so set-id binaries gain
+  nothing): it cannot chroot out, mount, unmount, trace or make device nodes. It stays uid 0,
+  so the guest's root-owned files are its own (sshd reads its host keys, update-grub writes
+  grub.cfg): what it can change is the guest's own tree, as it should;
+* its own ``/proc`` (of the new PID namespace), a tmpfs ``/run``, an empty read-only ``/sys``
+  and a small ``/dev`` (null, zero, full, random, urandom, tty and the guest's own disk
+  devices, which ``grub-probe`` reads) are mounted over whatever the guest has there, chroot
+  binds of the rescue's own included (in the sandbox's mount namespace only);
+* the rescue's ``setpriv`` is bound (read-only) into that ``/dev`` with its C library and
+  started through the rescue's own dynamic loader, so no guest code runs before the
+  capabilities are gone; guest directories that are symlinks (``/dev -> /``) make the sandbox
+  refuse to start;
+* killed with all its children when cloudrescue kills it (``--kill-child``, PID namespace).
+
+When the sandbox cannot be made on this rescue (no user namespaces, no setpriv), the program
+is reported as not runnable (exit status 126) and each fix falls back to what it does without
+the guest's tool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cloudrescue.guestfs import GuestFS
+from cloudrescue.remote.base import CommandResult
+
+GUEST_PROGRAM_TIMEOUT = 300.0
+SETUP_FAILED = 126
+UNSHARE = ("unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork", "--kill-child",
+           "--net", "--ipc", "--uts", "--")  # fmt: skip
+TOOLS = "/dev/.cloudrescue-sandbox"
+DEVICE_NODES = "null zero full random urandom tty"
+SANDBOX = f"""
+fail() {{ echo "cloudrescue sandbox: $*" >&2; exit {SETUP_FAILED}; }}
+root=$1; shift
+for dir in proc dev run sys; do
+    if [ -L "$root/$dir" ]; then fail "the guest's /$dir is a symlink"; fi
+done
+[ -d "$root/proc" ] && [ -d "$root/dev" ] || fail "the guest has no /proc or /dev directory"
+setpriv=$(command -v setpriv) || fail "the rescue has no setpriv"
+loader=$(ldd "$setpriv" | sed -n 's|^[[:space:]]*\\(/[^ ]*\\) (0x.*|\\1|p' | head -n 1)
+libs=$(ldd "$setpriv" | sed -n 's|.* => \\(/[^ ]*\\) (0x.*|\\1|p')
+[ -n "$loader" ] || fail "cannot find the rescue's dynamic loader"
+disks=$(findmnt -R -n -l --nofsroot -o SOURCE --target "$root" 2>/dev/null | sort -u)
+mount --make-rprivate / || fail "no private mount namespace"
+mount -t proc -o nosuid,nodev,noexec proc "$root/proc" || fail "cannot mount its /proc"
+mount -t tmpfs -o mode=0755,size=16m,nosuid cloudrescue-dev "$root/dev" || fail "no /dev"
+for node in {DEVICE_NODES} $disks; do
+    name=${{node#/dev/}}
+    [ -b "/dev/$name" ] || [ -c "/dev/$name" ] || continue
+    case $name in */*) mkdir -p -- "$root/dev/${{name%/*}}" ;; esac
+    : > "$root/dev/$name" && mount --bind -- "/dev/$name" "$root/dev/$name" ||
+        fail "cannot give it /dev/$name"
+done
+ln -s /proc/self/fd "$root/dev/fd"
+mkdir "$root{TOOLS}" || fail "cannot make {TOOLS}"
+for file in "$setpriv" "$loader" $libs; do
+    copy="$root{TOOLS}/${{file##*/}}"
+    : > "$copy" && mount --bind -- "$file" "$copy" && mount -o remount,bind,ro -- "$copy" ||
+        fail "cannot bind $file read-only"
+done
+if [ -d "$root/run" ]; then
+    mount -t tmpfs -o mode=0755,nosuid,nodev cloudrescue-run "$root/run" || fail "no /run"
+    mkdir -p "$root/run/sshd"
+fi
+if [ -d "$root/sys" ]; then
+    mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k cloudrescue-sys "$root/sys" || fail "no /sys"
+fi
+exec chroot -- "$root" "{TOOLS}/${{loader##*/}}" --library-path "{TOOLS}" "{TOOLS}/setpriv" \\
+    --no-new-privs --bounding-set -all --inh-caps -all --ambient-caps -all -- "$@"
+"""
+
+
+def run_in_guest(
+    files: GuestFS,
+    argv: Sequence[str],
+    *,
+    stdin: bytes | None = None,
+    timeout: float = GUEST_PROGRAM_TIMEOUT,
+) -> CommandResult:
+    """Run the guest's own ``argv`` (guest paths) in the sandbox; never raises on failure.
+
+    Exit status 126 or 127 means the program, or the sandbox, cannot run here.
+    """
+    command = [*UNSHARE, "sh", "-c", SANDBOX, "sandbox", files.root, *argv]
+    try:
+        result = files.host.run(command, stdin=stdin, check=False, timeout=timeout)
+    except FileNotFoundError as error:
+        return CommandResult(tuple(argv), 127, "", f"unshare: {error}")
+    return CommandResult(tuple(argv), result.exit_code, result.stdout, result.stderr)
+
+
+def cannot_run(result: CommandResult) -> bool:
+    """Whether a guest program failed to start at all (missing, wrong arch, no loader, no
+    sandbox on this rescue)."""
+    text = result.stderr.lower()
+    return result.exit_code in (SETUP_FAILED, 127) or (
+        result.exit_code != 0
+        and ("exec format error" in text or "unshare failed" in text or "unshare: " in text)
+    )
