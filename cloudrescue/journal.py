@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from cloudrescue.errors import InvalidInputError
+
 JournalState = Literal[
     "rescue-requested", "rescued", "unrescue-requested", "restored", "left-in-rescue", "held"
 ]
@@ -118,6 +120,10 @@ class JournalEntry:
             return False
 
 
+class JournalError(InvalidInputError):
+    """The journal's file or directory is unusable (not a directory, not a database...)."""
+
+
 class Journal:
     """The rescue journal at ``<state dir>/journal.sqlite3``."""
 
@@ -126,14 +132,22 @@ class Journal:
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with closing(sqlite3.connect(self.path, timeout=30)) as db:
-            db.execute(_SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(rescues)")}
-            if "pid_start" not in columns:  # a journal from an earlier version
-                db.execute("ALTER TABLE rescues ADD COLUMN pid_start TEXT NOT NULL DEFAULT ''")
-            with db:
-                yield db
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            with closing(sqlite3.connect(self.path, timeout=30)) as db:
+                db.execute(_SCHEMA)
+                columns = {row[1] for row in db.execute("PRAGMA table_info(rescues)")}
+                if "pid_start" not in columns:  # a journal from an earlier version
+                    db.execute(
+                        "ALTER TABLE rescues ADD COLUMN pid_start TEXT NOT NULL DEFAULT ''"
+                    )
+                with db:
+                    yield db
+        except (OSError, sqlite3.DatabaseError) as error:
+            raise JournalError(
+                f"the rescue journal {self.path} cannot be used: {error}",
+                hint="move it away, or set CLOUDRESCUE_STATE_DIR to a directory of your own",
+            ) from error
 
     def start(self, *, cloud: str, server_id: str, server_name: str, command: str) -> str:
         """Record a rescue about to be requested; returns its run id."""

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from cloudrescue.disks import AskRoot, DiskSession, MountedGuest, RootFilesystem, UnmountReport
 from cloudrescue.errors import (
     CloudRescueError,
+    ConnectionFailedError,
     DiskStillMountedError,
     FixFailedError,
     InvalidInputError,
@@ -129,15 +130,31 @@ def _restore(phase: Phase, error: BaseException, events: Events) -> BaseExceptio
     return failed
 
 
-def _unmount(disks: Disks, name: str, events: Events) -> UnmountReport:
+def _reconnect(reconnect: Callable[[], None], events: Events) -> bool:
+    """Log in to the rescue again (the connection was cut); whether that worked."""
+    try:
+        reconnect()
+    except CloudRescueError as error:
+        events.note(f"could not log in to the rescue system again: {error.message}")
+        return False
+    return True
+
+
+def _unmount(
+    disks: Disks, name: str, events: Events, reconnect: Callable[[], None]
+) -> UnmountReport:
     """Undo the disk session; ``DiskStillMountedError`` unless it is all cleanly undone.
 
-    A first Ctrl-C while unmounting does not stop it (the instance must not be unrescued
-    with its disk mounted); a second one does, and keeps the instance in rescue.
+    What is left after a first pass (the SSH connection cut, a mount still busy) gets a
+    second one, over a new connection. A first Ctrl-C while unmounting does not stop it (the
+    instance must not be unrescued with its disk mounted); a second one does, and keeps the
+    instance in rescue.
     """
     interrupted = False
     try:
         report = disks.unmount()
+        if disks.leftover and _reconnect(reconnect, events):
+            report = disks.unmount()
     except KeyboardInterrupt:
         interrupted = True
         events.note("interrupted while unmounting: finishing the unmount first")
@@ -197,6 +214,8 @@ def open_phase(
         try:
             yield phase
         except BaseException as error:
+            if isinstance(error, ConnectionFailedError):
+                _reconnect(rescued.host.reconnect, events)  # to restore the guest's files
             replacement = _restore(phase, error, events)
             if replacement is error:
                 raise
@@ -204,4 +223,4 @@ def open_phase(
         if mount == "root":
             events.stage("syncing and unmounting the disk")
     finally:
-        phase.unmount = _unmount(disks, rescued.server.name, events)
+        phase.unmount = _unmount(disks, rescued.server.name, events, rescued.host.reconnect)

@@ -16,6 +16,7 @@ runs in unit tests against a fake cloud and a local host.
 from __future__ import annotations
 
 import ipaddress
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 from cloudrescue.cloud.base import CloudBackend, ImageInfo, RescueStarted, ServerInfo
 from cloudrescue.cloud.wait import wait_for_status
 from cloudrescue.errors import (
+    CloudError,
     CloudRescueError,
     ExitStatus,
     HostKeyError,
@@ -41,12 +43,15 @@ from cloudrescue.keys import PublicKey
 from cloudrescue.marks import MARK_KEYS, RescueMark, marks_for, read_mark
 from cloudrescue.remote.base import RemoteHost
 from cloudrescue.remote.hostkeys import AnnouncedHostKeys, announcements_since, parse_console
+from cloudrescue.remote.reconnect import ReconnectingHost
 from cloudrescue.remote.ssh import Endpoint, HostKeyCheck, JumpHost, connect
 from cloudrescue.rescue_access import authorize_rescue_keys, remember_host_key
 
 RESCUE_PASSWORD_BYTES = 24
+FINGERPRINT = re.compile(r"SHA256:[A-Za-z0-9+/]{43}=?")
 RESCUE_USER = "root"
 TRUSTED_HOST_KEY_WAIT = 15.0
+UNRESCUE_ATTEMPTS = 3
 SETTLE_INTERVAL = 0.5
 SETTLE_LIMIT = 10.0
 
@@ -98,16 +103,26 @@ def rescue_settings(
     ``given`` are named as ``RescueSettings`` fields; the bastion comes as text
     (``[user@]host[:port]``) with its key file and expected fingerprint.
     """
-    jump_host = None
-    if jump:
-        try:
-            endpoint = Endpoint.parse(jump, default_user=RESCUE_USER)
-        except ValueError as error:
-            raise InvalidInputError(f"--jump {jump!r}: expected [user@]host[:port]") from error
-        if jump_key is not None and not jump_key.is_file():
-            raise InvalidInputError(f"--jump-key {jump_key}: no such file")
-        jump_host = JumpHost(endpoint, jump_key, jump_fingerprint)
-    return RescueSettings(jump=jump_host, **given)
+    for name, text in (("--image", given.get("image")), ("--address", given.get("address"))):
+        if text is not None and not text.strip():
+            raise InvalidInputError(f"{name} is empty")
+    if jump is None:
+        for name, value in (("--jump-key", jump_key), ("--jump-fingerprint", jump_fingerprint)):
+            if value is not None:
+                raise InvalidInputError(f"{name} is for the bastion: it needs --jump")
+        return RescueSettings(**given)
+    try:
+        endpoint = Endpoint.parse(jump, default_user=RESCUE_USER)
+    except ValueError as error:
+        raise InvalidInputError(f"--jump {jump!r}: expected [user@]host[:port]") from error
+    if jump_key is not None and not jump_key.is_file():
+        raise InvalidInputError(f"--jump-key {jump_key}: no such file")
+    if jump_fingerprint is not None and not FINGERPRINT.fullmatch(jump_fingerprint):
+        raise InvalidInputError(
+            f"--jump-fingerprint {jump_fingerprint!r}: expected SHA256:<43 base64 characters> "
+            "(as `ssh-keygen -lf` prints it)"
+        )
+    return RescueSettings(jump=JumpHost(endpoint, jump_key, jump_fingerprint), **given)
 
 
 @dataclass
@@ -117,7 +132,7 @@ class RescuedInstance:
     server: ServerInfo
     run_id: str
     address: str
-    host: RemoteHost
+    host: ReconnectingHost
     announced: AnnouncedHostKeys | None
     password: str = field(repr=False)
 
@@ -230,13 +245,25 @@ class RescueWorkflow:
             sleep=self._sleep,
         )
 
+    def _console(self, server: ServerInfo) -> str:
+        """The console log; passing API failures are retried for ``host_key_timeout``."""
+        deadline = self._clock() + self.settings.host_key_timeout
+        while True:
+            try:
+                return self.backend.console_output(server.id)
+            except CloudError as error:
+                if self._clock() > deadline:
+                    raise
+                self.events.detail(f"console log unavailable ({error.message}): retrying")
+                self._sleep(self.settings.poll_interval)
+
     def _console_settled(self, server: ServerInfo, console: str) -> str:
         """The console once two reads in a row agree (bounded), so a block is read whole."""
         interval = min(self.settings.poll_interval, SETTLE_INTERVAL)
         deadline = self._clock() + SETTLE_LIMIT
         while self._clock() < deadline:
             self._sleep(interval)
-            again = self.backend.console_output(server.id)
+            again = self._console(server)
             if again == console:
                 break
             console = again
@@ -249,7 +276,7 @@ class RescueWorkflow:
         the guest printed (while shutting down, or in earlier boots) can pass for the rescue's.
         Two different announcements since then are refused: one of them is not the rescue's.
         """
-        baseline = self.backend.console_output(server.id)
+        baseline = self._console(server)
         trust = self.settings.trust_host_key
         limit = self.settings.host_key_timeout
         if trust:
@@ -257,7 +284,7 @@ class RescueWorkflow:
         self.events.stage("reading the rescue's host key fingerprints from the console log")
         deadline = self._clock() + limit
         while True:
-            console = self.backend.console_output(server.id)
+            console = self._console(server)
             if announcements_since(console, baseline) or self._clock() > deadline:
                 break
             self._sleep(self.settings.poll_interval)
@@ -297,14 +324,25 @@ class RescueWorkflow:
         self.journal.update(run_id, "rescued")
         announced = self._announced_host_keys(server)
         self.events.stage(f"logging in to the rescue system at {address}")
-        host = self._connect(
-            Endpoint(address, username=RESCUE_USER),
-            password=password,
-            host_keys=HostKeyCheck(announced, trust_on_first_use=self.settings.trust_host_key),
-            jump=self.settings.jump,
-            wait_seconds=self.settings.ssh_timeout,
-            on_retry=lambda why: self.events.detail(f"waiting for sshd: {why}"),
-        )
+        first: list[str] = []  # the fingerprint the first login verified
+
+        def login() -> RemoteHost:
+            check = HostKeyCheck(announced, trust_on_first_use=self.settings.trust_host_key)
+            if first:  # a reconnection: the key verified at the first login, and no other
+                self.events.note(f"logging in to {address} again (the connection was cut)")
+                check = HostKeyCheck(AnnouncedHostKeys(frozenset(first)))
+            host = self._connect(
+                Endpoint(address, username=RESCUE_USER),
+                password=password,
+                host_keys=check,
+                jump=self.settings.jump,
+                wait_seconds=self.settings.ssh_timeout,
+                on_retry=lambda why: self.events.detail(f"waiting for sshd: {why}"),
+            )
+            first[:] = first or [host.host_key_fingerprint]
+            return host
+
+        host = ReconnectingHost(login)
         if announced is None:
             fingerprint = host.host_key_fingerprint
             trusted = f"host key {fingerprint} trusted on first use (--trust-host-key)"
@@ -314,20 +352,49 @@ class RescueWorkflow:
 
     # -- leaving ----------------------------------------------------------------------------
 
+    def _fresh(self, server: ServerInfo) -> ServerInfo:
+        """The server's state now; passing API failures are retried (as while waiting)."""
+        deadline = self._clock() + self.settings.state_timeout
+        while True:
+            try:
+                return self.backend.get_server(server.id)
+            except NotFoundError:
+                raise
+            except CloudError as error:
+                if self._clock() > deadline:
+                    raise
+                self.events.detail(f"the cloud did not answer ({error.message}): retrying")
+                self._sleep(self.settings.poll_interval)
+
+    def _unrescue(self, server: ServerInfo) -> None:
+        """Ask for the unrescue; an error is checked against the server before it counts (a
+        lost answer to an applied request), a refusal is retried a few times."""
+        for attempt in range(UNRESCUE_ATTEMPTS):
+            try:
+                self.backend.unrescue(server.id)
+                return
+            except CloudRescueError as error:
+                current = self._fresh(server)
+                if current.task_state == "unrescuing" or current.status != "RESCUE":
+                    return  # applied all the same (its answer was lost)
+                if attempt == UNRESCUE_ATTEMPTS - 1:
+                    raise
+                self.events.detail(f"unrescue refused ({error.message}): retrying")
+                self._sleep(float(2**attempt))
+
     def leave(self, server: ServerInfo, run_id: str | None) -> ServerInfo:
         """Unrescue (if still in rescue), wait for ACTIVE, clear marks, close the journal."""
-        current = self.backend.get_server(server.id)
-        if current.task_state == "rescuing" or (
-            current.status not in ("RESCUE", "ACTIVE", "SHUTOFF", "ERROR")
-        ):
+        current = self._fresh(server)
+        if current.task_state or current.status not in ("RESCUE", "ACTIVE", "SHUTOFF", "ERROR"):
+            # A task runs (rescuing, or an unrescue a dead run asked for): let it finish.
             current = self._wait(current, frozenset({"RESCUE", "ACTIVE", "SHUTOFF"}))
         if current.status == "RESCUE":
             if run_id:
                 self.journal.update(run_id, "unrescue-requested")
             self.events.stage(f"leaving rescue: unrescuing {server.name}")
-            self.backend.unrescue(server.id)
+            self._unrescue(current)
             current = self._wait(current, frozenset({"ACTIVE", "SHUTOFF"}))
-        self.backend.clear_marks(server.id, MARK_KEYS)
+        self._clear_marks_quietly(server)
         if run_id:
             self.journal.update(run_id, "restored")
         return current
@@ -431,7 +498,10 @@ class RescueWorkflow:
         try:
             self.backend.clear_marks(server.id, MARK_KEYS)
         except CloudRescueError as error:
-            self.events.note(f"could not clear the cloudrescue mark: {error.message}")
+            self.events.note(
+                f"could not clear the cloudrescue mark of {server.name} ({error.message}): "
+                f"`cloudrescue resume {server.name}` clears it"
+            )
 
     # -- holding, unrescuing, resuming --------------------------------------------------------
 

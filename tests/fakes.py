@@ -10,14 +10,20 @@ the password the cloud was sent and only when the announced host key is the resc
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from cloudrescue.cloud.base import Address, ImageInfo, RescueStarted, ServerInfo
 from cloudrescue.disks import AskRoot, MountedGuest, RootFilesystem, UnmountReport
-from cloudrescue.errors import CloudError, ConnectionFailedError, HostKeyError, NotFoundError
-from cloudrescue.remote.base import FileStat
+from cloudrescue.errors import (
+    CloudError,
+    ConnectionFailedError,
+    HostKeyError,
+    NotFoundError,
+    WrongStateError,
+)
+from cloudrescue.remote.base import CommandResult, FileStat
 from cloudrescue.remote.hostkeys import AnnouncedHostKeys
 from cloudrescue.remote.local import LocalHost
 from cloudrescue.remote.ssh import Endpoint, HostKeyCheck, JumpHost
@@ -92,6 +98,10 @@ class FakeCloud:
     lose_rescue_answer: bool = False
     down_after_rescue: bool = False
     down: bool = False
+    unrescue_errors: int = 0  # 503s before an unrescue request goes through
+    lose_unrescue_answer: bool = False
+    console_errors: int = 0
+    unmark_errors: int = 0
 
     def add(self, name: str, address: str = "203.0.113.10", **extra: object) -> ServerInfo:
         server_id = f"00000000-0000-4000-8000-{len(self.servers):012d}"
@@ -179,11 +189,21 @@ class FakeCloud:
 
     def unrescue(self, server_id: str) -> None:
         self.calls.append(f"unrescue {server_id}")
+        if self.unrescue_errors:
+            self.unrescue_errors -= 1
+            raise CloudError(f"unrescue of {server_id}: HTTP 503: service unavailable")
         fake = self._server(server_id)
+        if fake.info.task_state or fake.info.status != "RESCUE":
+            raise WrongStateError(f"unrescue of {server_id}: HTTP 409: not in rescue")
         fake.task_done_at, fake.task_result = self.clock.now + self.transition, "ACTIVE"
         self._set(fake, task_state="unrescuing")
+        if self.lose_unrescue_answer:
+            raise CloudError(f"unrescue of {server_id}: HTTP 504: gateway timeout")
 
     def console_output(self, server_id: str, length: int | None = None) -> str:
+        if self.console_errors:
+            self.console_errors -= 1
+            raise CloudError(f"console log of {server_id}: HTTP 503: service unavailable")
         server = self._server(server_id)
         self._advance(server)
         return server.console
@@ -198,6 +218,9 @@ class FakeCloud:
 
     def clear_marks(self, server_id: str, keys: tuple[str, ...]) -> None:
         self.calls.append(f"unmark {server_id}")
+        if self.unmark_errors:
+            self.unmark_errors -= 1
+            raise CloudError(f"metadata of {server_id}: HTTP 503: service unavailable")
         server = self._server(server_id)
         kept = {k: v for k, v in server.info.metadata.items() if k not in keys}
         self._set(server, metadata=kept)
@@ -214,10 +237,25 @@ class RescueHost(LocalHost):
         self.endpoint = endpoint
         self.root = root
         self.closed = False
+        self.cut = False  # set it: the connection is gone, every operation fails
         self.host_key_fingerprint = fingerprint
 
     def _at(self, path: str) -> str:
+        if self.cut or self.closed:
+            raise ConnectionFailedError(f"the SSH connection to {self.endpoint} was lost")
         return path if path.startswith(f"{self.root}/") else f"{self.root}{path}"
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        stdin: bytes | None = None,
+        check: bool = True,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> CommandResult:
+        self._at("/")
+        return super().run(argv, stdin=stdin, check=check, timeout=timeout, env=env)
 
     def lstat(self, path: str) -> FileStat | None:
         return super().lstat(self._at(path))

@@ -7,6 +7,7 @@ parse, confirm and render; they import the core lazily so ``cloudrescue --help``
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import signal
 import sys
@@ -94,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     click_errors = importlib.import_module(typer.BadParameter.__module__)
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _stop_on_signal)
+    # Libraries' log records (keystoneauth's discovery warnings) are not for the user's
+    # terminal: errors reach it as one line, from here.
+    logging.getLogger().addHandler(logging.NullHandler())
     _register_commands()
     try:
         # Not standalone, Typer returns the code of a `typer.Exit` (130 for Ctrl-C).
@@ -111,7 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except click_errors.ClickException as error:
-        error.show()
+        _error_line(error.format_message())
+        context = getattr(error, "ctx", None)
+        if context is not None:
+            typer.echo(f"hint: see `{context.command_path} --help`", err=True)
         sys.exit(ExitStatus.USAGE)
     if code == ExitStatus.INTERRUPTED:
         _error_line("interrupted")

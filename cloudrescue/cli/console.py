@@ -9,6 +9,7 @@ import typer
 from cloudrescue.cli import options
 from cloudrescue.cli.render import printable, stdout
 
+CONSOLE_TYPES = ("novnc", "xvpvnc", "spice-html5", "serial", "rdp-html5", "webmks")
 app = typer.Typer(help="The instance's console: its log and its remote (noVNC) console URL.")
 
 
@@ -32,7 +33,7 @@ def url(
     ctx: typer.Context,
     instance: options.Instance,
     console_type: Annotated[
-        str, typer.Option("--type", help="Console type: novnc, xvpvnc, spice-html5, serial.")
+        str, typer.Option("--type", help=f"Console type: {', '.join(CONSOLE_TYPES)}.")
     ] = "novnc",
     full_page: Annotated[
         bool,
@@ -43,6 +44,12 @@ def url(
     ] = False,
 ) -> None:
     """Print a URL of the instance's remote console (works when SSH does not)."""
+    if console_type not in CONSOLE_TYPES:
+        from cloudrescue.errors import InvalidInputError
+
+        raise InvalidInputError(
+            f"--type {console_type!r}: not a console type (one of: {', '.join(CONSOLE_TYPES)})"
+        )
     backend = options.state(ctx).cloud()
     server = backend.find_server(instance)
     address = backend.console_url(server.id, console_type)

@@ -40,7 +40,10 @@ class CliState:
     def cloud(self) -> OpenStackCloud:
         """The cloud backend for this invocation (openstacksdk is imported only now)."""
         from cloudrescue.cloud.openstack import OpenStackCloud
+        from cloudrescue.errors import InvalidInputError
 
+        if self.os_cloud is not None and not self.os_cloud.strip():
+            raise InvalidInputError("--os-cloud (or OS_CLOUD) is empty: name a clouds.yaml entry")
         return OpenStackCloud(self.os_cloud)
 
 

@@ -56,6 +56,7 @@ def execute(
     rescue: RescueOptions,
 ) -> None:
     """Check every value, then rescue the instance, run the playbook and print the report."""
+    from cloudrescue.errors import InvalidInputError
     from cloudrescue.journal import Journal
     from cloudrescue.phase import DiskChoice
     from cloudrescue.playbook.engine import check_values
@@ -63,6 +64,8 @@ def execute(
     from cloudrescue.playbook.runner import run_playbook
     from cloudrescue.rescue import RescueWorkflow
 
+    if repair.disk is not None and not repair.disk.strip():
+        raise InvalidInputError("--disk is empty: a device, UUID=, LABEL= or LV name")
     values = resolve(playbook, given, secret)
     check_values(playbook, values)
     settings = rescue.settings()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
 
 from cloudrescue.cloud.base import Address, ImageInfo, RescueStarted, ServerInfo
@@ -17,6 +19,11 @@ from cloudrescue.errors import (
 )
 
 STABLE_DEVICE_RESCUE = "2.87"
+NO_CLOUD = "no cloud is configured: no clouds.yaml entry was chosen and no OS_* variables are set"
+NO_CLOUD_HINT = (
+    "pass --os-cloud NAME (or set OS_CLOUD) for a clouds.yaml entry, or source your "
+    "openrc.sh; `cloudrescue lab up` makes a local cloud to try things"
+)
 ENVIRONMENT_CLOUD = "envvars"  # the journal's name for a cloud given by OS_* variables
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-?([0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12}$")
 T = TypeVar("T")
@@ -50,12 +57,45 @@ def _api_errors(what: str) -> Iterator[None]:
         raise CloudError(f"{what}: HTTP {status}: {_detail(error)}") from error
     except sdk_exceptions.ConfigException as error:
         raise InvalidInputError(f"cloud configuration: {error}") from error
-    except ksa_exceptions.ConnectFailure as error:
-        raise CloudError(f"{what}: cannot reach the cloud API ({error})") from error
+    except (ksa_exceptions.ConnectFailure, ksa_exceptions.DiscoveryFailure) as error:
+        raise CloudError(f"{what}: cannot reach the cloud API ({_reason(error)})") from error
     except ksa_exceptions.Unauthorized as error:
         raise CloudError(f"{what}: authentication failed (check your credentials)") from error
+    except (ksa_exceptions.MissingRequiredOptions, ksa_exceptions.NoMatchingPlugin) as error:
+        raise InvalidInputError(NO_CLOUD, hint=NO_CLOUD_HINT) from error
     except ksa_exceptions.ClientException as error:
         raise CloudError(f"{what}: {error}") from error
+
+
+def _reason(error: Exception) -> str:
+    """The useful end of a connection error (``[Errno 111] Connection refused``, the URL)."""
+    text = str(error)
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    url = re.search(r"https?://[^\s:'\"]+(?::\d+)?[^\s:'\"]*", text)
+    parts = [errno.group(0) if errno else None, f"at {url.group(0)}" if url else None]
+    return ", ".join(part for part in parts if part) or text.splitlines()[0]
+
+
+def _broken_config() -> str | None:
+    """A clouds.yaml openstacksdk would read but cannot parse (it skips those silently)."""
+    import yaml
+    from openstack.config import loader
+
+    given = os.environ.get("OS_CLIENT_CONFIG_FILE")
+    for name in [*([given] if given else []), *loader.CONFIG_FILES]:
+        path = Path(name)
+        if not path.is_file() or path.suffix == ".json":
+            continue
+        try:
+            yaml.safe_load(path.read_text())
+        except (OSError, UnicodeDecodeError) as error:
+            return f"{path} cannot be read: {error}"
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f":{mark.line + 1}" if mark is not None else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            return f"{path}{where} is not valid YAML ({problem})"
+    return None
 
 
 def _detail(error: Any) -> str:
@@ -97,12 +137,15 @@ class OpenStackCloud:
 
     def __init__(self, cloud: str | None = None) -> None:
         import openstack
-        from openstack import exceptions as sdk_exceptions
 
         try:
-            self._conn = openstack.connect(cloud=cloud) if cloud else openstack.connect()
-        except sdk_exceptions.ConfigException as error:
-            raise InvalidInputError(f"cloud configuration: {error}") from error
+            with _api_errors("cloud configuration"):
+                self._conn = openstack.connect(cloud=cloud) if cloud else openstack.connect()
+        except InvalidInputError as error:
+            broken = _broken_config()
+            if broken is not None:
+                raise InvalidInputError(f"cloud configuration: {broken}") from error
+            raise
         self._name = cloud or self._conn.config.name or ENVIRONMENT_CLOUD
 
     @property
@@ -124,6 +167,8 @@ class OpenStackCloud:
         return self._call("compute version discovery", discover)
 
     def find_server(self, name_or_id: str) -> ServerInfo:
+        if not name_or_id.strip():
+            raise InvalidInputError("an instance name or ID is needed, not an empty one")
         if _UUID.match(name_or_id):
             try:
                 return self.get_server(name_or_id)

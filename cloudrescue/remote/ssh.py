@@ -57,6 +57,8 @@ class Endpoint:
         elif rest.count(":") == 1:
             host, _, port_text = rest.partition(":")
             port = int(port_text)
+        if not host.strip() or not 0 < port < 65536:
+            raise ValueError(f"not [user@]host[:port]: {text!r}")
         return cls(host=host, port=port, username=user or default_user)
 
     def __str__(self) -> str:

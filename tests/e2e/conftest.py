@@ -70,15 +70,20 @@ class E2ELab:
             **kwargs,
         )
 
-    def disk_files(self, instance_id: str) -> dict[str, str]:
-        """Every file on a running instance's disk: relative path -> kind or content hash, mode,
-        owner. Read in the instance's own mount namespace (``/proc/<init>/root``), where its
-        root and fstab filesystems are mounted: nothing is mounted or written to look."""
+    def init_pid(self, instance_id: str) -> int:
+        """The pid of a running instance's init (its guest, or its rescue system)."""
         [pid] = [
             entry.data["pid"]
             for entry in Ledger(StateLayout(self.state).ledger).live()
             if entry.kind == "process" and entry.key == f"{instance_id}:init"
         ]
+        return int(pid)
+
+    def disk_files(self, instance_id: str) -> dict[str, str]:
+        """Every file on a running instance's disk: relative path -> kind or content hash, mode,
+        owner. Read in the instance's own mount namespace (``/proc/<init>/root``), where its
+        root and fstab filesystems are mounted: nothing is mounted or written to look."""
+        pid = self.init_pid(instance_id)
         proc_root = Path(f"/proc/{pid}/root")
         guest = StateLayout(self.state).instance(instance_id).mnt / "root"
         not_disk = {  # proc, sysfs, tmpfs and devpts mounted over the guest's tree

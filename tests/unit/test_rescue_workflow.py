@@ -413,3 +413,30 @@ def test_a_reused_pid_is_not_taken_for_the_run(tmp_path: Path) -> None:
     assert entry.process_alive and entry.pid_start
     reused = dataclasses.replace(entry, pid=os.getppid(), pid_start="1")
     assert not reused.process_alive
+
+
+def test_resume_after_the_unrescue_was_asked_waits_for_it(rig: Rig) -> None:
+    rig.workflow().hold(rig.server)
+    [entry] = rig.journal.entries()
+    rig.cloud.unrescue(rig.server.id)  # the run died right after asking
+    assert rig.status() == "RESCUE/unrescuing"
+    assert rig.workflow().resume(entry) == "web-1: unrescued, now ACTIVE"
+    assert rig.cloud.calls.count(f"unrescue {rig.server.id}") == 1
+
+
+@pytest.mark.parametrize(
+    "fault",
+    ["unrescue_errors", "lose_unrescue_answer", "console_errors", "unmark_errors"],
+)
+def test_passing_api_failures_do_not_leave_it_in_rescue(rig: Rig, fault: str) -> None:
+    setattr(rig.cloud, fault, 1 if fault.endswith("errors") else True)
+    with rig.workflow().session(rig.server, command="test") as rescued:
+        assert rescued.announced is not None
+    assert rig.status() == "ACTIVE/-"
+    assert rig.states() == ["restored"]
+    if fault == "unmark_errors":  # the mark stays, and says so; resume NAME clears it
+        assert any("cloudrescue resume web-1" in m for m in rig.events.messages)
+        marked = rig.cloud.servers[rig.server.id].info
+        assert read_mark(marked) is not None
+        assert "unrescued" in rig.workflow().resume_marked(marked)
+        assert read_mark(rig.cloud.servers[rig.server.id].info) is None

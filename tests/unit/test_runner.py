@@ -83,12 +83,13 @@ class Run:
         self.disks = TreeDisks(self.tree)
         self.events = RecordingEvents()
         self.journal = Journal(tmp_path / "state")
+        self.workflow_connect = FakeConnect(self.cloud, self.rescue_root)
         self.workflow = RescueWorkflow(
             self.cloud,
             self.journal,
             self.events,
             RescueSettings(),
-            connect=FakeConnect(self.cloud, self.rescue_root),
+            connect=self.workflow_connect,
             clock=self.clock,
             sleep=self.clock.sleep,
         )
@@ -238,4 +239,29 @@ def test_one_ctrl_c_while_unmounting_finishes_the_unmount_then_unrescues(run: Ru
     with pytest.raises(KeyboardInterrupt):
         run.play(EDIT)
     assert "interrupted while unmounting: finishing the unmount first" in run.events.messages
+    run.left_alone()
+
+
+def test_a_cut_connection_is_logged_in_again_to_restore_and_unmount(run: Run) -> None:
+    before = snapshot(run.tree)
+
+    def cut_after_the_first_change(step: StepReport) -> None:
+        if step.status == "changed":
+            run.workflow_connect.hosts[-1].cut = True
+
+    playbook = load(FAILING)
+    with pytest.raises(FixFailedError, match=r"was lost; restored 1 change\(s\) from backups"):
+        run_playbook(
+            run.workflow,
+            run.server,
+            playbook,
+            resolve(playbook, {}, no_secret),
+            dry_run=False,
+            disk=DiskChoice(),
+            on_step=cut_after_the_first_change,
+            open_disks=lambda host, mountpoint: run.disks,
+        )
+    assert snapshot(run.tree) == before
+    assert len(run.workflow_connect.hosts) == 2  # the second login, pinned to the first key
+    assert "logging in to 203.0.113.10 again (the connection was cut)" in run.events.messages
     run.left_alone()
