@@ -24,7 +24,7 @@ from rich.table import Table
 
 from cloudrescue.cli.render import stderr, stdout
 from cloudrescue.lab.layout import default_state_dir
-from cloudrescue.lab.model import FAMILIES, VARIANTS
+from cloudrescue.lab.model import DEFAULT_ANNOUNCE_DELAY, FAMILIES, VARIANTS
 from cloudrescue.lab.scenarios import SCENARIOS
 
 app = typer.Typer(
@@ -125,6 +125,14 @@ def up(
         float,
         typer.Option("--transition-delay", min=0, help="Seconds each nova state change takes."),
     ] = 1.0,
+    announce_delay: Annotated[
+        float,
+        typer.Option(
+            "--announce-delay",
+            min=0,
+            help="Seconds from RESCUE until the rescue prints its SSH host keys on the console.",
+        ),
+    ] = DEFAULT_ANNOUNCE_DELAY,
 ) -> None:
     """Start a lab (needs root): images (cached), network, daemon, instances, clouds.yaml.
 
@@ -140,6 +148,7 @@ def up(
             variant=variant,  # type: ignore[arg-type] # checked by _choice
             transition_delay=transition_delay,
             progress=display,
+            announce_delay=announce_delay,
         )
     config = result.config
     _print(

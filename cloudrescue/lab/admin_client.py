@@ -92,6 +92,11 @@ class AdminClient:
         """Break instance ``ref`` with ``scenario``."""
         return self.call("POST", f"/instances/{ref}/break", {"scenario": scenario})
 
+    def write_files(self, ref: str, files: list[dict[str, Any]]) -> dict[str, Any]:
+        """Write ``files`` (``{"path", "content", "mode"?, "uid"?, "gid"?}``) on instance
+        ``ref``'s disk; it reboots with them."""
+        return self.call("POST", f"/instances/{ref}/files", {"files": files})
+
     def faults(self, method: str = "GET", body: dict[str, Any] | None = None) -> dict[str, Any]:
         """The daemon's injected faults (``PUT`` merges ``body``, ``DELETE`` clears)."""
         return self.call(method, "/faults", body)

@@ -78,6 +78,7 @@ class BootPlan:
     serial: str | None = None
     rescue_disk: str | None = None
     forge_host_keys: bool = False
+    defer_host_keys: bool = False  # the rescue's host-key block: the runtime prints it later
     stable_device: bool = False
     gateway: str | None = None  # the cloud's router (the DHCP answer's default route)
 

@@ -1,8 +1,13 @@
-"""The serial console of an instance: systemd-style boot lines and cloud-init's host-key blocks."""
+"""The serial console of an instance: systemd-style boot lines and cloud-init's host-key blocks.
+
+The inits write it while they boot; the runtime appends to it too (a rescue's deferred
+host-key block, what a guest prints while it shuts down), always in append mode.
+"""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -16,6 +21,35 @@ Cannot open access to console, the root account is locked.
 See sulogin(8) man page for more details.
 
 Press Enter to continue."""
+
+
+CLOUD_INIT = "Cloud-init v. 22.4.2"  # the version the lab's cloud-init lines name
+BEGIN_FINGERPRINTS = "-----BEGIN SSH HOST KEY FINGERPRINTS-----"
+BEGIN_KEYS = "-----BEGIN SSH HOST KEY KEYS-----"
+
+
+@dataclass(frozen=True)
+class HostKeys:
+    """What cloud-init announces of a system's host keys: ``ssh-keygen -l`` lines and the
+    public key lines (JSON-able, so an init can hand them to the runtime to print later)."""
+
+    fingerprints: list[str]
+    keys: list[str]
+
+    @classmethod
+    def of(cls, public_keys: list[Path]) -> HostKeys:
+        """The announcement of ``public_keys`` (``*.pub`` files)."""
+        return cls(
+            [run(["ssh-keygen", "-l", "-f", str(key)]).stdout.strip() for key in public_keys],
+            [key.read_text().strip() for key in public_keys],
+        )
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"fingerprints": list(self.fingerprints), "keys": list(self.keys)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, list[str]]) -> HostKeys:
+        return cls([str(line) for line in data["fingerprints"]], [str(k) for k in data["keys"]])
 
 
 class Console:
@@ -48,15 +82,22 @@ class Console:
 
     def host_keys(self, public_keys: list[Path]) -> None:
         """cloud-init's fingerprint and key blocks for ``public_keys`` (``*.pub`` files)."""
-        self.cloud_init("#" * 61)
-        self.cloud_init("-----BEGIN SSH HOST KEY FINGERPRINTS-----")
-        for key in public_keys:
-            self.cloud_init(run(["ssh-keygen", "-l", "-f", str(key)]).stdout.strip())
-        self.cloud_init("-----END SSH HOST KEY FINGERPRINTS-----")
-        self.cloud_init("#" * 61)
-        self.line("-----BEGIN SSH HOST KEY KEYS-----")
-        for key in public_keys:
-            self.line(key.read_text().strip())
+        self.announce(HostKeys.of(public_keys))
+
+    def announce(self, keys: HostKeys, *, fingerprints: bool = True) -> None:
+        """cloud-init's blocks for ``keys``: the fingerprints (through syslog, framed by
+        ``#`` lines), then the public keys; only the keys block when ``fingerprints`` is
+        False (what a guest printing a bare block shows)."""
+        if fingerprints:
+            self.cloud_init("#" * 61)
+            self.cloud_init(BEGIN_FINGERPRINTS)
+            for line in keys.fingerprints:
+                self.cloud_init(line)
+            self.cloud_init("-----END SSH HOST KEY FINGERPRINTS-----")
+            self.cloud_init("#" * 61)
+        self.line(BEGIN_KEYS)
+        for line in keys.keys:
+            self.line(line)
         self.line("-----END SSH HOST KEY KEYS-----")
 
     def close(self) -> None:

@@ -24,13 +24,12 @@ from typing import NoReturn
 from cloudrescue.errors import LabError
 from cloudrescue.lab import boot_firewall, init_common, netconfig
 from cloudrescue.lab.bootplan import BootPlan
-from cloudrescue.lab.consolelog import EMERGENCY, Console
+from cloudrescue.lab.consolelog import CLOUD_INIT, EMERGENCY, Console
 from cloudrescue.lab.fstab_mounts import mount_fstab, mount_root, plan_devices, root_device
 from cloudrescue.lab.guest_files import KERNEL_VERSION
 from cloudrescue.lab.mounting import prepare_root
 
 JOURNAL_RESERVE = 1024 * 1024
-CLOUD_INIT_VERSION = "Cloud-init v. 22.4.2"
 ETC_HOSTS = (  # cloud-init's hosts.debian.tmpl (manage_etc_hosts): sudo resolves the hostname
     "127.0.1.1 {hostname} {hostname}\n127.0.0.1 localhost\n\n"
     "# The following lines are desirable for IPv6 capable hosts\n"
@@ -102,7 +101,7 @@ def _first_boot(root: Path, plan: BootPlan, console: Console) -> None:
             return
     except FileNotFoundError:
         pass
-    console.cloud_init(f"{CLOUD_INIT_VERSION} running 'init' (first boot of this instance)")
+    console.cloud_init(f"{CLOUD_INIT} running 'init' (first boot of this instance)")
     (root / "etc/hostname").write_text(plan.hostname + "\n")
     (root / "etc/hosts").write_text(ETC_HOSTS.format(hostname=plan.hostname))
     entry = _passwd_entry(root, plan.default_user)
@@ -152,7 +151,7 @@ def boot(plan: BootPlan, fd: int) -> NoReturn:
     prepare_root(root, plan_devices(plan), visible=visible)
     _network_and_firewall(root, plan, console)
     _first_boot(root, plan, console)
-    console.cloud_init(f"{CLOUD_INIT_VERSION} running 'modules:final'")
+    console.cloud_init(f"{CLOUD_INIT} running 'modules:final'")
     console.host_keys(init_common.ensure_host_keys(root))
     issue = f"{init_common.pretty_name(root)} {plan.hostname} ttyS0"
     init_common.start_sshd(root, console, fd, issue=issue, hostname=plan.hostname)

@@ -8,15 +8,32 @@ import os
 from pathlib import Path
 from typing import NoReturn
 
-from cloudrescue.lab.consolelog import Console
+from cloudrescue.lab.consolelog import Console, HostKeys
 from cloudrescue.lab.system import run
 
 KEY_TYPES = ("rsa", "ecdsa", "ed25519")
+DEFAULT_SSH_PORT = 22
 
 
-def report(fd: int, outcome: str, *, sshd: bool) -> None:
-    """Tell the runtime how the boot went (one JSON line on the report pipe) and close it."""
-    os.write(fd, (json.dumps({"outcome": outcome, "sshd": sshd}) + "\n").encode())
+def report(
+    fd: int,
+    outcome: str,
+    *,
+    sshd: bool,
+    ports: list[int] | None = None,
+    host_keys: HostKeys | None = None,
+) -> None:
+    """Tell the runtime how the boot went (one JSON line on the report pipe) and close it.
+
+    ``ports`` are the TCP ports sshd will listen on; ``host_keys`` the announcement the
+    runtime is to print later (a rescue whose cloud-init is slower than nova).
+    """
+    message: dict[str, object] = {"outcome": outcome, "sshd": sshd}
+    if ports is not None:
+        message["ports"] = ports
+    if host_keys is not None:
+        message["host_keys"] = host_keys.to_json()
+    os.write(fd, (json.dumps(message) + "\n").encode())
     os.close(fd)
 
 
@@ -80,10 +97,43 @@ def check_sshd(root: Path) -> str | None:
     return (result.stderr or result.stdout).strip() or f"sshd -t exited {result.returncode}"
 
 
-def start_sshd(root: Path, console: Console, fd: int, *, issue: str, hostname: str) -> NoReturn:
+def listen_ports(root: Path) -> list[int]:
+    """The TCP ports the disk's own sshd will listen on, as its ``sshd -T`` says.
+
+    The disk's sshd is the authority on its configuration (``Include`` of drop-ins, ``Port``
+    given several times — every one counts —, ``ListenAddress host:port``); the lab only reads
+    the ports off the effective configuration it prints. 22 when it prints none.
+    """
+    return effective_ports(run(["chroot", str(root), "/usr/sbin/sshd", "-T"], check=False).stdout)
+
+
+def effective_ports(config: str) -> list[int]:
+    """The listening ports in ``sshd -T`` output: its ``listenaddress`` lines (sshd prints one
+    per address and port it binds), else its ``port`` lines, else 22."""
+    ports: list[int] = []
+    listen: list[int] = []
+    for line in config.splitlines():
+        keyword, _, value = line.strip().partition(" ")
+        if keyword == "port" and value.isdigit():
+            ports.append(int(value))
+        elif keyword == "listenaddress" and value.rpartition(":")[2].isdigit():
+            listen.append(int(value.rpartition(":")[2]))
+    return list(dict.fromkeys(listen or ports)) or [DEFAULT_SSH_PORT]
+
+
+def start_sshd(
+    root: Path,
+    console: Console,
+    fd: int,
+    *,
+    issue: str,
+    hostname: str,
+    deferred_host_keys: HostKeys | None = None,
+) -> NoReturn:
     """Check the disk's sshd configuration, report, and become sshd (or idle when it fails).
 
-    ``issue`` is the console's login banner line (``Debian GNU/Linux 12 host ttyS0``).
+    ``issue`` is the console's login banner line (``Debian GNU/Linux 12 host ttyS0``);
+    ``deferred_host_keys`` goes to the runtime with the report, for it to print later.
     """
     error = check_sshd(root)
     if error is not None:
@@ -91,15 +141,16 @@ def start_sshd(root: Path, console: Console, fd: int, *, issue: str, hostname: s
         for line in error.splitlines():
             console.line(f"sshd: {line}")
         console.close()
-        report(fd, "running", sshd=False)
+        report(fd, "running", sshd=False, host_keys=deferred_host_keys)
         idle()
+    ports = listen_ports(root)
     console.ok("Started ssh.service - OpenBSD Secure Shell server.")
     console.line()
     console.line(issue)
     console.line()
     console.line(f"{hostname} login: ")
     console.close()
-    report(fd, "running", sshd=True)
+    report(fd, "running", sshd=True, ports=ports, host_keys=deferred_host_keys)
     exec_sshd(root)
 
 

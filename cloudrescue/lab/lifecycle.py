@@ -29,7 +29,7 @@ from cloudrescue.lab import cloudsyaml, netns, processes
 from cloudrescue.lab.admin_client import AdminClient, DaemonUnreachableError
 from cloudrescue.lab.layout import StateLayout
 from cloudrescue.lab.ledger import Ledger
-from cloudrescue.lab.model import Family, LabConfig, Variant
+from cloudrescue.lab.model import DEFAULT_ANNOUNCE_DELAY, Family, LabConfig, Variant
 from cloudrescue.lab.rootfs import cache_lock, rescue_image
 from cloudrescue.lab.system import require_root, run
 from cloudrescue.lab.templates import template
@@ -135,7 +135,9 @@ def _build_images(variant: Variant, progress: UpProgress) -> None:
     rescue_image(progress.step)
 
 
-def _allocate(state: StateLayout, ledger: Ledger, transition_delay: float) -> LabConfig:
+def _allocate(
+    state: StateLayout, ledger: Ledger, transition_delay: float, announce_delay: float
+) -> LabConfig:
     """Pick the lab id, a free /24 and a free port; make the bridge (under a machine lock)."""
     with cache_lock("network"):
         subnet = netns.free_subnet()
@@ -149,6 +151,7 @@ def _allocate(state: StateLayout, ledger: Ledger, transition_delay: float) -> La
             subnet=str(subnet),
             gateway=gateway,
             transition_delay=transition_delay,
+            announce_delay=announce_delay,
             created=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         state.lab_json.write_text(json.dumps(config.to_json(), indent=1))
@@ -256,6 +259,7 @@ def up(
     variant: Variant,
     transition_delay: float,
     progress: UpProgress,
+    announce_delay: float = DEFAULT_ANNOUNCE_DELAY,
 ) -> UpResult:
     """Start a lab in ``state_dir`` (see the module docstring)."""
     require_root("`cloudrescue lab up`")
@@ -267,7 +271,7 @@ def up(
         try:
             _build_images(variant, progress)
             progress.step("allocating the lab network")
-            config = _allocate(state, ledger, transition_delay)
+            config = _allocate(state, ledger, transition_delay, announce_delay)
             credentials = _write_secrets(state, config)
             progress.step(f"starting the lab daemon on 127.0.0.1:{config.api_port}")
             daemon = _spawn_daemon(state, ledger, config, instances, variant)

@@ -8,6 +8,7 @@ from typing import Any, Literal
 Variant = Literal["ext4", "xfs", "lvm", "btrfs"]
 Family = Literal["debian", "rhel"]
 BootOutcome = Literal["running", "emergency"]
+ShutdownHostKeys = Literal["fingerprints", "keys"]
 
 VARIANTS: tuple[Variant, ...] = ("ext4", "xfs", "lvm", "btrfs")
 FAMILIES: tuple[Family, ...] = ("debian", "rhel")
@@ -52,6 +53,15 @@ class RescueRequest:
     image_id: str
     stable_device: bool = False
     forge_host_key_fingerprints: bool = False
+    defer_host_keys: bool = False  # printed later, by ``LabRuntime.announce_host_keys``
+    guest_host_keys_at_shutdown: ShutdownHostKeys | None = None
+
+
+# Seconds from RESCUE to the rescue's host-key block: real clouds take 10 s or more (nova shows
+# RESCUE once the rescue VM is powered on; cloud-init's modules:final comes after its boot).
+# The lab's default stays short for the tests, but twice cloudrescue's 1 s status poll, so a
+# client that reads the console once it sees RESCUE still finds the block printed after it.
+DEFAULT_ANNOUNCE_DELAY = 2.0
 
 
 @dataclass
@@ -66,6 +76,7 @@ class LabConfig:
     gateway: str
     cloud_name: str = "lab"
     transition_delay: float = 1.0
+    announce_delay: float = DEFAULT_ANNOUNCE_DELAY  # RESCUE -> the rescue's host-key block
     created: str = ""
     daemon_pid: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -3,7 +3,9 @@
 ``nsenter --net=<netns> unshare --mount --pid --uts --ipc --fork --kill-child`` runs the init
 module as pid 1 of a new pid namespace; killing the outer ``unshare`` kills that pid 1 and with
 it every process and mount of the instance. The init reports its outcome on a pipe (one JSON
-line) before it execs the disk's own sshd.
+line: outcome, whether sshd starts, the ports it will listen on) before it execs the disk's
+own sshd; the runtime waits until one of those ports listens. A boot that fails on the way
+(no report, sshd never listening) is killed with everything it started.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cloudrescue.errors import LabError
+from cloudrescue.lab.consolelog import HostKeys
 from cloudrescue.lab.ledger import Entry, Ledger
 from cloudrescue.lab.netns import NETNS_DIR
 
@@ -40,6 +43,8 @@ class InitProcess:
     popen: subprocess.Popen[bytes] | None
     outcome: str = ""
     sshd: bool = False
+    ports: tuple[int, ...] = (22,)
+    host_keys: HostKeys | None = None  # an announcement the init left to the runtime
 
     def stop(self) -> None:
         """Kill the init (its namespaces and everything in them go with it); reap it."""
@@ -121,19 +126,34 @@ def spawn_init(
     ledger.record("process", key, pid=popen.pid, start=start_time(popen.pid))
     assert popen.stdin is not None
     try:
-        if secret is not None:
-            popen.stdin.write(secret)
-        popen.stdin.close()
-        report = _read_report(read_end, popen, log)
+        try:
+            if secret is not None:
+                popen.stdin.write(secret)
+            popen.stdin.close()
+            report = _read_report(read_end, popen, log)
+        finally:
+            os.close(read_end)
+        process = _process(popen, report)
+        if process.sshd:
+            wait_listening(popen.pid, process.ports)
     except BaseException:
-        kill(popen)
+        kill(popen)  # a boot that fails leaves nothing running: its namespaces go with it
+        ledger.forget("process", key)
         raise
-    finally:
-        os.close(read_end)
-    process = InitProcess(popen.pid, popen, str(report["outcome"]), bool(report.get("sshd")))
-    if process.sshd:
-        wait_listening(popen.pid, 22)
     return process
+
+
+def _process(popen: subprocess.Popen[bytes], report: dict[str, object]) -> InitProcess:
+    ports = report.get("ports")
+    keys = report.get("host_keys")
+    return InitProcess(
+        popen.pid,
+        popen,
+        str(report["outcome"]),
+        bool(report.get("sshd")),
+        tuple(int(p) for p in ports) if isinstance(ports, list) and ports else (22,),
+        HostKeys.from_json(keys) if isinstance(keys, dict) else None,
+    )
 
 
 def _read_report(fd: int, popen: subprocess.Popen[bytes], log: Path) -> dict[str, object]:
@@ -167,12 +187,15 @@ def _listening(pid: int, port: int) -> bool:
     return False
 
 
-def wait_listening(pid: int, port: int) -> None:
-    """Wait until something in ``pid``'s network namespace listens on TCP ``port``."""
+def wait_listening(pid: int, ports: tuple[int, ...]) -> None:
+    """Wait until something in ``pid``'s network namespace listens on one of TCP ``ports``."""
     deadline = time.monotonic() + LISTEN_TIMEOUT
-    while not _listening(pid, port):
-        if time.monotonic() > deadline:
-            raise LabError(f"sshd did not start listening within {LISTEN_TIMEOUT:.0f}s")
+    while not any(_listening(pid, port) for port in ports):
+        if time.monotonic() > deadline or not alive(pid):
+            listed = ", ".join(str(port) for port in ports)
+            raise LabError(
+                f"sshd did not start listening on port {listed} within {LISTEN_TIMEOUT:g}s"
+            )
         time.sleep(0.02)
 
 

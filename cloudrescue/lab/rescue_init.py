@@ -6,6 +6,10 @@ loop device is shared by every rescue) and a tmpfs upper layer; the image is als
 ``/media/root-ro`` so ``lsblk`` shows it as the rescue's own, mounted disk. The instance's
 disk, its partitions and its config drive appear as unmounted block devices (``/sys/block``
 filtered, a udev database like coldplug writes). Host keys are fresh each rescue.
+
+With ``defer_host_keys`` in the plan the fingerprint block is not printed here but handed to
+the runtime with the report: the lab daemon prints it a while after nova shows RESCUE, as a
+real rescue's cloud-init does (its ``modules:final`` stage runs after sshd is up).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import NoReturn
 
 from cloudrescue.lab import boot_firewall, init_common
 from cloudrescue.lab.bootplan import BootPlan
-from cloudrescue.lab.consolelog import Console
+from cloudrescue.lab.consolelog import CLOUD_INIT, Console, HostKeys
 from cloudrescue.lab.mounting import Devices, mount, prepare_root
 from cloudrescue.lab.system import run
 
@@ -59,13 +63,22 @@ def boot(plan: BootPlan, fd: int, password: bytes) -> NoReturn:
     console.ok("Started networking (DHCP).")
     init_common.configure_eth0([plan.address], console, plan.mac, plan.gateway)
     run(["chroot", str(root), "chpasswd"], stdin=b"root:" + password.strip(b"\r\n") + b"\n")
-    console.cloud_init("Cloud-init v. 22.4.2 running 'modules:final' (rescue)")
     keys = init_common.ensure_host_keys(root)
     if plan.forge_host_keys:
         keys = init_common.forged_keys(plan.hostname, mnt / "rescue-rw" / "forged")
-    console.host_keys(keys)
+    announcement = HostKeys.of(keys)
+    if not plan.defer_host_keys:
+        console.cloud_init(f"{CLOUD_INIT} running 'modules:final' (rescue)")
+        console.announce(announcement)
     issue = f"Debian GNU/Linux 12 {plan.hostname} ttyS0 (rescue system)"
-    init_common.start_sshd(root, console, fd, issue=issue, hostname=plan.hostname)
+    init_common.start_sshd(
+        root,
+        console,
+        fd,
+        issue=issue,
+        hostname=plan.hostname,
+        deferred_host_keys=announcement if plan.defer_host_keys else None,
+    )
 
 
 def main(argv: list[str]) -> None:

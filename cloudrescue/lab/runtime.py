@@ -13,18 +13,27 @@ import os
 import shutil
 import subprocess
 import threading
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cloudrescue.errors import ConflictError, LabError, NotFoundError
+from cloudrescue.errors import ConflictError, InvalidInputError, LabError, NotFoundError
 from cloudrescue.lab import instance_disks, loopdev, netns, processes, scenarios
 from cloudrescue.lab.bootplan import BootPlan, DiskLayout, PlanKind
+from cloudrescue.lab.consolelog import CLOUD_INIT, Console, HostKeys
+from cloudrescue.lab.disk_files import REFUSED, GuestFile
+from cloudrescue.lab.init_common import forged_keys
 from cloudrescue.lab.instance_disks import AttachedDisks
 from cloudrescue.lab.layout import InstancePaths, StateLayout
 from cloudrescue.lab.ledger import Entry, Ledger, UndoHandler
 from cloudrescue.lab.loopdev import LoopDevice, attach, undo_loop, undo_node
-from cloudrescue.lab.model import BootOutcome, InstanceSpec, LabConfig, RescueRequest
+from cloudrescue.lab.model import (
+    BootOutcome,
+    InstanceSpec,
+    LabConfig,
+    RescueRequest,
+    ShutdownHostKeys,
+)
 from cloudrescue.lab.rootfs import rescue_image
 from cloudrescue.lab.system import private_mount_module
 from cloudrescue.lab.templates import template
@@ -54,6 +63,7 @@ class _Instance:
     lvs: dict[str, str] = field(default_factory=dict)
     init: processes.InitProcess | None = None
     mode: Mode = "stopped"
+    pending_host_keys: HostKeys | None = None  # the rescue's block, not printed yet
 
 
 class LabRuntime:
@@ -66,6 +76,7 @@ class LabRuntime:
         self._instances: dict[str, _Instance] = {}
         self._lock = threading.Lock()
         self._rescue_lock = threading.Lock()
+        self._console_lock = threading.Lock()
         self._rescue_disk: LoopDevice | None = None
 
     # -- helpers ---------------------------------------------------------------------------
@@ -141,6 +152,7 @@ class LabRuntime:
             serial=spec.volume_id[:SERIAL_LENGTH] if spec.volume_id else None,
             rescue_disk=self._rescue_disk.name if kind == "rescue" and self._rescue_disk else None,
             forge_host_keys=bool(request and request.forge_host_key_fingerprints),
+            defer_host_keys=bool(request and request.defer_host_keys),
             stable_device=bool(request and request.stable_device),
             gateway=self.config.gateway,
         )
@@ -157,6 +169,8 @@ class LabRuntime:
             )
 
     def _stop(self, instance: _Instance) -> None:
+        with self._console_lock:
+            instance.pending_host_keys = None  # a system that is off prints nothing more
         if instance.init is not None:
             instance.init.stop()
             self.ledger.forget("process", f"{instance.spec.id}:init")
@@ -237,16 +251,67 @@ class LabRuntime:
         self._stop(self._get(spec))
 
     def rescue(self, spec: InstanceSpec, request: RescueRequest) -> None:
-        """Stop the instance and start a rescue system at its address."""
+        """Stop the instance and start a rescue system at its address.
+
+        With ``request.defer_host_keys`` the rescue's host-key block is not on the console
+        yet when this returns: ``announce_host_keys`` prints it.
+        """
         instance = self._get(spec)
         if instance.mode == "rescue":
             raise ConflictError(f"instance {spec.name} is already in rescue")
         self._ensure_rescue_disk()
+        if request.guest_host_keys_at_shutdown and instance.mode == "guest":
+            self._print_guest_host_keys(instance, request.guest_host_keys_at_shutdown)
         self._stop(instance)
         plan = self._plan(instance, "rescue", request)
         self._start(instance, plan, secret=request.admin_password.encode())
         if instance.init is not None and not instance.init.sshd:
+            self._stop(instance)
             raise LabError(f"the rescue system of {spec.name} started without sshd")
+        if instance.init is not None and request.defer_host_keys:
+            with self._console_lock:
+                instance.pending_host_keys = instance.init.host_keys
+
+    def announce_host_keys(self, spec: InstanceSpec) -> bool:
+        """Print the rescue's deferred host-key block (cloud-init's ``modules:final``, which
+        on a real cloud runs a while after nova reports RESCUE); False when there is none
+        (already printed, or the rescue system is gone)."""
+        try:
+            instance = self._get(spec)
+        except NotFoundError:
+            return False
+        with self._console_lock:
+            keys, instance.pending_host_keys = instance.pending_host_keys, None
+            if keys is None or instance.mode != "rescue":
+                return False
+            console = Console(instance.paths.console)
+            try:
+                console.cloud_init(f"{CLOUD_INIT} running 'modules:final' (rescue)")
+                console.announce(keys)
+                console.cloud_init(f"{CLOUD_INIT} finished (rescue)")
+            finally:
+                console.close()
+        return True
+
+    def _print_guest_host_keys(self, instance: _Instance, kind: ShutdownHostKeys) -> None:
+        """What a hostile guest can do while it is shut down for a rescue: print a host-key
+        block of keys nobody uses (``fingerprints``: cloud-init's two blocks; ``keys``: a bare
+        keys block) on its console, where the rescue's own block will follow."""
+        scratch = instance.paths.root / "shutdown-keys"
+        shutil.rmtree(scratch, ignore_errors=True)
+        try:
+            keys = HostKeys.of(forged_keys(instance.spec.name, scratch))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        with self._console_lock:
+            console = Console(instance.paths.console)
+            try:
+                console.line("[  OK  ] Stopped target graphical.target - Graphical Interface.")
+                console.announce(keys, fingerprints=kind == "fingerprints")
+                console.line("[  OK  ] Reached target shutdown.target - System Shutdown.")
+                console.line("reboot: Power down")
+            finally:
+                console.close()
 
     def unrescue(self, spec: InstanceSpec) -> BootOutcome:
         """Stop the rescue system and boot the instance from its (maybe repaired) disk."""
@@ -270,6 +335,27 @@ class LabRuntime:
     def break_instance(self, spec: InstanceSpec, scenario: str) -> str:
         """Stop the instance, damage its disk with ``scenario``, boot it; the damage done."""
         scenarios.get(scenario)
+        what = f"breaking {spec.name} ({scenario})"
+        return self._edit_offline(spec, what, "cloudrescue.lab.damage", [scenario])
+
+    def write_files(self, spec: InstanceSpec, files: list[GuestFile]) -> str:
+        """Stop the instance, write ``files`` on its disk (root-anchored), boot it; what was
+        written. For a guest configuration no break scenario makes."""
+        GuestFile.check_all(files)  # InvalidInputError before the instance is touched
+        payload = json.dumps([asdict(wanted) for wanted in files])
+        what = f"writing files on {spec.name}"
+        return self._edit_offline(spec, what, "cloudrescue.lab.disk_files", [], payload)
+
+    def _edit_offline(
+        self,
+        spec: InstanceSpec,
+        what: str,
+        module: str,
+        args: list[str],
+        stdin: str = "",
+    ) -> str:
+        """Stop the instance, run ``module <plan> args`` on its disk in a mount namespace of
+        its own, boot the instance again; the module's ``detail``."""
         instance = self._get(spec)
         if instance.mode == "rescue":
             raise ConflictError(f"instance {spec.name} is in rescue")
@@ -277,7 +363,8 @@ class LabRuntime:
         self._map_lvs(instance)
         path = self._write_plan(instance, self._plan(instance, "guest"))
         result = subprocess.run(
-            private_mount_module("cloudrescue.lab.damage", str(path), scenario),
+            private_mount_module(module, str(path), *args),
+            input=stdin,
             capture_output=True,
             text=True,
             check=False,
@@ -286,7 +373,9 @@ class LabRuntime:
         self.boot(spec)
         if result.returncode != 0:
             lines = result.stderr.strip().splitlines() or ["no output"]
-            raise LabError(f"breaking {spec.name} ({scenario}) failed: {lines[-1]}")
+            if module == "cloudrescue.lab.disk_files" and result.returncode == REFUSED:
+                raise InvalidInputError(f"{what} refused: {lines[-1]}")
+            raise LabError(f"{what} failed: {lines[-1]}")
         detail: str = json.loads(result.stdout.strip().splitlines()[-1])["detail"]
         return detail
 

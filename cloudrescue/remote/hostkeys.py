@@ -98,12 +98,18 @@ def _keys(body: list[str]) -> tuple[set[str], set[str]]:
     return prints, labels
 
 
+def _filler(line: str) -> bool:
+    """A line cloud-init prints between its two blocks (``ec2: ####...``, empty)."""
+    return not re.sub(r"^.*?ec2:", "", line).strip(" #\t")
+
+
 def parse_console(console: str) -> list[AnnouncedHostKeys]:
     """Every host-key announcement in a console log, oldest first.
 
     A keys block belongs to the fingerprint block printed right before it (cloud-init prints
-    the two back to back); a keys block anywhere else is an announcement of its own, so a
-    bare keys block can never add keys to an older boot's announcement.
+    the two back to back, with at most a ``####`` line between); a keys block anywhere else
+    is an announcement of its own, so a bare keys block can never add keys to an older boot's
+    announcement.
     """
     lines = console.splitlines()
     announcements: list[tuple[set[str], set[str]]] = []
@@ -116,7 +122,9 @@ def parse_console(console: str) -> list[AnnouncedHostKeys]:
             announcements.append(_fingerprints(body))
             fingerprints_end = index
         elif _BEGIN_KEYS in line:
-            adjacent = fingerprints_end is not None and index == fingerprints_end + 1
+            adjacent = fingerprints_end is not None and all(
+                _filler(between) for between in lines[fingerprints_end + 1 : index]
+            )
             body, index = _between(lines, index, _END_KEYS)
             prints, labels = _keys(body)
             if adjacent:

@@ -1,7 +1,8 @@
 """A running lab for the API tests: the real daemon and runtime, reached over real HTTP.
 
-``shared_lab`` runs ``cloudrescue lab up --instances 2 --transition-delay 0.5`` once per test
-session and ``cloudrescue lab down`` after the last module that uses the lab.
+``shared_lab`` runs ``cloudrescue lab up --instances 2 --transition-delay 0.5
+--announce-delay 1`` once per test session and ``cloudrescue lab down`` after the last module
+that uses the lab.
 """
 
 from __future__ import annotations
@@ -28,17 +29,32 @@ from cloudrescue.lab.model import LabConfig
 CLOUD = "lab"
 INSTANCES = 2
 TRANSITION_DELAY = 0.5
+ANNOUNCE_DELAY = 1.0  # RESCUE -> the rescue's host-key block on its console
 READY_TIMEOUT = 120.0
 LAB_COMMAND_TIMEOUT = 900
 SAMPLES = Path(__file__).resolve().parent / "samples"  # upstream api-ref samples
 
 
+BEGIN_FINGERPRINTS = "-----BEGIN SSH HOST KEY FINGERPRINTS-----"
+BEGIN_KEYS = "-----BEGIN SSH HOST KEY KEYS-----"
+RESCUE_BANNER = "(rescue system)"  # the rescue's login banner, printed once its sshd starts
+RESCUE_ANNOUNCED = "finished (rescue)"  # cloud-init's last line, after the rescue's block
+
+
+def key_blocks(console: str) -> list[list[str]]:
+    """The public key lines of every ``SSH HOST KEY KEYS`` block of a console log, in order."""
+    return [
+        [line for line in block.split("-----END")[0].splitlines() if line.strip()]
+        for block in console.split(BEGIN_KEYS)[1:]
+    ]
+
+
 def console_host_keys(console: str) -> list[str]:
     """The public host keys of the last ``SSH HOST KEY KEYS`` block of a console log."""
-    blocks = console.split("-----BEGIN SSH HOST KEY KEYS-----")
-    if len(blocks) < 2:
+    blocks = key_blocks(console)
+    if not blocks:
         raise AssertionError("no host keys on the console")
-    return [line for line in blocks[-1].split("-----END")[0].splitlines() if line.strip()]
+    return blocks[-1]
 
 
 def rescue_ssh(address: str, password: str, host_keys: list[str], command: str) -> str:
@@ -165,6 +181,28 @@ class ApiLab:
                 raise AssertionError(f"{ref} is {server['status']}, not {status}: {server}")
             time.sleep(0.2)
 
+    def console(self, sid: str) -> str:
+        """The whole console log of server ``sid`` (nova's ``os-getConsoleOutput``)."""
+        answer = self.compute(
+            "POST", f"/servers/{sid}/action", json={"os-getConsoleOutput": {"length": None}}
+        )
+        answer.raise_for_status()
+        output: str = answer.json()["output"]
+        return output
+
+    def rescue_host_keys(self, sid: str, timeout: float = 60) -> list[str]:
+        """The host keys the current rescue of ``sid`` announced, once it has (the block comes
+        ``announce_delay`` seconds after RESCUE)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            console = self.console(sid)
+            rescue = console.rsplit(RESCUE_BANNER, 1)[1] if RESCUE_BANNER in console else ""
+            if RESCUE_ANNOUNCED in rescue:
+                return console_host_keys(rescue)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the rescue of {sid} announced no host keys in time")
+            time.sleep(0.2)
+
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -240,6 +278,8 @@ def _up(root: Path) -> ApiLab:
         str(INSTANCES),
         "--transition-delay",
         str(TRANSITION_DELAY),
+        "--announce-delay",
+        str(ANNOUNCE_DELAY),
         env=_env(root),
     )
     layout = StateLayout(root)

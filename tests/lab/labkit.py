@@ -15,13 +15,19 @@ TCP_TIMEOUT = 2.0
 
 
 def ssh_client(
-    address: str, user: str, *, key: Path | None = None, password: str | None = None
+    address: str,
+    user: str,
+    *,
+    key: Path | None = None,
+    password: str | None = None,
+    port: int = 22,
 ) -> paramiko.SSHClient:
     """A logged-in paramiko client (raises what paramiko raises)."""
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # noqa: S507 - lab test hosts
     client.connect(
         address,
+        port=port,
         username=user,
         password=password,
         pkey=paramiko.Ed25519Key.from_private_key_file(str(key)) if key else None,
@@ -41,10 +47,10 @@ def run_ssh(client: paramiko.SSHClient, command: str) -> tuple[int, str]:
     return stdout.channel.recv_exit_status(), output
 
 
-def key_login(address: str, user: str, key: Path) -> str:
+def key_login(address: str, user: str, key: Path, port: int = 22) -> str:
     """``ok`` when ``user`` logs in with ``key`` and runs a command, else why not."""
     try:
-        client = ssh_client(address, user, key=key)
+        client = ssh_client(address, user, key=key, port=port)
     except TimeoutError:
         return "timeout"
     except paramiko.AuthenticationException:

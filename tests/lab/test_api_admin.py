@@ -13,7 +13,7 @@ import pytest
 import requests
 from openstack import exceptions as sdk_exceptions
 
-from .api_harness import CLOUD, ApiLab, console_host_keys, rescue_ssh, shared_lab
+from .api_harness import CLOUD, ApiLab, rescue_ssh, shared_lab
 
 pytestmark = pytest.mark.lab
 
@@ -171,12 +171,10 @@ def test_forge_rescue_host_keys_fault(faults: ApiLab) -> None:
     assert faults.compute("POST", f"/servers/{sid}/action", json=rescue).ok
     try:
         server = faults.wait_for(sid, "RESCUE")
-        console = faults.compute(
-            "POST", f"/servers/{sid}/action", json={"os-getConsoleOutput": {"length": None}}
-        ).json()["output"]
+        announced = faults.rescue_host_keys(sid)
         address = server["addresses"]["lab-net"][0]["addr"]
         with pytest.raises(paramiko.BadHostKeyException):
-            rescue_ssh(address, "forge-Rescue-1", console_host_keys(console), "true")
+            rescue_ssh(address, "forge-Rescue-1", announced, "true")
     finally:
         faults.compute("POST", f"/servers/{sid}/action", json={"unrescue": None})
         faults.wait_for(sid, "ACTIVE")

@@ -76,3 +76,18 @@ def test_only_what_was_printed_after_the_baseline_counts(tmp_path: Path) -> None
     assert appended_since("a fresh log\n", baseline) == "a fresh log\n"
     assert announcements_since(baseline + _announce(line, fp), baseline)[0].fingerprints == {fp}
     assert announcements_since(baseline + _announce(line, fp), baseline + _announce(line, fp)) == []
+
+
+def test_cloud_inits_separator_line_keeps_the_two_blocks_one_announcement(tmp_path: Path) -> None:
+    line, fp = _keys(tmp_path, "rescue")
+    rsa_line, rsa_fp = _keys(tmp_path, "rescue-rsa")
+    console = (
+        "<14>Dec  1 10:00:00 ec2: #############################################################\n"
+        "<14>Dec  1 10:00:00 ec2: -----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
+        f"<14>Dec  1 10:00:00 ec2: 256 {fp} root@rescue (ED25519)\n"
+        "<14>Dec  1 10:00:00 ec2: -----END SSH HOST KEY FINGERPRINTS-----\n"
+        "<14>Dec  1 10:00:00 ec2: #############################################################\n"
+        f"-----BEGIN SSH HOST KEY KEYS-----\n{line}\n{rsa_line}\n-----END SSH HOST KEY KEYS-----\n"
+    )
+    [announcement] = parse_console(console)
+    assert announcement.fingerprints == {fp, rsa_fp}

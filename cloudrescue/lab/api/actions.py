@@ -1,4 +1,5 @@
-"""``POST /servers/{id}/action`` (rescue, unrescue, start, stop, reboot, console) and consoles."""
+"""``POST /servers/{id}/action`` (rescue, unrescue, start, stop, reboot, reset state, console)
+and consoles."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ async def _rescue(nova: Nova, record: ServerRecord, params: dict[str, Any] | Non
         image_id=image.id,
         stable_device=image.asks_stable_rescue,
         forge_host_key_fingerprints=nova.lab.faults.forge_rescue_host_keys,
+        guest_host_keys_at_shutdown=nova.lab.faults.guest_host_keys_at_shutdown,
     )
     nova.lab.machine.rescue(record.id, request).add_done_callback(_log_failure(record.spec.name))
     shown = nova.lab.config.extra.get("enable_instance_password", True)
@@ -89,6 +91,15 @@ async def _stop(nova: Nova, record: ServerRecord, _params: object) -> Response:
 async def _reboot(nova: Nova, record: ServerRecord, params: dict[str, Any]) -> Response:
     hard = params["type"].upper() == "HARD"
     return _accepted(nova.lab.machine.reboot(record.id, hard), record)
+
+
+async def _reset_state(nova: Nova, record: ServerRecord, params: dict[str, Any]) -> Response:
+    """Admin ``os-resetState`` (``openstack server set --state``): vm_state active or error,
+    no task state, nothing else touched; 202 with no body, in any state (as nova)."""
+    state = {"active": st.ACTIVE, "error": st.ERROR}[params["state"]]
+    nova.lab.machine.reset_state(record.id, state)
+    log.info("%s: state reset to %s", record.spec.name, state)
+    return Response(status_code=202)
 
 
 async def _console_output(nova: Nova, record: ServerRecord, params: dict[str, Any]) -> Response:
@@ -126,6 +137,7 @@ ACTIONS: dict[str, tuple[dict[str, Any], Handler, str | None]] = {
     "os-start": (schemas.START, _start, None),
     "os-stop": (schemas.STOP, _stop, None),
     "reboot": (schemas.REBOOT, _reboot, None),
+    "os-resetState": (schemas.RESET_STATE, _reset_state, None),
     "os-getConsoleOutput": (schemas.CONSOLE_OUTPUT, _console_output, None),
     "os-getVNCConsole": (schemas.GET_VNC_CONSOLE, _vnc_console, "2.5"),
 }

@@ -16,6 +16,7 @@ from cloudrescue.lab.api.error_bodies import AdminError
 from cloudrescue.lab.api.faults import Faults
 from cloudrescue.lab.api.service import LabService, lab_of
 from cloudrescue.lab.api.store import ServerRecord
+from cloudrescue.lab.disk_files import GuestFile
 from cloudrescue.lab.model import Family, Variant
 
 ADMIN_HEADER = "X-Lab-Token"
@@ -44,6 +45,22 @@ class BreakRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scenario: str = Field(min_length=1)
+
+
+class FileBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=2, max_length=4096, pattern="^/")
+    content: str = Field(max_length=1024 * 1024)
+    mode: int = Field(default=0o644, ge=0, le=0o7777)
+    uid: int = Field(default=0, ge=0)
+    gid: int = Field(default=0, ge=0)
+
+
+class FilesRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    files: list[FileBody] = Field(min_length=1, max_length=64)
 
 
 def view(lab: LabService, record: ServerRecord) -> dict[str, Any]:
@@ -126,6 +143,23 @@ async def break_instance(ref: str, body: BreakRequest, lab: Lab) -> dict[str, An
     except Exception as error:
         raise _runtime_error(error) from error
     return {"instance": record.id, "scenario": body.scenario, "detail": detail}
+
+
+@router.post("/instances/{ref}/files")
+async def write_files(ref: str, body: FilesRequest, lab: Lab) -> dict[str, Any]:
+    """Write files on the instance's disk (it reboots with them), e.g. an sshd drop-in."""
+    record = _find(lab, ref)
+    if record.vm_state == st.RESCUED or record.task_state is not None:
+        raise AdminError(
+            409, f"instance {record.spec.name} is {record.status} ({record.task_state or 'idle'})"
+        )
+    files = [GuestFile(**item.model_dump()) for item in body.files]
+    try:
+        GuestFile.check_all(files)
+        detail = await asyncio.wrap_future(lab.machine.write_files(record.id, files))
+    except Exception as error:
+        raise _runtime_error(error) from error
+    return {"instance": record.id, "detail": detail}
 
 
 @router.post("/instances/{ref}/cut-ssh")

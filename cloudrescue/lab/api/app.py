@@ -113,19 +113,43 @@ async def _microversion_headers(request: Request, call_next: Next) -> Response:
 
 
 async def _faults(request: Request, call_next: Next) -> Response:
-    """Injected stalls and errors, for keystone, nova and glance only."""
+    """Injected stalls, errors and lost responses, for keystone, nova and glance only."""
     path = request.url.path
-    if applies_to(path):
-        faults = lab_of(request).faults
-        stall = faults.take_stall(request.method, path)
-        if stall:
-            log.info("fault: stalling %s %s for %.1fs", request.method, path, stall)
-            await asyncio.sleep(stall)
-        status = faults.take_error(request.method, path)
-        if status is not None:
-            log.info("fault: answering %s %s with %d", request.method, path, status)
-            return NovaError(status, f"Injected fault: {http_title(status)}").response()
-    return await call_next(request)
+    if not applies_to(path):
+        return await call_next(request)
+    faults = lab_of(request).faults
+    stall = faults.take_stall(request.method, path)
+    if stall:
+        log.info("fault: stalling %s %s for %.1fs", request.method, path, stall)
+        await asyncio.sleep(stall)
+    status = faults.take_error(request.method, path)
+    if status is not None:
+        log.info("fault: answering %s %s with %d", request.method, path, status)
+        return NovaError(status, f"Injected fault: {http_title(status)}").response()
+    lost = faults.take_lost_response(request.method, path)
+    response = await call_next(request)
+    if lost is None:
+        return response
+    body = getattr(response, "body_iterator", None)
+    if body is not None:
+        async for _chunk in body:  # the request is applied to the end, its answer dropped
+            pass
+    log.info(
+        "fault: %s %s applied (%d), the client gets %d", request.method, path,
+        response.status_code, lost,
+    )  # fmt: skip
+    return HTMLResponse(proxy_error_page(lost), status_code=lost)
+
+
+def proxy_error_page(status: int) -> str:
+    """The page a reverse proxy (HAProxy's wording) answers when the backend is too slow."""
+    title = {504: "Gateway Time-out"}.get(status, http_title(status))
+    reason = {
+        502: "The server returned an invalid or incomplete response.",
+        503: "No server is available to handle this request.",
+        504: "The server didn't respond in time.",
+    }.get(status, "The server could not complete the request.")
+    return f"<html><body><h1>{status} {title}</h1>\n{reason}\n</body></html>\n"
 
 
 async def _request_log(request: Request, call_next: Next) -> Response:

@@ -1,4 +1,5 @@
-"""Injected faults (``/lab/v1/faults``): API errors, stalls, slow transitions, forged host keys."""
+"""Injected faults (``/lab/v1/faults``): API errors, stalls and lost responses, slow transitions,
+late or forged host keys (docs/lab-design.md lists them)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import threading
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from cloudrescue.lab.model import ShutdownHostKeys
 
 SERVICE_PREFIXES = ("/identity", "/compute", "/image")
 
@@ -43,6 +46,13 @@ class ApiStallFault(_Matcher):
     seconds: float = Field(gt=0, le=3600)
 
 
+class ApiLostResponseFault(_Matcher):
+    """Apply matching requests, then answer ``status`` (504: what a proxy in front of a slow
+    nova answers once its timeout passed, while nova goes on and applies the request)."""
+
+    status: int = Field(default=504, ge=500, le=599)
+
+
 class Faults(BaseModel):
     """The body of ``PUT /lab/v1/faults``: absent keys are left as they are, null clears one."""
 
@@ -50,8 +60,11 @@ class Faults(BaseModel):
 
     api_error: ApiErrorFault | None = None
     api_stall: ApiStallFault | None = None
+    api_lost_response: ApiLostResponseFault | None = None
     transition_delay: float | None = Field(default=None, ge=0, le=3600)
+    announce_delay: float | None = Field(default=None, ge=0, le=3600)
     forge_rescue_host_keys: bool | None = None
+    guest_host_keys_at_shutdown: ShutdownHostKeys | None = None
     rescue_password_ignored: bool | None = None
 
 
@@ -88,35 +101,50 @@ class FaultState:
         return self._faults.transition_delay
 
     @property
+    def announce_delay(self) -> float | None:
+        return self._faults.announce_delay
+
+    @property
     def forge_rescue_host_keys(self) -> bool:
         return bool(self._faults.forge_rescue_host_keys)
+
+    @property
+    def guest_host_keys_at_shutdown(self) -> ShutdownHostKeys | None:
+        """What the guest prints on its console while it shuts down for a rescue."""
+        return self._faults.guest_host_keys_at_shutdown
 
     @property
     def rescue_password_ignored(self) -> bool:
         """The rescue system gets a password of its own, not the one the API answers."""
         return bool(self._faults.rescue_password_ignored)
 
-    def take_error(self, method: str, path: str) -> int | None:
-        """The status to fail this request with, counting it against the fault."""
+    def _take(self, name: str, method: str, path: str) -> _Matcher | None:
+        """The request fault ``name`` if it hits this request, counting it against it."""
         with self._lock:
-            fault = self._faults.api_error
+            fault: _Matcher | None = getattr(self._faults, name)
             if fault is None or not fault.matches(method, path):
                 return None
             if fault.count is not None:
                 left = fault.count - 1
-                self._faults.api_error = fault.model_copy(update={"count": left}) if left else None
-            return fault.status
+                setattr(
+                    self._faults, name, fault.model_copy(update={"count": left}) if left else None
+                )
+            return fault
+
+    def take_error(self, method: str, path: str) -> int | None:
+        """The status to fail this request with."""
+        fault = self._take("api_error", method, path)
+        return fault.status if isinstance(fault, ApiErrorFault) else None
 
     def take_stall(self, method: str, path: str) -> float | None:
-        """How long to hold this request, counting it against the fault."""
-        with self._lock:
-            fault = self._faults.api_stall
-            if fault is None or not fault.matches(method, path):
-                return None
-            if fault.count is not None:
-                left = fault.count - 1
-                self._faults.api_stall = fault.model_copy(update={"count": left}) if left else None
-            return fault.seconds
+        """How long to hold this request."""
+        fault = self._take("api_stall", method, path)
+        return fault.seconds if isinstance(fault, ApiStallFault) else None
+
+    def take_lost_response(self, method: str, path: str) -> int | None:
+        """The status to answer once this request is applied (its real answer is lost)."""
+        fault = self._take("api_lost_response", method, path)
+        return fault.status if isinstance(fault, ApiLostResponseFault) else None
 
 
 def applies_to(path: str) -> bool:

@@ -7,13 +7,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, TypeVar
 
 from cloudrescue.errors import InvalidInputError
 from cloudrescue.lab.api import store as st
 from cloudrescue.lab.api.error_bodies import instance_not_found, invalid_state
 from cloudrescue.lab.api.store import ServerRecord, ServerStore, launch_time
+from cloudrescue.lab.disk_files import GuestFile
 from cloudrescue.lab.model import BootOutcome, InstanceSpec, RescueRequest
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class Runtime(Protocol):
     def unrescue(self, spec: InstanceSpec) -> BootOutcome: ...
     def console_output(self, spec: InstanceSpec, length: int | None) -> str: ...
     def break_instance(self, spec: InstanceSpec, scenario: str) -> str: ...
+    def write_files(self, spec: InstanceSpec, files: list[GuestFile]) -> str: ...
+    def announce_host_keys(self, spec: InstanceSpec) -> bool: ...
     def cut_ssh(self, spec: InstanceSpec) -> int: ...
     def destroy(self, spec: InstanceSpec) -> None: ...
 
@@ -74,11 +77,19 @@ class Machine:
     """Runs runtime calls in worker threads, one at a time per instance, and records the result."""
 
     def __init__(
-        self, runtime: Runtime, store: ServerStore, delay: Callable[[], float], workers: int = 32
+        self,
+        runtime: Runtime,
+        store: ServerStore,
+        delay: Callable[[], float],
+        workers: int = 32,
+        announce_delay: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self.runtime = runtime
         self.store = store
         self._delay = delay
+        self._announce_delay = announce_delay
+        self._announcements: dict[str, tuple[object, threading.Timer]] = {}
+        self._announcements_guard = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lab-op")
         self._provisioning = threading.BoundedSemaphore(PROVISION_PARALLELISM)
         self._locks: dict[str, threading.Lock] = {}
@@ -90,9 +101,19 @@ class Machine:
             return self._locks.setdefault(server_id, threading.Lock())
 
     def stop(self) -> None:
-        """Let running runtime calls finish; jobs not yet started give up their task state."""
+        """Let running runtime calls finish; jobs not yet started give up their task state.
+
+        Rescue systems whose host-key block is still due print it now: they run on without
+        the daemon, as a rescue's cloud-init does without nova-api.
+        """
         self._stopping.set()
         self._pool.shutdown(wait=True)
+        with self._announcements_guard:
+            due = list(self._announcements.items())
+            self._announcements.clear()
+        for server_id, (_token, timer) in due:
+            timer.cancel()
+            self._print_host_keys(server_id)
 
     def begin(self, server_id: str, transition: Transition) -> ServerRecord:
         """Check the state and set the task state (nova's API half of an action)."""
@@ -100,9 +121,57 @@ class Machine:
             with self.store.edit(server_id) as record:
                 check_state(record, transition.action, transition)
                 record.task_state = transition.task_state
-                return ServerRecord.from_json(record.to_json())
+                accepted = ServerRecord.from_json(record.to_json())
         except KeyError:
             raise instance_not_found(server_id) from None
+        self._cancel_announcement(server_id)  # the rescue system goes away before it prints
+        return accepted
+
+    def reset_state(self, server_id: str, vm_state: str) -> None:
+        """Nova's ``os-resetState``: set the vm_state, clear the task state, touch nothing
+        else (the hypervisor is not asked; a job in flight still records its result)."""
+        try:
+            with self.store.edit(server_id) as record:
+                record.vm_state = vm_state
+                record.task_state = None
+        except KeyError:
+            raise instance_not_found(server_id) from None
+
+    # -- the rescue's host-key block, printed a while after RESCUE -----------------------
+
+    def _schedule_announcement(self, spec: InstanceSpec) -> None:
+        token = object()
+        delay = max(0.0, self._announce_delay())
+        timer = threading.Timer(delay, self._announce, args=(spec.id, token))
+        timer.daemon = True
+        timer.name = f"lab-announce-{spec.name}"
+        with self._announcements_guard:
+            self._announcements[spec.id] = (token, timer)
+        timer.start()
+
+    def _announce(self, server_id: str, token: object) -> None:
+        with self._announcements_guard:
+            current = self._announcements.get(server_id)
+            if current is None or current[0] is not token:
+                return  # cancelled: the rescue was left, or the daemon is stopping
+            del self._announcements[server_id]
+            self._print_host_keys(server_id)
+
+    def _print_host_keys(self, server_id: str) -> None:
+        record = self.store.get(server_id)
+        if record is None:
+            return
+        try:
+            if self.runtime.announce_host_keys(record.spec):
+                log.info("%s: the rescue printed its host keys", record.spec.name)
+        except Exception:
+            log.exception("%s: printing the rescue's host keys failed", record.spec.name)
+
+    def _cancel_announcement(self, server_id: str) -> None:
+        with self._announcements_guard:
+            pending = self._announcements.pop(server_id, None)
+        if pending is not None:
+            pending[1].cancel()
 
     def _finish_idle(self, server_id: str, task_state: str | None) -> None:
         try:
@@ -120,6 +189,7 @@ class Machine:
         finish: Callable[[ServerRecord, T], None],
         delay: bool,
         fatal: bool,
+        after: Callable[[InstanceSpec], None] | None = None,
     ) -> T:
         with self._lock(server_id):
             record = self.store.get(server_id)
@@ -146,6 +216,8 @@ class Machine:
                 finish(done, result)
                 if done.task_state == task_state:
                     done.task_state = None
+            if after is not None:
+                after(record.spec)
             return result
 
     def _submit(
@@ -155,16 +227,23 @@ class Machine:
         finish: Callable[[ServerRecord, T], None],
         delay: bool = True,
         fatal: bool = True,
+        after: Callable[[InstanceSpec], None] | None = None,
     ) -> Future[T]:
         log.info("%s: %s", record.spec.name, record.task_state or "admin operation")
         return self._pool.submit(
-            self._job, record.id, record.task_state, work, finish, delay, fatal
+            self._job, record.id, record.task_state, work, finish, delay, fatal, after
         )
 
     def rescue(self, server_id: str, request: RescueRequest) -> Future[None]:
+        """Rescue; the rescue's host-key block is printed ``announce_delay`` seconds after the
+        status is RESCUE (a real rescue's cloud-init prints it after nova reports RESCUE)."""
         record = self.begin(server_id, RESCUE)
+        deferred = replace(request, defer_host_keys=True)
         return self._submit(
-            record, lambda spec: self.runtime.rescue(spec, request), _running(st.RESCUED)
+            record,
+            lambda spec: self.runtime.rescue(spec, deferred),
+            _running(st.RESCUED),
+            after=self._schedule_announcement,
         )
 
     def unrescue(self, server_id: str) -> Future[BootOutcome]:
@@ -203,15 +282,16 @@ class Machine:
     def break_instance(self, server_id: str, scenario: str) -> Future[str]:
         """The runtime's break scenario; the guest reboots, so a SHUTOFF instance comes up."""
 
-        def finish(record: ServerRecord, _detail: str) -> None:
-            if record.vm_state in (st.STOPPED, st.ERROR):
-                record.vm_state = st.ACTIVE
-                record.power_state = st.RUNNING
-            record.boot_outcome = None
-
         record = self._get(server_id)
         return self._submit(
-            record, lambda spec: self.runtime.break_instance(spec, scenario), finish, delay=False
+            record, lambda spec: self.runtime.break_instance(spec, scenario), _rebooted, delay=False
+        )
+
+    def write_files(self, server_id: str, files: list[GuestFile]) -> Future[str]:
+        """Files written on the instance's disk; like a break, the guest reboots."""
+        record = self._get(server_id)
+        return self._submit(
+            record, lambda spec: self.runtime.write_files(spec, files), _rebooted, delay=False
         )
 
     def cut_ssh(self, server_id: str) -> Future[int]:
@@ -223,6 +303,7 @@ class Machine:
         """Stop and delete the instance, then forget its record."""
 
         def destroy(spec: InstanceSpec) -> None:
+            self._cancel_announcement(spec.id)
             self.runtime.destroy(spec)
             self.store.remove(spec.id)
 
@@ -258,6 +339,14 @@ def _running(vm_state: str) -> Callable[[ServerRecord, object], None]:
 def _booted(record: ServerRecord, outcome: BootOutcome) -> None:
     _running(st.ACTIVE)(record, outcome)
     record.boot_outcome = outcome
+
+
+def _rebooted(record: ServerRecord, _detail: str) -> None:
+    """After a disk edit (break, files): the guest booted again, so a SHUTOFF one is up."""
+    if record.vm_state in (st.STOPPED, st.ERROR):
+        record.vm_state = st.ACTIVE
+        record.power_state = st.RUNNING
+    record.boot_outcome = None
 
 
 def _stopped(record: ServerRecord, _result: None) -> None:

@@ -158,6 +158,15 @@ REBOOT = _action(
         "additionalProperties": False,
     },
 )
+RESET_STATE = _action(
+    "os-resetState",
+    {
+        "type": "object",
+        "properties": {"state": {"type": "string", "enum": ["active", "error"]}},
+        "required": ["state"],
+        "additionalProperties": False,
+    },
+)
 CONSOLE_OUTPUT = _action(
     "os-getConsoleOutput",
     {

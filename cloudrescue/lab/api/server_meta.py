@@ -26,15 +26,22 @@ def _change(
     action: str,
     change: Callable[[ServerRecord], Any],
     *,
-    idle: bool,
+    launched: bool = False,
 ) -> Any:
-    """Apply ``change`` if the server's state allows ``action`` (nova's check_instance_state)."""
+    """Apply ``change`` if the server's vm_state allows ``action``.
+
+    Nova checks only the vm_state for metadata (``update_instance_metadata`` and
+    ``delete_instance_metadata`` pass ``task_state=None`` to ``check_instance_state``: no task
+    state check, but ``must_have_launched``: ``launched``) and for tags
+    (``_check_instance_in_valid_state``), so both are allowed while a task such as
+    ``rescuing`` runs.
+    """
     try:
         with nova.lab.store.edit(server_id) as record:
             if record.vm_state not in _METADATA_STATES:
                 raise invalid_state(action, server_id, "vm_state", record.vm_state)
-            if idle and record.task_state is not None:
-                raise invalid_state(action, server_id, "task_state", record.task_state)
+            if launched and record.launched_at is None:
+                raise invalid_state(action, server_id, "launched_at", None)
             return change(record)
     except KeyError:
         raise instance_not_found(server_id) from None
@@ -50,7 +57,8 @@ def _set_metadata(
         record.metadata = metadata
         return dict(metadata)
 
-    return _change(nova, server_id, "update metadata", change, idle=True)  # type: ignore[no-any-return]
+    updated: dict[str, str] = _change(nova, server_id, "update metadata", change, launched=True)
+    return updated
 
 
 @router.get("/metadata")
@@ -100,7 +108,7 @@ async def delete_metadata_item(server_id: str, key: str, nova: NovaRequest) -> R
     def change(record: ServerRecord) -> None:
         record.metadata.pop(key, None)
 
-    _change(nova, server_id, "delete metadata", change, idle=True)
+    _change(nova, server_id, "delete metadata", change, launched=True)
     return Response(status_code=204)
 
 
@@ -120,7 +128,7 @@ async def replace_tags(server_id: str, nova: NovaRequest) -> dict[str, Any]:
     def change(record: ServerRecord) -> None:
         record.tags = tags
 
-    _change(nova, server_id, "update tags", change, idle=False)
+    _change(nova, server_id, "update tags", change)
     return {"tags": tags}
 
 
@@ -131,7 +139,7 @@ async def delete_tags(server_id: str, nova: NovaRequest) -> Response:
     def change(record: ServerRecord) -> None:
         record.tags = []
 
-    _change(nova, server_id, "delete tags", change, idle=False)
+    _change(nova, server_id, "delete tags", change)
     return Response(status_code=204)
 
 
@@ -167,7 +175,7 @@ async def add_tag(server_id: str, tag: str, nova: NovaRequest) -> Response:
         record.tags.append(tag)
         return True
 
-    if not _change(nova, server_id, "update tag", change, idle=False):
+    if not _change(nova, server_id, "update tag", change):
         return Response(status_code=204)
     location = f"{nova.versioned}/servers/{server_id}/tags/{tag}"
     return Response(status_code=201, headers={"Location": location})
@@ -182,5 +190,5 @@ async def delete_tag(server_id: str, tag: str, nova: NovaRequest) -> Response:
             raise NovaError(404, f"Instance {server_id} has no tag '{tag}'")
         record.tags.remove(tag)
 
-    _change(nova, server_id, "delete tag", change, idle=False)
+    _change(nova, server_id, "delete tag", change)
     return Response(status_code=204)

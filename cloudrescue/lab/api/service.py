@@ -55,7 +55,9 @@ class LabService:
         self.store = ServerStore(self.layout.servers_json)
         self.faults = FaultState()
         self.consoles = ConsoleTokens()
-        self.machine = Machine(runtime, self.store, self.transition_delay)
+        self.machine = Machine(
+            runtime, self.store, self.transition_delay, announce_delay=self.announce_delay
+        )
         self.initial_instances = initial_instances
         self.variant: Variant = variant
         self.ready = False
@@ -71,6 +73,12 @@ class LabService:
     def transition_delay(self) -> float:
         override = self.faults.transition_delay
         return self.config.transition_delay if override is None else override
+
+    def announce_delay(self) -> float:
+        """Seconds from RESCUE to the rescue's host-key block (``lab up --announce-delay``,
+        or the ``announce_delay`` fault)."""
+        override = self.faults.announce_delay
+        return self.config.announce_delay if override is None else override
 
     async def start(self) -> None:
         """Reload ``servers.json``, or provision the first instances when there is none."""
