@@ -93,6 +93,9 @@ def create_netns(ledger: Ledger, lab_id: str, index: int, mac: str) -> str:
     run(["ip", "link", "set", veth, "master", bridge_name(lab_id), "up"])
     run(["ip", "-n", name, "link", "set", "eth0", "address", mac])
     run(["ip", "-n", name, "link", "set", "lo", "up"])
+    # An address a deleted instance had may come back with another MAC: forget what the host
+    # cached for the bridge (a real cloud's new port announces itself with a gratuitous ARP).
+    run(["ip", "neigh", "flush", "dev", bridge_name(lab_id)], check=False)
     return name
 
 

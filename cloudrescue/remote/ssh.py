@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -278,22 +279,45 @@ class SSHHost:
                 time.sleep(0.002)
 
     # -- files (SFTP) -----------------------------------------------------------------------
+    # A file error stays an OSError (GuestFS knows what ENOENT means); a connection that ends
+    # mid-operation (EOFError, an SSH protocol error) is ConnectionFailedError, like commands.
+
+    @contextmanager
+    def _connection(self, what: str, path: str) -> Iterator[None]:
+        import paramiko
+
+        try:
+            yield
+        except OSError as error:
+            if error.errno is not None:
+                raise  # the server's answer about the file
+            raise self._lost(what, path, error) from error  # "Socket is closed"
+        except (paramiko.SSHException, EOFError) as error:
+            raise self._lost(what, path, error) from error
+
+    def _lost(self, what: str, path: str, error: BaseException) -> ConnectionFailedError:
+        return ConnectionFailedError(
+            f"the SSH connection to {self.endpoint} failed during {what} {path}: "
+            f"{error or type(error).__name__}"
+        )
 
     @property
     def sftp(self) -> paramiko.SFTPClient:
         if self._sftp is None:
-            self._sftp = self._client.open_sftp()
+            with self._connection("SFTP start", ""):
+                self._sftp = self._client.open_sftp()
         return self._sftp
 
     def lstat(self, path: str) -> FileStat | None:
-        try:
-            attrs = self.sftp.lstat(path)
-        except FileNotFoundError:
-            return None
-        except OSError as error:
-            if error.errno == errno.ENOENT:
+        with self._connection("lstat", path):
+            try:
+                attrs = self.sftp.lstat(path)
+            except FileNotFoundError:
                 return None
-            raise
+            except OSError as error:
+                if error.errno == errno.ENOENT:
+                    return None
+                raise
         return FileStat(
             mode=attrs.st_mode or 0,
             uid=attrs.st_uid or 0,
@@ -303,21 +327,23 @@ class SSHHost:
         )
 
     def readlink(self, path: str) -> str:
-        target = self.sftp.readlink(path)
+        with self._connection("readlink", path):
+            target = self.sftp.readlink(path)
         if target is None:
             raise OSError(errno.EINVAL, f"not a symlink: {path}")
         return target
 
     def listdir(self, path: str) -> list[str]:
-        return self.sftp.listdir(path)
+        with self._connection("listdir", path):
+            return self.sftp.listdir(path)
 
     def read_file(self, path: str) -> bytes:
-        with self.sftp.open(path, "rb") as handle:
+        with self._connection("reading", path), self.sftp.open(path, "rb") as handle:
             handle.prefetch()
             return handle.read()
 
     def write_file(self, path: str, data: bytes, *, mode: int) -> None:
-        with self.sftp.open(path, "wb") as handle:
+        with self._connection("writing", path), self.sftp.open(path, "wb") as handle:
             handle.chmod(mode)
             handle.write(data)
 
@@ -325,23 +351,29 @@ class SSHHost:
         self.run(["sync", "--", path])
 
     def rename(self, source: str, target: str) -> None:
-        self.sftp.posix_rename(source, target)
+        with self._connection("renaming", source):
+            self.sftp.posix_rename(source, target)
 
     def mkdir(self, path: str, mode: int) -> None:
-        self.sftp.mkdir(path, mode)
-        self.sftp.chmod(path, mode)
+        with self._connection("mkdir", path):
+            self.sftp.mkdir(path, mode)
+            self.sftp.chmod(path, mode)
 
     def chmod(self, path: str, mode: int) -> None:
-        self.sftp.chmod(path, mode)
+        with self._connection("chmod", path):
+            self.sftp.chmod(path, mode)
 
     def chown(self, path: str, uid: int, gid: int) -> None:
-        self.sftp.chown(path, uid, gid)
+        with self._connection("chown", path):
+            self.sftp.chown(path, uid, gid)
 
     def unlink(self, path: str) -> None:
-        self.sftp.remove(path)
+        with self._connection("unlink", path):
+            self.sftp.remove(path)
 
     def symlink(self, target: str, path: str) -> None:
-        self.sftp.symlink(target, path)
+        with self._connection("symlink", path):
+            self.sftp.symlink(target, path)
 
 
 def connect(

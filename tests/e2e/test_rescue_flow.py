@@ -17,7 +17,7 @@ from cloudrescue.remote.base import CommandTimeoutError
 from cloudrescue.remote.ssh import Endpoint, HostKeyCheck, connect
 from tests.lab.labkit import key_login
 
-from .conftest import E2ELab
+from .conftest import CLOUDRESCUE, E2ELab
 from .test_errors import one_error_line
 from .test_fix_ssh_keys import status_of
 
@@ -167,3 +167,29 @@ def test_a_closed_terminal_or_a_kill_still_unrescues(lab: E2ELab, signum: int) -
     assert status_of(lab, name) == "ACTIVE/-"
     assert journal_state(lab, name) == "restored"
     assert key_login(instance["address"], "debian", lab.key) == "ok"
+
+
+def test_the_cloud_remembers_what_a_lost_journal_forgot(lab: E2ELab, tmp_path: Path) -> None:
+    """Rescued from one machine, seen and restored from another (an empty journal)."""
+    instance = lab.add()
+    name = instance["name"]
+    held = lab.cli("rescue", name)
+    assert held.returncode == 0, held.stderr
+    elsewhere = {**lab.env, "CLOUDRESCUE_STATE_DIR": str(tmp_path / "another-machine")}
+    status = subprocess.run(
+        [CLOUDRESCUE, "status"], env=elsewhere, capture_output=True, text=True, check=False
+    )
+    assert status.returncode == 0, status.stderr
+    assert "No rescue in flight or left behind in the journal." in status.stdout
+    assert "In rescue or marked in the cloud, not in this journal:" in status.stdout
+    assert name in status.stdout and "RESCUE" in status.stdout
+    resumed = subprocess.run(
+        [CLOUDRESCUE, "resume", name], env=elsewhere, capture_output=True, text=True, check=False
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{name}: unrescued (mark of run" in resumed.stdout
+    assert status_of(lab, name) == "ACTIVE/-"
+    assert key_login(instance["address"], "debian", lab.key) == "ok"
+    mine = lab.cli("resume", "--all", name)  # this machine's held entry: it is back, closed
+    assert mine.returncode == 0, mine.stderr
+    assert f"{name}: was already ACTIVE; journal entry closed" in mine.stdout
