@@ -157,10 +157,10 @@ def main() -> None:
             show("image build (cold)", f"{_timed(images):.1f} s")
         show("image build (warm)", f"{_timed(images):.2f} s")
         one, many, count = work / "one", work / "many", args.instances
-        up = _timed(lab(one, "up", "-n", "1", "--transition-delay", "0"))
+        up = _timed(lab(one, "up", "--instances", "1", "--transition-delay", "0"))
         show("lab up, 1 instance", f"{up:.1f} s")
         show("lab down, 1 instance", f"{_timed(lab(one, 'down')):.1f} s")
-        up = _timed(lab(many, "up", "-n", str(count), "--transition-delay", "0"))
+        up = _timed(lab(many, "up", "--instances", str(count), "--transition-delay", "0"))
         show(f"lab up, {count} instances", f"{up:.1f} s")
         try:
             pids = _lab_pids(many)

@@ -1,7 +1,8 @@
 """cloudrescue's own cost, measured on the lab (run as root).
 
 Prints, from one run:
-- `cloudrescue --help` wall time beside `openstack --help` (target: ≤ 0.25x);
+- `cloudrescue --help` wall time beside `openstack --help` (target: ≤ 0.25x), and a command's
+  `--help` beside the peer's (`fix-ssh-keys` and `openstack server rescue`);
 - for `fix-ssh-keys` on a lab instance broken with `lost-key`: the total time, the time spent
   waiting for the cloud (its API calls and the sleeps between polls, sshd coming up), and the
   rest — the tool's own overhead per instance (target: ≤ 1.5 s), with the SSH round trips it
@@ -173,6 +174,11 @@ def main() -> None:
     print(f"cloudrescue --help  {ours:6.3f} s (median of {args.runs})")
     print(f"openstack --help    {peer:6.3f} s (median of {args.runs})")
     print(f"ratio               {ours / peer:6.2f}  (target <= 0.25)")
+    ours_sub = median_wall([str(BIN / "cloudrescue"), "fix-ssh-keys", "--help"], args.runs)
+    peer_sub = median_wall([str(BIN / "openstack"), "server", "rescue", "--help"], args.runs)
+    print(f"cloudrescue fix-ssh-keys --help    {ours_sub:6.3f} s")
+    print(f"openstack server rescue --help     {peer_sub:6.3f} s")
+    print(f"ratio                              {ours_sub / peer_sub:6.2f}")
     with (
         tempfile.TemporaryDirectory(prefix="cloudrescue-bench-") as base,
         lab_up(Path(base)) as state,

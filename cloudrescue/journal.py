@@ -171,11 +171,12 @@ class Journal:
             )
         return run_id
 
-    def update(self, run_id: str, state: JournalState, note: str = "") -> None:
-        """Move a rescue to ``state``."""
+    def update(self, run_id: str, state: JournalState, note: str | None = None) -> None:
+        """Move a rescue to ``state``; ``note`` replaces its note (kept when not given)."""
         with self._db() as db:
             db.execute(
-                "UPDATE rescues SET state = ?, updated_at = ?, note = ? WHERE run_id = ?",
+                "UPDATE rescues SET state = ?, updated_at = ?, note = COALESCE(?, note) "
+                "WHERE run_id = ?",
                 (state, _now(), note, run_id),
             )
 

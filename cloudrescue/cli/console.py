@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from cloudrescue.cli import options
-from cloudrescue.cli.render import printable, stdout
+from cloudrescue.cli.render import printable
 
 CONSOLE_TYPES = ("novnc", "xvpvnc", "spice-html5", "serial", "rdp-html5", "webmks")
 app = typer.Typer(help="The instance's console: its log and its remote (noVNC) console URL.")
@@ -18,14 +18,17 @@ def log(
     ctx: typer.Context,
     instance: options.Instance,
     lines: Annotated[
-        int | None, typer.Option("--lines", "-n", min=1, help="Only the last N lines.")
+        int | None,
+        typer.Option("--lines", "-n", metavar="N", min=1, help="Only the last N lines."),
     ] = None,
 ) -> None:
     """Print the instance's console log (boot messages, emergency mode, host keys)."""
     backend = options.state(ctx).cloud()
     server = backend.find_server(instance)
     text = backend.console_output(server.id, lines).replace("\r\n", "\n")
-    typer.echo(printable(text), nl=False)  # the guest writes this log: no escape codes pass
+    stream = options.environment(ctx).stdout
+    stream.write(printable(text))  # the guest writes this log: no escape codes pass
+    stream.flush()
 
 
 @app.command("url")
@@ -33,7 +36,8 @@ def url(
     ctx: typer.Context,
     instance: options.Instance,
     console_type: Annotated[
-        str, typer.Option("--type", help=f"Console type: {', '.join(CONSOLE_TYPES)}.")
+        str,
+        typer.Option("--type", metavar="TYPE", help=f"Console type: {', '.join(CONSOLE_TYPES)}."),
     ] = "novnc",
     full_page: Annotated[
         bool,
@@ -55,4 +59,4 @@ def url(
     address = backend.console_url(server.id, console_type)
     if full_page:
         address = address.replace("/vnc_auto.html", "/vnc.html")
-    stdout.print(address, soft_wrap=True)
+    options.environment(ctx).out.print(address, soft_wrap=True, markup=False)

@@ -10,7 +10,6 @@ from types import TracebackType
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -22,7 +21,11 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from cloudrescue.cli.render import stderr, stdout
+from cloudrescue.cli.environment import Environment
+from cloudrescue.cli.options import environment, takes_options
+from cloudrescue.cli.output import OutputOptions, show_record
+from cloudrescue.cli.records import LAB
+from cloudrescue.cli.render import safe
 from cloudrescue.lab.layout import default_state_dir
 from cloudrescue.lab.model import DEFAULT_ANNOUNCE_DELAY, FAMILIES, VARIANTS
 from cloudrescue.lab.scenarios import SCENARIOS
@@ -52,20 +55,22 @@ def _choice(value: str | None, allowed: tuple[str, ...], option: str) -> None:
 class _UpDisplay:
     """Rich rendering of ``lab up``: a line per stage, a bar for booted instances."""
 
-    def __init__(self) -> None:
+    def __init__(self, env: Environment) -> None:
+        self._quiet = env.quiet
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=stderr,
+            console=env.err,
             transient=True,
         )
         self._task: TaskID | None = None
 
     def __enter__(self) -> _UpDisplay:
-        self._progress.start()
+        if not self._quiet:
+            self._progress.start()
         self._task = self._progress.add_task("preparing", total=None)
         return self
 
@@ -78,7 +83,8 @@ class _UpDisplay:
         self._progress.stop()
 
     def step(self, message: str) -> None:
-        self._progress.console.print(f"[bold]→[/] {message}")
+        if not self._quiet:
+            self._progress.console.print(f"[bold]→[/] {message}")
         if self._task is not None:
             self._progress.update(self._task, description=message)
 
@@ -87,36 +93,29 @@ class _UpDisplay:
             self._progress.update(self._task, completed=done, total=total)
 
 
-PIPE_WIDTH = 200  # when not on a terminal, never cut IDs or wrap lines
-
-
-def _print(console: Console, renderable: str | Table) -> None:
-    if not console.is_terminal:
-        console = Console(file=console.file, width=PIPE_WIDTH, highlight=False)
-    console.print(renderable)
-
-
 def _instances_table(instances: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     for column in ("NAME", "ID", "ADDRESS", "VARIANT", "STATUS", "USER"):
         table.add_column(column, min_width=36 if column == "ID" else None)
     for view in instances:
-        table.add_row(
-            str(view.get("name")),
-            str(view.get("id")),
-            str(view.get("address")),
+        cells = (
+            view.get("name"),
+            view.get("id"),
+            view.get("address"),
             f"{view.get('variant')}/{view.get('family', 'debian')}",
-            str(view.get("status")),
-            str(view.get("user")),
+            view.get("status"),
+            view.get("user"),
         )
+        table.add_row(*(safe(str(cell)) for cell in cells))
     return table
 
 
 @app.command()
 def up(
+    ctx: typer.Context,
     state_dir: StateDir,
     instances: Annotated[
-        int, typer.Option("--instances", "-n", min=0, max=200, help="Instances to boot.")
+        int, typer.Option("--instances", min=0, max=200, help="Instances to boot.")
     ] = 3,
     variant: Annotated[
         str, typer.Option("--variant", help=f"Disk layout: {', '.join(VARIANTS)}.")
@@ -141,7 +140,8 @@ def up(
     from cloudrescue.lab import lifecycle
 
     _choice(variant, VARIANTS, "--variant")
-    with _UpDisplay() as display:
+    env = environment(ctx)
+    with _UpDisplay(env) as display:
         result = lifecycle.up(
             state_dir,
             instances=instances,
@@ -151,59 +151,61 @@ def up(
             announce_delay=announce_delay,
         )
     config = result.config
-    _print(
-        stderr,
+    env.err.print(
         f"[bold green]lab {config.lab_id} is up[/]: API http://127.0.0.1:{config.api_port}, "
         f"network {config.subnet}, clouds.yaml entry [bold]{config.cloud_name}[/] in "
         f"{result.clouds_yaml}",
     )
-    _print(stderr, _instances_table(result.instances))
-    stdout.print(f"export OS_CLOUD={config.cloud_name}")
+    if not env.quiet:
+        env.err.print(_instances_table(result.instances))
+    env.out.print(f"export OS_CLOUD={config.cloud_name}")
 
 
 @app.command()
-def down(state_dir: StateDir) -> None:
+def down(ctx: typer.Context, state_dir: StateDir) -> None:
     """Stop the lab and remove everything it made, even after a crash (needs root)."""
     from cloudrescue.lab import lifecycle
 
     lifecycle.down(state_dir)
-    stderr.print(f"lab in {state_dir} is down; nothing of it is left")
-
-
-JsonOutput = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
+    if not environment(ctx).quiet:
+        environment(ctx).err.print(f"lab in {state_dir} is down; nothing of it is left")
 
 
 @app.command()
-def status(state_dir: StateDir, as_json: JsonOutput = False) -> None:
+@takes_options
+def status(ctx: typer.Context, state_dir: StateDir, output: OutputOptions) -> None:
     """Show the lab and its instances."""
     from cloudrescue.lab import lifecycle
 
+    env = environment(ctx)
+    output.selected(LAB.names)
     found = lifecycle.status(state_dir)
     config = found.config
-    if as_json:
-        summary = {
-            "lab_id": config.lab_id,
-            "api": f"http://127.0.0.1:{config.api_port}",
-            "network": config.subnet,
-            "cloud": config.cloud_name,
-            "daemon_pid": found.daemon_pid,
-            "daemon_answers": found.daemon_answers,
-            "instances": found.instances,
-        }
-        typer.echo(json.dumps(summary, indent=1))
-        return
-    daemon = f"daemon pid {found.daemon_pid}" if found.daemon_pid else "daemon not running"
-    answers = "" if found.daemon_answers else " (not answering: state from disk)"
-    _print(
-        stdout,
-        f"lab {config.lab_id}: API http://127.0.0.1:{config.api_port}, network {config.subnet}, "
-        f"{daemon}{answers}",
-    )
-    _print(stdout, _instances_table(found.instances))
+    summary = {
+        "lab_id": config.lab_id,
+        "api": f"http://127.0.0.1:{config.api_port}",
+        "network": config.subnet,
+        "cloud": config.cloud_name,
+        "daemon_pid": found.daemon_pid,
+        "daemon_answers": found.daemon_answers,
+        "instances": found.instances,
+    }
+
+    def for_people() -> None:
+        daemon = f"daemon pid {found.daemon_pid}" if found.daemon_pid else "daemon not running"
+        answers = "" if found.daemon_answers else " (not answering: state from disk)"
+        env.out.print(
+            f"lab {config.lab_id}: API {summary['api']}, network {config.subnet}, {daemon}{answers}"
+        )
+        env.out.print(_instances_table(found.instances))
+
+    show_record(env, output, summary, for_people=for_people)
 
 
 @app.command()
+@takes_options
 def add(
+    ctx: typer.Context,
     state_dir: StateDir,
     name: Annotated[str | None, typer.Option("--name", help="Instance name.")] = None,
     variant: Annotated[
@@ -215,7 +217,15 @@ def add(
     volume_backed: Annotated[
         bool, typer.Option("--volume-backed", help="Boot from a volume (its disk has a serial).")
     ] = False,
-    as_json: JsonOutput = False,
+    private: Annotated[
+        bool,
+        typer.Option(
+            "--private",
+            help="On the private network, reachable only through the bastion (`lab bastion`).",
+        ),
+    ] = False,
+    *,
+    output: OutputOptions,
 ) -> None:
     """Create and boot one more instance (through the lab daemon)."""
     from cloudrescue.lab import lifecycle
@@ -223,15 +233,41 @@ def add(
     _choice(variant, VARIANTS, "--variant")
     _choice(family, FAMILIES, "--family")
     body: dict[str, Any] = {"family": family, "volume_backed": volume_backed}
+    if private:
+        body["network"] = "private"
     if name:
         body["name"] = name
     if variant:
         body["variant"] = variant
     view = lifecycle.admin(state_dir).add(body)
-    if as_json:
-        typer.echo(json.dumps(view, indent=1))
-        return
-    _print(stdout, _instances_table([view]))
+    env = environment(ctx)
+    show_record(env, output, view, for_people=lambda: env.out.print(_instances_table([view])))
+
+
+@app.command()
+@takes_options
+def bastion(ctx: typer.Context, state_dir: StateDir, output: OutputOptions) -> None:
+    """Make (the first time) and show the lab's SSH bastion and its private network.
+
+    Instances made with `lab add --private` are reachable only through it:
+    `cloudrescue fix-ssh-keys NAME --jump root@ADDRESS --jump-key KEY --jump-fingerprint FP`.
+    """
+    from cloudrescue.lab import lifecycle
+
+    info = lifecycle.admin(state_dir).bastion()
+    env = environment(ctx)
+
+    def for_people() -> None:
+        env.out.print(
+            f"bastion {info['user']}@{info['address']} (private network {info['private_subnet']} "
+            f"at {info['private_address']})\nkey {info['key']}\n"
+            f"host key {info['host_key_fingerprint']}\n"
+            f"use: --jump {info['user']}@{info['address']} --jump-key {info['key']} "
+            f"--jump-fingerprint {info['host_key_fingerprint']}",
+            markup=False,
+        )
+
+    show_record(env, output, info, for_people=for_people)
 
 
 _SCENARIO_HELP = "\n\n".join(f"{s.name}: {s.description}" for s in SCENARIOS.values())
@@ -242,6 +278,7 @@ _SCENARIO_HELP = "\n\n".join(f"{s.name}: {s.description}" for s in SCENARIOS.val
     help=f"Break an instance on purpose (it reboots broken).\n\nScenarios:\n\n{_SCENARIO_HELP}",
 )
 def break_(
+    ctx: typer.Context,
     state_dir: StateDir,
     instance: Annotated[str, typer.Argument(help="Instance name or ID.", show_default=False)],
     scenario: Annotated[
@@ -253,11 +290,12 @@ def break_(
 
     get(scenario)
     answer = lifecycle.admin(state_dir).break_instance(instance, scenario)
-    _print(stdout, f"{instance}: {answer.get('detail', scenario)}")
+    environment(ctx).out.print(f"{instance}: {answer.get('detail', scenario)}", markup=False)
 
 
 @app.command()
 def faults(
+    ctx: typer.Context,
     state_dir: StateDir,
     set_json: Annotated[
         str | None,
@@ -280,7 +318,7 @@ def faults(
         current = client.faults("PUT", body)
     else:
         current = client.faults()
-    typer.echo(json.dumps(current, indent=1))
+    environment(ctx).out.out(json.dumps(current, indent=1), highlight=False)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -18,33 +18,129 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
+from cloudrescue.cli.completion import instance_names
+from cloudrescue.cli.environment import Environment
+from cloudrescue.cli.output import OutputOptions
+
 if TYPE_CHECKING:
-    from cloudrescue.cloud.openstack import OpenStackCloud
+    from cloudrescue.cloud.openstack import ConnectionOptions, OpenStackCloud
     from cloudrescue.rescue import RescueSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+@dataclass(frozen=True)
+class GlobalOptions:
+    """Options of the whole command line, accepted before or after the command, as with
+    ``openstack``. Credentials are never options: clouds.yaml, ``OS_*`` or a prompt."""
+
+    os_cloud: Annotated[
+        str | None,
+        typer.Option(
+            "--os-cloud",
+            envvar="OS_CLOUD",
+            metavar="NAME",
+            help="Cloud from clouds.yaml (default: $OS_CLOUD, else the OS_* variables).",
+        ),
+    ] = None
+    os_region_name: Annotated[
+        str | None,
+        typer.Option(
+            "--os-region-name",
+            envvar="OS_REGION_NAME",
+            metavar="REGION",
+            help="Region of the cloud (OVHcloud: GRA11, SBG5, BHS5...).",
+        ),
+    ] = None
+    os_cacert: Annotated[
+        str | None,
+        typer.Option(
+            "--os-cacert",
+            envvar="OS_CACERT",
+            metavar="FILE",
+            help="CA bundle to verify the cloud's TLS certificates with.",
+        ),
+    ] = None
+    insecure: Annotated[
+        bool, typer.Option("--insecure", help="Do not verify the cloud's TLS certificates.")
+    ] = False
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            show_default=False,
+            help="Say more: each detail of the run; -vv also the API requests (secrets hidden).",
+        ),
+    ] = 0
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress display: errors and results only.")
+    ] = False
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (and what -vv shows).")
+    ] = False
+
+
+GLOBAL_OPTIONS_WITH_VALUE = ("--os-cloud", "--os-region-name", "--os-cacert")
+GLOBAL_FLAGS = ("--insecure", "--verbose", "-v", "--quiet", "-q", "--debug")
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """``argv`` with the global options moved in front of the command (as ``openstack``
+    accepts them anywhere); what follows ``--`` is left alone."""
+    front: list[str] = []
+    rest: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            rest += [word, *words]
+            break
+        name = word.partition("=")[0]
+        if name in GLOBAL_OPTIONS_WITH_VALUE:
+            front.append(word)
+            value = next(words, None) if "=" not in word else None
+            front += [value] if value is not None else []
+        elif word in GLOBAL_FLAGS or (word.startswith("-v") and set(word[1:]) == {"v"}):
+            front.append(word)
+        else:
+            rest.append(word)
+    return [*front, *rest]
+
+
 @dataclass
 class CliState:
-    """What the root callback parsed (``--os-cloud``)."""
+    """What the root callback parsed, and where the command line runs."""
 
-    os_cloud: str | None = None
+    options: GlobalOptions = field(default_factory=GlobalOptions)
+    env: Environment = field(default_factory=Environment)
 
     def cloud(self) -> OpenStackCloud:
         """The cloud backend for this invocation (openstacksdk is imported only now)."""
         from cloudrescue.cloud.openstack import OpenStackCloud
+
+        return OpenStackCloud(self._cloud_name(), self.connection())
+
+    def _cloud_name(self) -> str | None:
         from cloudrescue.errors import InvalidInputError
 
-        if self.os_cloud is not None and not self.os_cloud.strip():
+        name = self.options.os_cloud
+        if name is not None and not name.strip():
             raise InvalidInputError("--os-cloud (or OS_CLOUD) is empty: name a clouds.yaml entry")
-        return OpenStackCloud(self.os_cloud)
+        return name
+
+    def connection(self) -> ConnectionOptions:
+        """Region and TLS choices for reaching the cloud."""
+        from cloudrescue.cloud.openstack import ConnectionOptions
+
+        given = self.options
+        return ConnectionOptions(given.os_region_name, given.os_cacert, given.insecure)
 
 
 def state(ctx: typer.Context) -> CliState:
@@ -53,9 +149,21 @@ def state(ctx: typer.Context) -> CliState:
     return found if isinstance(found, CliState) else CliState()
 
 
-Instance = Annotated[str, typer.Argument(help="Instance name or ID.", show_default=False)]
+def environment(ctx: typer.Context) -> Environment:
+    """Where this command line runs (streams, terminal, verbosity)."""
+    return state(ctx).env
+
+
+Instance = Annotated[
+    str,
+    typer.Argument(help="Instance name or ID.", show_default=False, autocompletion=instance_names),
+]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 Timeout = Annotated[
-    float, typer.Option("--timeout", help="Seconds to wait for each state change.", min=1)
+    float,
+    typer.Option(
+        "--timeout", metavar="SECONDS", help="Seconds to wait for each state change.", min=1
+    ),
 ]
 
 
@@ -65,29 +173,38 @@ class RescueOptions:
 
     image: Annotated[
         str | None,
-        typer.Option("--image", help="Rescue image (name or ID); default: the cloud's choice."),
+        typer.Option(
+            "--image", metavar="IMAGE", help="Rescue image (name or ID); default: the cloud's."
+        ),
     ] = None
     address: Annotated[
         str | None,
         typer.Option(
-            "--address", help="Address to SSH to (default: floating, public, then fixed IP)."
+            "--address",
+            metavar="IP",
+            help="Address to SSH to (default: floating, public, then fixed IP).",
         ),
     ] = None
     jump: Annotated[
         str | None,
         typer.Option(
             "--jump",
-            help="Reach private addresses through this SSH bastion: \\[user@]host\\[:port].",
+            metavar="[USER@]HOST[:PORT]",
+            help="Reach private addresses through this SSH bastion.",
         ),
     ] = None
     jump_key: Annotated[
         Path | None,
-        typer.Option("--jump-key", help="Private key for the bastion (default: agent/keys)."),
+        typer.Option(
+            "--jump-key", metavar="FILE", help="Private key for the bastion (default: agent/keys)."
+        ),
     ] = None
     jump_fingerprint: Annotated[
         str | None,
         typer.Option(
-            "--jump-fingerprint", help="Expected SHA256 host key fingerprint of the bastion."
+            "--jump-fingerprint",
+            metavar="SHA256:...",
+            help="Expected host key fingerprint of the bastion.",
         ),
     ] = None
     trust_host_key: Annotated[
@@ -102,6 +219,7 @@ class RescueOptions:
         float,
         typer.Option(
             "--host-key-timeout",
+            metavar="SECONDS",
             help="Seconds to wait for the rescue's host key fingerprints on its console.",
             min=1,
         ),
@@ -109,7 +227,10 @@ class RescueOptions:
     ssh_timeout: Annotated[
         float,
         typer.Option(
-            "--ssh-timeout", help="Seconds to keep trying to reach the rescue's sshd.", min=1
+            "--ssh-timeout",
+            metavar="SECONDS",
+            help="Seconds to keep trying to reach the rescue's sshd.",
+            min=1,
         ),
     ] = 300
 
@@ -128,16 +249,18 @@ class RepairOptions:
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
     ] = False
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False
+    yes: Yes = False
     disk: Annotated[
         str | None,
         typer.Option(
-            "--disk", help="Which filesystem is the instance's root (device, UUID, LABEL)."
+            "--disk",
+            metavar="DEVICE|UUID=|LABEL=",
+            help="Which filesystem is the instance's root.",
         ),
     ] = None
 
 
-GROUPS: tuple[type, ...] = (RepairOptions, RescueOptions)
+GROUPS: tuple[type, ...] = (RepairOptions, RescueOptions, GlobalOptions, OutputOptions)
 
 
 def _group_parameters(group: type) -> list[inspect.Parameter]:

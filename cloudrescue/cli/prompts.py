@@ -1,59 +1,87 @@
-"""Questions the CLI asks the user: confirming a reboot into rescue, choosing among several
-root filesystems, and reading a secret (hidden, twice) or taking it from stdin."""
+"""Questions the CLI asks the user: confirming a reboot, choosing among several root
+filesystems, and reading a secret (hidden, twice) or taking it from stdin.
+
+Everything goes through the ``Environment``: a question is asked only when stdin is a
+terminal, and a test answers it through ``env.stdin``.
+"""
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import typer
 
-from cloudrescue.cli.render import RichEvents, safe, stderr
+from cloudrescue.cli.environment import Environment
+from cloudrescue.cli.render import RichEvents, safe
 
 if TYPE_CHECKING:
     from cloudrescue.disks import AskRoot, RootFilesystem
     from cloudrescue.playbook.paramtypes import Secret
 
-def confirm(action: str, *, yes: bool, dry_run: bool) -> None:
-    """Ask before rebooting an instance into rescue (``--yes`` skips; no TTY needs --yes)."""
+
+def _ask(env: Environment, question: str, *, hidden: bool = False) -> str:
+    """One answer from the user (end of input is an interruption)."""
+    if hidden and env.stdin is sys.stdin:
+        return getpass.getpass(f"{question} ", stream=env.stderr)
+    env.stderr.write(f"{question} ")
+    env.stderr.flush()
+    line = env.stdin.readline()
+    if not line:
+        raise typer.Abort()
+    return line.rstrip("\r\n")
+
+
+def confirm(env: Environment, question: str, *, yes: bool) -> None:
+    """Ask ``question`` (a yes/no one) unless ``--yes``; without a terminal ``--yes`` is
+    required, and a "no" interrupts."""
     from cloudrescue.errors import InvalidInputError
 
     if yes:
         return
-    if not sys.stdin.isatty():
+    if not env.stdin_isatty:
         raise InvalidInputError(
-            "refusing to reboot an instance into rescue without confirmation: "
-            "stdin is not a terminal, pass --yes"
+            "refusing to reboot an instance without confirmation: stdin is not a terminal, "
+            "pass --yes"
         )
-    verb = "inspect (dry run, read-only)" if dry_run else "repair"
-    if not typer.confirm(
-        f"This reboots {action} into rescue mode to {verb} it, then reboots it normally "
-        "(downtime of a few minutes). Continue?"
-    ):
+    if _ask(env, f"{question} [y/N]").strip().lower() not in ("y", "yes"):
         raise typer.Abort()
 
 
-def root_chooser(events: RichEvents, *, yes: bool) -> AskRoot | None:
+def confirm_repair(env: Environment, action: str, *, yes: bool, dry_run: bool) -> None:
+    """Ask before rebooting an instance into rescue to repair (or inspect) it."""
+    verb = "inspect (dry run, read-only)" if dry_run else "repair"
+    question = (
+        f"This reboots {action} into rescue mode to {verb} it, then reboots it normally "
+        "(downtime of a few minutes). Continue?"
+    )
+    confirm(env, question, yes=yes)
+
+
+def root_chooser(env: Environment, events: RichEvents, *, yes: bool) -> AskRoot | None:
     """On a terminal (and without ``--yes``), ask which root to repair when several are found."""
-    if yes or not sys.stdin.isatty():
+    if yes or not env.stdin_isatty:
         return None
 
     def ask(roots: Sequence[RootFilesystem]) -> RootFilesystem:
         with events.paused():
-            stderr.print("Several root filesystems were found:")
+            env.err.print("Several root filesystems were found:")
             for number, root in enumerate(roots, 1):
-                stderr.print(f"  {number}) {safe(root.describe())}", highlight=False)
+                env.err.print(f"  {number}) {safe(root.describe())}", highlight=False)
             while True:
-                choice: int = typer.prompt("Which one is the instance's root? (number)", type=int)
-                if 1 <= choice <= len(roots):
-                    return roots[choice - 1]
-                stderr.print(f"  choose a number from 1 to {len(roots)}")
+                answer = _ask(env, "Which one is the instance's root? (number)").strip()
+                if answer.isdigit() and 1 <= int(answer) <= len(roots):
+                    return roots[int(answer) - 1]
+                env.err.print(f"  choose a number from 1 to {len(roots)}")
 
     return ask
 
 
-def read_secret(name: str, description: str, *, from_stdin: bool, flag: str) -> Secret:
+def read_secret(
+    env: Environment, name: str, description: str, *, from_stdin: bool, flag: str
+) -> Secret:
     """The secret ``name`` from one line of stdin, or asked twice (hidden) on the terminal.
 
     ``flag`` is the option that takes it from stdin, named when there is no terminal.
@@ -62,13 +90,17 @@ def read_secret(name: str, description: str, *, from_stdin: bool, flag: str) -> 
     from cloudrescue.playbook.paramtypes import Secret
 
     if from_stdin:
-        line = sys.stdin.readline().rstrip("\r\n")
+        line = env.stdin.readline().rstrip("\r\n")
         if not line:
             raise InvalidInputError(f"no {name} on stdin (one line expected)")
         return Secret(line)
-    if not sys.stdin.isatty():
+    if not env.stdin_isatty:
         raise InvalidInputError(
             f"{name} is a secret and stdin is not a terminal to ask for it: pass {flag}"
         )
-    answer = typer.prompt(description.rstrip("."), hide_input=True, confirmation_prompt=True)
-    return Secret(str(answer))
+    prompt = description.rstrip(".")
+    while True:
+        first = _ask(env, f"{prompt}:", hidden=True)
+        if first and _ask(env, f"{prompt} (again):", hidden=True) == first:
+            return Secret(first)
+        env.err.print("  the two entries differ (or are empty): again")

@@ -12,14 +12,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
 
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
+from cloudrescue.cli.environment import Environment
 from cloudrescue.cloud.base import ServerInfo
-
-stderr = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False)
 
 
 def _visible(char: str) -> str:
@@ -42,17 +39,19 @@ def safe(text: str) -> str:
 
 
 class RichEvents:
-    """``Events`` shown as a spinner line with the current step and the instance's state."""
+    """``Events`` shown on ``env.err``: a line per stage, a spinner with the current step and
+    the instance's state; ``--quiet`` shows nothing, ``-v`` every detail as a line too."""
 
-    def __init__(self, console: Console = stderr, *, quiet: bool = False) -> None:
-        self._console = console
-        self._quiet = quiet
+    def __init__(self, env: Environment) -> None:
+        self._console = env.err
+        self._quiet = env.quiet
+        self._verbose = env.verbosity >= 1
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             TextColumn("[dim]{task.fields[state]}"),
             TimeElapsedColumn(),
-            console=console,
+            console=self._console,
             transient=True,
         )
         self._task: TaskID | None = None
@@ -99,5 +98,7 @@ class RichEvents:
             self._console.print(f"  [dim]{safe(message)}[/]")
 
     def detail(self, message: str) -> None:
+        if self._verbose:
+            self._console.print(f"    [dim]{safe(message)}[/]")
         if self._task is not None:
             self._progress.update(self._task, state=safe(message))

@@ -13,8 +13,18 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cloudrescue.cli.options import Instance, RepairOptions, RescueOptions, state, takes_options
-from cloudrescue.cli.prompts import confirm, read_secret, root_chooser
+from cloudrescue.cli.completion import playbook_names
+from cloudrescue.cli.environment import Environment
+from cloudrescue.cli.options import (
+    Instance,
+    RepairOptions,
+    RescueOptions,
+    environment,
+    state,
+    takes_options,
+)
+from cloudrescue.cli.output import OutputOptions
+from cloudrescue.cli.prompts import confirm_repair, read_secret, root_chooser
 from cloudrescue.cli.render import RichEvents
 from cloudrescue.cli.reports import render_run, step_label
 
@@ -54,6 +64,7 @@ def execute(
     secret: SecretSource,
     repair: RepairOptions,
     rescue: RescueOptions,
+    output: OutputOptions,
 ) -> None:
     """Check every value, then rescue the instance, run the playbook and print the report."""
     from cloudrescue.errors import InvalidInputError
@@ -66,13 +77,15 @@ def execute(
 
     if repair.disk is not None and not repair.disk.strip():
         raise InvalidInputError("--disk is empty: a device, UUID=, LABEL= or LV name")
+    env = environment(ctx)
+    output.chosen()
     values = resolve(playbook, given, secret)
     check_values(playbook, values)
     settings = rescue.settings()
     backend = state(ctx).cloud()
     server = backend.find_server(instance)
-    confirm(f"{server.name} ({server.id})", yes=repair.yes, dry_run=repair.dry_run)
-    with RichEvents() as events:
+    confirm_repair(env, f"{server.name} ({server.id})", yes=repair.yes, dry_run=repair.dry_run)
+    with RichEvents(env) as events:
         workflow = RescueWorkflow(backend, Journal(), events, settings)
 
         def on_step(report: StepReport) -> None:
@@ -84,15 +97,15 @@ def execute(
             playbook,
             values,
             dry_run=repair.dry_run,
-            disk=DiskChoice(repair.disk, ask=root_chooser(events, yes=repair.yes)),
+            disk=DiskChoice(repair.disk, ask=root_chooser(env, events, yes=repair.yes)),
             on_step=on_step,
         )
-    render_run(report)
+    render_run(env, output, report)
 
 
-def _secrets(flag: str, from_stdin: bool) -> SecretSource:
+def _secrets(env: Environment, flag: str, from_stdin: bool) -> SecretSource:
     def secret(name: str, spec: ParameterSpec) -> Secret:
-        return read_secret(name, spec.description, from_stdin=from_stdin, flag=flag)
+        return read_secret(env, name, spec.description, from_stdin=from_stdin, flag=flag)
 
     return secret
 
@@ -106,10 +119,12 @@ def run(
         typer.Argument(
             help="Playbook name (`cloudrescue playbooks list`) or a .yaml file.",
             show_default=False,
+            autocompletion=playbook_names,
         ),
     ],
     repair: RepairOptions,
     rescue: RescueOptions,
+    output: OutputOptions,
     param: Annotated[
         list[str] | None,
         typer.Option(
@@ -137,8 +152,8 @@ def run(
 
     loaded = catalog.find(playbook)
     given = parse_assignments(param or [])
-    secret = _secrets("--secret-stdin", secret_stdin)
-    execute(ctx, instance, loaded, given, secret, repair, rescue)
+    secret = _secrets(environment(ctx), "--secret-stdin", secret_stdin)
+    execute(ctx, instance, loaded, given, secret, repair, rescue, output)
 
 
 def _shipped(name: str) -> Playbook:
@@ -153,6 +168,7 @@ def fix_ssh_keys(
     instance: Instance,
     repair: RepairOptions,
     rescue: RescueOptions,
+    output: OutputOptions,
     key: Annotated[
         list[Path] | None,
         typer.Option(
@@ -185,7 +201,8 @@ def fix_ssh_keys(
         "replace": [] if replace is None else ["true" if replace else "false"],
     }
     playbook = _shipped("fix-ssh-keys")
-    execute(ctx, instance, playbook, _given(given), _secrets("", False), repair, rescue)
+    secret = _secrets(environment(ctx), "--secret-stdin", False)
+    execute(ctx, instance, playbook, _given(given), secret, repair, rescue, output)
 
 
 @takes_options
@@ -194,6 +211,7 @@ def reset_password(
     instance: Instance,
     repair: RepairOptions,
     rescue: RescueOptions,
+    output: OutputOptions,
     user: Annotated[
         str | None,
         typer.Option("--user", help="Guest account. Default: root.", show_default=False),
@@ -220,8 +238,8 @@ def reset_password(
         "ssh": [] if ssh is None else ["true" if ssh else "false"],
     }
     playbook = _shipped("reset-password")
-    secret = _secrets("--password-stdin", password_stdin)
-    execute(ctx, instance, playbook, _given(given), secret, repair, rescue)
+    secret = _secrets(environment(ctx), "--password-stdin", password_stdin)
+    execute(ctx, instance, playbook, _given(given), secret, repair, rescue, output)
 
 
 def _given(values: Mapping[str, list[str]]) -> dict[str, list[str]]:

@@ -6,6 +6,7 @@ import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +20,7 @@ from cloudrescue.errors import (
 )
 
 STABLE_DEVICE_RESCUE = "2.87"
+REGION_MARK = "@"  # in the journal's cloud name: "<cloud>@<region>"
 NO_CLOUD = "no cloud is configured: no clouds.yaml entry was chosen and no OS_* variables are set"
 NO_CLOUD_HINT = (
     "pass --os-cloud NAME (or set OS_CLOUD) for a clouds.yaml entry, or source your "
@@ -132,21 +134,46 @@ def _server_info(server: Any) -> ServerInfo:
     )
 
 
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """How to reach the cloud besides its credentials: region, CA bundle, TLS checks."""
+
+    region: str | None = None
+    cacert: str | None = None
+    insecure: bool = False
+
+
 class OpenStackCloud:
     """A ``CloudBackend`` talking to nova and glance through openstacksdk."""
 
-    def __init__(self, cloud: str | None = None) -> None:
+    def __init__(
+        self, cloud: str | None = None, connection: ConnectionOptions | None = None
+    ) -> None:
         import openstack
 
+        given = connection or ConnectionOptions()
+        extra: dict[str, Any] = {}
+        if given.region:
+            extra["region_name"] = given.region
+        if given.cacert:
+            extra["cacert"] = given.cacert
+        if given.insecure:
+            extra["verify"] = False
         try:
             with _api_errors("cloud configuration"):
-                self._conn = openstack.connect(cloud=cloud) if cloud else openstack.connect()
+                self._conn = (
+                    openstack.connect(cloud=cloud, **extra)
+                    if cloud
+                    else openstack.connect(**extra)
+                )
         except InvalidInputError as error:
             broken = _broken_config()
             if broken is not None:
                 raise InvalidInputError(f"cloud configuration: {broken}") from error
             raise
-        self._name = cloud or self._conn.config.name or ENVIRONMENT_CLOUD
+        name = cloud or self._conn.config.name or ENVIRONMENT_CLOUD
+        region = self._conn.config.region_name
+        self._name = f"{name}{REGION_MARK}{region}" if given.region and region else name
 
     @property
     def cloud_name(self) -> str:
@@ -301,6 +328,11 @@ class OpenStackCloud:
         self._call(f"metadata of {server_id}", clear)
 
 
-def open_recorded_cloud(name: str) -> OpenStackCloud:
-    """The cloud a journal entry names (``cloud_name`` when the rescue was started)."""
-    return OpenStackCloud(None if name == ENVIRONMENT_CLOUD else name)
+def open_recorded_cloud(name: str, connection: ConnectionOptions | None = None) -> OpenStackCloud:
+    """The cloud a journal entry names (``cloud_name`` when the rescue was started: the
+    clouds.yaml entry or ``envvars``, and the region when one was chosen)."""
+    cloud, _, region = name.partition(REGION_MARK)
+    given = connection or ConnectionOptions()
+    if region:
+        given = ConnectionOptions(region, given.cacert, given.insecure)
+    return OpenStackCloud(None if cloud == ENVIRONMENT_CLOUD else cloud, given)

@@ -97,6 +97,17 @@ class AdminClient:
         ``ref``'s disk; it reboots with them."""
         return self.call("POST", f"/instances/{ref}/files", {"files": files})
 
+    def bastion(self) -> dict[str, Any]:
+        """The lab's bastion (made the first time): address, private_address, private_subnet,
+        user, key, fingerprints, host_key_fingerprint."""
+        made: dict[str, Any] = self.call("POST", "/bastion")["bastion"]
+        return made
+
+    def admin_pass(self, ref: str) -> str | None:
+        """The adminPass instance ``ref``'s last rescue request carried."""
+        found: str | None = self.call("GET", f"/instances/{ref}/admin-pass")["admin_pass"]
+        return found
+
     def faults(self, method: str = "GET", body: dict[str, Any] | None = None) -> dict[str, Any]:
         """The daemon's injected faults (``PUT`` merges ``body``, ``DELETE`` clears)."""
         return self.call(method, "/faults", body)

@@ -112,3 +112,42 @@ class StateLayout:
     def instance(self, instance_id: str) -> InstancePaths:
         """Paths of one instance."""
         return InstancePaths(self.instances / instance_id)
+
+    @property
+    def bastion(self) -> BastionPaths:
+        """Files of the lab's bastion (made on demand, see docs/lab-design.md)."""
+        return BastionPaths(self.root / "bastion")
+
+
+@dataclass(frozen=True)
+class BastionPaths:
+    """Files of the bastion under ``<state-dir>/bastion/``."""
+
+    root: Path
+
+    @property
+    def info(self) -> Path:
+        """``BastionInfo`` as JSON (written once the bastion's sshd listens)."""
+        return self.root / "bastion.json"
+
+    @property
+    def key(self) -> Path:
+        """Private key authorised for root on the bastion (``key.pub`` beside it)."""
+        return self.root / "bastion_key"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def console(self) -> Path:
+        return self.root / "console.log"
+
+    @property
+    def init_log(self) -> Path:
+        return self.root / "init.log"
+
+    @property
+    def mnt(self) -> Path:
+        """Mount points, used only inside the bastion's private mount namespace."""
+        return self.root / "mnt"

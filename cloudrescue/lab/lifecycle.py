@@ -371,19 +371,31 @@ def find_instance(state_dir: Path, ref: str) -> dict[str, Any]:
 
 
 def ssh_argv(state_dir: Path, ref: str, command: list[str]) -> list[str]:
-    """``ssh`` to the default user of instance ``ref`` with ``lab_key`` (a demo convenience)."""
+    """``ssh`` to the default user of instance ``ref`` with ``lab_key`` (a demo convenience);
+    through the bastion for an instance on the private network."""
     view = find_instance(state_dir, ref)
     state = StateLayout(state_dir)
+    loose = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
+    loose += ["-o", "LogLevel=ERROR"]
+    jump: list[str] = []
+    if view.get("network") == "private":
+        try:
+            bastion = json.loads(state.bastion.info.read_text())
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"{ref} is on the private network and the lab has no bastion"
+            ) from None
+        proxy = ["ssh", "-i", bastion["key"], *loose, "-W", "%h:%p"]
+        jump = [
+            "-o",
+            "ProxyCommand=" + " ".join([*proxy, f"{bastion['user']}@{bastion['address']}"]),
+        ]
     return [
         "ssh",
         "-i",
         str(state.lab_key),
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "LogLevel=ERROR",
+        *loose,
+        *jump,
         f"{view['user']}@{view['address']}",
         *command,
     ]

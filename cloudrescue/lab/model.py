@@ -9,6 +9,7 @@ Variant = Literal["ext4", "xfs", "lvm", "btrfs"]
 Family = Literal["debian", "rhel"]
 BootOutcome = Literal["running", "emergency"]
 ShutdownHostKeys = Literal["fingerprints", "keys"]
+Network = Literal["public", "private"]  # the lab's bridge, or the private one behind the bastion
 
 VARIANTS: tuple[Variant, ...] = ("ext4", "xfs", "lvm", "btrfs")
 FAMILIES: tuple[Family, ...] = ("debian", "rhel")
@@ -28,6 +29,7 @@ class InstanceSpec:
     variant: Variant = "ext4"
     family: Family = "debian"
     volume_id: str | None = None
+    network: Network = "public"
 
     @property
     def volume_backed(self) -> bool:
@@ -55,6 +57,7 @@ class RescueRequest:
     forge_host_key_fingerprints: bool = False
     defer_host_keys: bool = False  # printed later, by ``LabRuntime.announce_host_keys``
     guest_host_keys_at_shutdown: ShutdownHostKeys | None = None
+    silent_host_keys: bool = False  # the rescue's cloud-init prints no host-key block at all
 
 
 # Seconds from RESCUE to the rescue's host-key block: real clouds take 10 s or more (nova shows
@@ -86,4 +89,27 @@ class LabConfig:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> LabConfig:
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class BastionInfo:
+    """The lab's bastion (``<state-dir>/bastion/bastion.json``): an SSH jump host with one leg
+    on the lab's bridge (``address``, reachable from this machine) and one on the private
+    network (``private_address`` in ``private_subnet``), which this machine has no route to.
+    """
+
+    address: str
+    private_address: str
+    private_subnet: str
+    user: str
+    key: str  # private key authorised for ``user`` on the bastion
+    fingerprints: list[str]  # ``ssh-keygen -l`` lines of its host keys
+    host_key_fingerprint: str  # SHA256:... of its (only) host key, for --jump-fingerprint
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> BastionInfo:
         return cls(**data)

@@ -27,10 +27,15 @@ from cloudrescue.lab.system import run
 
 
 def _overlay_root(plan: BootPlan, mnt: Path) -> Path:
+    return overlay_root(f"/dev/{plan.rescue_disk}", mnt)
+
+
+def overlay_root(device: str, mnt: Path) -> Path:
+    """The rescue image on ``device`` as a root: read-only lower layer, tmpfs upper layer
+    (``<mnt>/rescue-root``; the bastion boots the same way)."""
     lower, rw, root = mnt / "rescue-ro", mnt / "rescue-rw", mnt / "rescue-root"
     for directory in (lower, rw, root):
         directory.mkdir(parents=True, exist_ok=True)
-    device = f"/dev/{plan.rescue_disk}"
     mount(device, lower, "ext4", "ro")
     mount("tmpfs", rw, "tmpfs", "mode=0755,size=1g")
     (rw / "upper").mkdir()

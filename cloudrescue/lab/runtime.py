@@ -7,9 +7,11 @@ so ``teardown`` (also from a fresh process, after a crash) removes it all.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
+import secrets
 import shutil
 import subprocess
 import threading
@@ -19,6 +21,7 @@ from typing import Literal
 
 from cloudrescue.errors import ConflictError, InvalidInputError, LabError, NotFoundError
 from cloudrescue.lab import instance_disks, loopdev, netns, processes, scenarios
+from cloudrescue.lab.bastion_init import BastionPlan
 from cloudrescue.lab.bootplan import BootPlan, DiskLayout, PlanKind
 from cloudrescue.lab.consolelog import CLOUD_INIT, Console, HostKeys
 from cloudrescue.lab.disk_files import REFUSED, GuestFile
@@ -28,26 +31,31 @@ from cloudrescue.lab.layout import InstancePaths, StateLayout
 from cloudrescue.lab.ledger import Entry, Ledger, UndoHandler
 from cloudrescue.lab.loopdev import LoopDevice, attach, undo_loop, undo_node
 from cloudrescue.lab.model import (
+    BastionInfo,
     BootOutcome,
     InstanceSpec,
     LabConfig,
     RescueRequest,
     ShutdownHostKeys,
 )
-from cloudrescue.lab.rootfs import rescue_image
-from cloudrescue.lab.system import private_mount_module
+from cloudrescue.lab.rootfs import cache_lock, rescue_image
+from cloudrescue.lab.system import private_mount_module, run
 from cloudrescue.lab.templates import template
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["stopped", "guest", "rescue"]
 SERIAL_LENGTH = 20  # virtio-blk serials are cut at 20 characters
+BASTION_HOST = 2  # the bastion is .2 on the lab's bridge and on the private network
+BASTION_USER = "root"
+BASTION_PROCESS = "bastion:init"
 
 UNDO: dict[str, UndoHandler] = {
     "process": processes.undo_process,
     "netns": netns.undo_netns,
     "link": netns.undo_link,
     "nftable": netns.undo_nftable,
+    "route": netns.undo_route,
     "loop": undo_loop,
     "node": undo_node,
 }
@@ -64,6 +72,7 @@ class _Instance:
     init: processes.InitProcess | None = None
     mode: Mode = "stopped"
     pending_host_keys: HostKeys | None = None  # the rescue's block, not printed yet
+    pending_silent: bool = False  # the rescue's modules:final is due, with no host-key block
 
 
 class LabRuntime:
@@ -78,6 +87,7 @@ class LabRuntime:
         self._rescue_lock = threading.Lock()
         self._console_lock = threading.Lock()
         self._rescue_disk: LoopDevice | None = None
+        self._bastion_lock = threading.Lock()
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -126,8 +136,19 @@ class LabRuntime:
         except FileNotFoundError:
             return []
 
-    def _prefix(self) -> int:
+    def _prefix(self, spec: InstanceSpec | None = None) -> int:
+        if spec is not None and spec.network == "private":
+            return self._private_network().prefixlen
         return int(self.config.subnet.rsplit("/", 1)[1])
+
+    def _private_network(self) -> ipaddress.IPv4Network:
+        bastion = self.bastion()
+        if bastion is None:
+            raise ConflictError(
+                "this lab has no private network yet: make its bastion first "
+                "(`POST /lab/v1/bastion`, `cloudrescue lab bastion`)"
+            )
+        return ipaddress.IPv4Network(bastion.private_subnet)
 
     def _plan(
         self, instance: _Instance, kind: PlanKind, request: RescueRequest | None = None
@@ -138,7 +159,7 @@ class LabRuntime:
             kind=kind,
             instance_id=spec.id,
             hostname=spec.name,
-            address=f"{spec.address}/{self._prefix()}",
+            address=f"{spec.address}/{self._prefix(spec)}",
             mac=spec.mac,
             console=str(instance.paths.console),
             mnt=str(instance.paths.mnt),
@@ -152,9 +173,9 @@ class LabRuntime:
             serial=spec.volume_id[:SERIAL_LENGTH] if spec.volume_id else None,
             rescue_disk=self._rescue_disk.name if kind == "rescue" and self._rescue_disk else None,
             forge_host_keys=bool(request and request.forge_host_key_fingerprints),
-            defer_host_keys=bool(request and request.defer_host_keys),
+            defer_host_keys=bool(request and (request.defer_host_keys or request.silent_host_keys)),
             stable_device=bool(request and request.stable_device),
-            gateway=self.config.gateway,
+            gateway=self.config.gateway if spec.network == "public" else None,
         )
 
     def _write_plan(self, instance: _Instance, plan: BootPlan) -> Path:
@@ -171,6 +192,7 @@ class LabRuntime:
     def _stop(self, instance: _Instance) -> None:
         with self._console_lock:
             instance.pending_host_keys = None  # a system that is off prints nothing more
+            instance.pending_silent = False
         if instance.init is not None:
             instance.init.stop()
             self.ledger.forget("process", f"{instance.spec.id}:init")
@@ -227,9 +249,14 @@ class LabRuntime:
             paths.layout.write_text(json.dumps(disk_template.layout.to_json(), indent=1))
             instance_disks.copy_template(str(disk_template.image), paths)
             instance_disks.make_config_drive(spec, paths, self._public_keys())
+            private = spec.network == "private"
+            if private:
+                self._private_network()  # ConflictError without one
             attached = instance_disks.attach_disks(self.ledger, spec, paths)
             instance_disks.unique_xfs_uuid(attached, disk_template.layout)
-            name = netns.create_netns(self.ledger, self.config.lab_id, spec.index, spec.mac)
+            name = netns.create_netns(
+                self.ledger, self.config.lab_id, spec.index, spec.mac, private=private
+            )
         except BaseException:
             self._undo_instance(spec)
             shutil.rmtree(paths.root, ignore_errors=True)
@@ -268,7 +295,10 @@ class LabRuntime:
         if instance.init is not None and not instance.init.sshd:
             self._stop(instance)
             raise LabError(f"the rescue system of {spec.name} started without sshd")
-        if instance.init is not None and request.defer_host_keys:
+        if instance.init is not None and request.silent_host_keys:
+            with self._console_lock:  # its modules:final comes, with no block
+                instance.pending_silent = request.defer_host_keys
+        elif instance.init is not None and request.defer_host_keys:
             with self._console_lock:
                 instance.pending_host_keys = instance.init.host_keys
 
@@ -282,16 +312,18 @@ class LabRuntime:
             return False
         with self._console_lock:
             keys, instance.pending_host_keys = instance.pending_host_keys, None
-            if keys is None or instance.mode != "rescue":
+            silent, instance.pending_silent = instance.pending_silent, False
+            if (keys is None and not silent) or instance.mode != "rescue":
                 return False
             console = Console(instance.paths.console)
             try:
                 console.cloud_init(f"{CLOUD_INIT} running 'modules:final' (rescue)")
-                console.announce(keys)
+                if keys is not None:
+                    console.announce(keys)
                 console.cloud_init(f"{CLOUD_INIT} finished (rescue)")
             finally:
                 console.close()
-        return True
+        return keys is not None
 
     def _print_guest_host_keys(self, instance: _Instance, kind: ShutdownHostKeys) -> None:
         """What a hostile guest can do while it is shut down for a rescue: print a host-key
@@ -383,6 +415,91 @@ class LabRuntime:
         """Kill the established SSH sessions of the instance or its rescue system."""
         instance = self._get(spec)
         return processes.cut_sessions(instance.init.pid) if instance.init else 0
+
+    def bastion(self) -> BastionInfo | None:
+        """The lab's bastion, if it was made (``make_bastion``)."""
+        try:
+            return BastionInfo.from_json(json.loads(self.state.bastion.info.read_text()))
+        except FileNotFoundError:
+            return None
+
+    def make_bastion(self) -> BastionInfo:
+        """The lab's bastion and private network, made the first time (see docs/lab-design.md):
+        a private network this machine has no route to, and a bastion namespace on it and on
+        the lab's bridge whose own sshd (the rescue image's) lets root in with the bastion key
+        only. A bastion that fails to start leaves nothing behind."""
+        with self._bastion_lock:
+            known = self.bastion()
+            if known is not None:
+                return known
+            lab_id = self.config.lab_id
+            names = {netns.private_netns_name(lab_id), netns.bastion_netns_name(lab_id)}
+
+            def made_for_it(entry: Entry) -> bool:
+                return (
+                    entry.kind == "route"
+                    or entry.key in names
+                    or entry.key == BASTION_PROCESS
+                    or (entry.kind == "link" and entry.key.startswith(f"crv{lab_id}b"))
+                )
+
+            try:
+                return self._start_bastion()
+            except BaseException:
+                self.ledger.undo_all(UNDO, only=made_for_it)
+                raise
+
+    def _start_bastion(self) -> BastionInfo:
+        paths = self.state.bastion
+        paths.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        paths.mnt.mkdir(exist_ok=True)
+        lab_id = self.config.lab_id
+        public = ipaddress.IPv4Network(self.config.subnet)
+        with cache_lock("network"):
+            private = netns.free_subnet()
+            netns.create_private_network(self.ledger, lab_id, private)
+        macs = tuple(
+            "fa:16:3e:" + ":".join(f"{secrets.randbelow(256):02x}" for _ in range(3))
+            for _ in range(2)
+        )
+        name = netns.create_bastion_netns(self.ledger, lab_id, (macs[0], macs[1]))
+        if not paths.key.exists():
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
+                 f"cloudrescue-lab-{lab_id}-bastion", "-f", str(paths.key)])  # fmt: skip
+        plan = BastionPlan(
+            rescue_disk=self._ensure_rescue_disk().name,
+            console=str(paths.console),
+            mnt=str(paths.mnt),
+            address=f"{public.network_address + BASTION_HOST}/{public.prefixlen}",
+            gateway=self.config.gateway,
+            private_address=f"{private.network_address + BASTION_HOST}/{private.prefixlen}",
+            authorized_key=paths.key.with_name(paths.key.name + ".pub").read_text().strip(),
+        )
+        plan.save(paths.plan)
+        init = processes.spawn_init(
+            self.ledger,
+            BASTION_PROCESS,
+            name,
+            "cloudrescue.lab.bastion_init",
+            paths.plan,
+            paths.init_log,
+        )
+        keys = init.host_keys
+        if not init.sshd or keys is None or not keys.fingerprints:
+            init.stop()
+            raise LabError(f"the bastion started without sshd (see {paths.init_log})")
+        info = BastionInfo(
+            address=plan.address.split("/")[0],
+            private_address=plan.private_address.split("/")[0],
+            private_subnet=str(private),
+            user=BASTION_USER,
+            key=str(paths.key),
+            fingerprints=list(keys.fingerprints),
+            host_key_fingerprint=keys.fingerprints[0].split()[1],
+        )
+        paths.info.write_text(json.dumps(info.to_json(), indent=1))
+        log.info("bastion up at %s (private network %s)", info.address, private)
+        return info
 
     def destroy(self, spec: InstanceSpec) -> None:
         """Stop the instance and remove everything of it."""

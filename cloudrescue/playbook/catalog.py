@@ -7,6 +7,7 @@ from a wheel and from an editable checkout (``cloudrescue/playbooks`` links to `
 
 from __future__ import annotations
 
+import difflib
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -36,9 +37,12 @@ def shipped_names() -> list[str]:
 def _shipped_file(name: str) -> Traversable:
     entry = shipped_folder() / f"{name}{SUFFIX}"
     if not entry.is_file():
+        names = shipped_names()
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
         raise NotFoundError(
-            f"no playbook named {name!r} (shipped: {', '.join(shipped_names())}; "
-            "or give a path to a .yaml file)"
+            f"no playbook named {name!r}"
+            + (f": did you mean {' or '.join(map(repr, close))}?" if close else ""),
+            hint=f"shipped: {', '.join(names)}; or give a path to a .yaml file",
         )
     return entry
 

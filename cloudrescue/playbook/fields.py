@@ -7,6 +7,10 @@ secrets may reach it, and how a value is checked. Validation runs twice: when th
 loaded (a ``LoadContext`` is given: references are checked against the declared parameters
 and facts, then stand in as a placeholder), and when a step is rendered with the real values.
 Docs show each field's kind by name.
+
+A reference to a parameter whose own declaration is invalid cannot be checked (its type is
+unknown): at load time it fails with the error type ``UNCHECKED``, which the loader drops, so
+that one bad declaration is one error, not one more for every use of it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import GetCoreSchemaHandler, ValidationInfo
-from pydantic_core import CoreSchema, core_schema
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
 
 from cloudrescue.phase import MountMode
 from cloudrescue.playbook.facts import FACTS
@@ -33,6 +37,8 @@ from cloudrescue.playbook.template import references, substitute, whole_referenc
 
 SCALARS: frozenset[ParamTypeName] = frozenset({"string", "int", "bool", "choice", "path", "user"})
 UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@\\-]+$")
+UNCHECKED = "unchecked_reference"
+"""Error type of a reference that cannot be checked (see the module docstring)."""
 
 
 def as_text(value: Value) -> str:
@@ -56,9 +62,20 @@ class LoadContext:
     mount: MountMode
     chroot: bool
     unavailable: Mapping[str, str] = field(default_factory=dict)
+    unchecked: frozenset[str] = frozenset()
+    """Parameters declared with an invalid type: their uses cannot be checked."""
+    any_parameter: bool = False
+    """The parameters could not be read at all: no parameter reference can be checked."""
+
+    def checkable(self, name: str) -> bool:
+        """Whether a reference to ``name`` can be checked (see ``unchecked``)."""
+        if name in self.types or name.startswith("facts."):
+            return True
+        return name not in self.unchecked and not self.any_parameter
 
     def type_of(self, name: str) -> ParamTypeName:
-        """Type of a parameter or ``facts.<name>``; ``ValueError`` says what exists."""
+        """Type of a parameter or ``facts.<name>``; ``ValueError`` says what exists (an
+        ``UNCHECKED`` error when the parameter's declaration is itself invalid)."""
         found = self.types.get(name)
         if found is not None:
             return found
@@ -66,7 +83,11 @@ class LoadContext:
             raise ValueError(self.unavailable[name])
         if name.startswith("facts."):
             raise ValueError(f"unknown fact {name!r} (known: {', '.join(sorted(FACTS))})")
-        known = ", ".join(sorted(k for k in self.types if not k.startswith("facts."))) or "none"
+        if not self.checkable(name):
+            raise PydanticCustomError(UNCHECKED, "{name}: its declaration is invalid",
+                                      {"name": name})
+        declared = {k for k in self.types if not k.startswith("facts.")} | self.unchecked
+        known = ", ".join(sorted(declared)) or "none"
         raise ValueError(f"unknown parameter {name!r} (parameters: {known})")
 
 
@@ -129,6 +150,8 @@ class FieldKind:
         if not self.embeds or not self.literal:
             raise ValueError(f"takes one whole reference or a literal {self.name}, not a mix")
         for name in names:
+            if not context.checkable(name):
+                continue
             kind = context.type_of(name)
             if kind == "secret" and not self.secrets:
                 raise ValueError(
@@ -137,6 +160,8 @@ class FieldKind:
                 )
             if not PARAM_TYPES[kind].embeddable:
                 raise ValueError(f"{name!r} ({kind}) cannot be part of a text")
+        for name in names:
+            context.type_of(name)  # the UNCHECKED error: the text cannot be built
         return substitute(value, lambda name: as_text(context.samples[name]))
 
 

@@ -47,9 +47,22 @@ def test_bad_key_file_touches_nothing(lab: E2ELab, tmp_path: Path) -> None:
     assert "No rescue in flight" in lab.cli("status").stdout
 
 
-def test_no_terminal_needs_yes(lab: E2ELab) -> None:
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("fix-ssh-keys", "{name}", "--key", "{key}"),
+        ("rescue", "{name}"),
+        ("unrescue", "{name}"),
+        ("resume", "{name}"),
+        ("run", "{name}", "fix-firewall"),
+    ],
+    ids=lambda command: command[0],
+)
+def test_no_terminal_needs_yes(lab: E2ELab, command: tuple[str, ...]) -> None:
+    """Every command that reboots an instance asks first, and refuses without a terminal."""
     instance = lab.add()
-    result = lab.cli("fix-ssh-keys", instance["name"], "--key", f"{lab.key}.pub")
+    words = [word.format(name=instance["name"], key=f"{lab.key}.pub") for word in command]
+    result = lab.cli(*words)
     assert result.returncode == 2
     assert "pass --yes" in one_error_line(result)
     assert status_of(lab, instance["name"]) == "ACTIVE/-"
@@ -57,17 +70,17 @@ def test_no_terminal_needs_yes(lab: E2ELab) -> None:
 
 def test_wrong_state_held_rescue(lab: E2ELab) -> None:
     instance = lab.add()
-    held = lab.cli("rescue", instance["name"], "--key", f"{lab.key}.pub")
+    held = lab.cli("rescue", instance["name"], "--key", f"{lab.key}.pub", "--yes")
     assert held.returncode == 0, held.stderr
     assert "is in rescue" in held.stdout and "root password hidden" not in held.stdout
     result = lab.cli("fix-ssh-keys", instance["name"], "--key", f"{lab.key}.pub", "--yes")
     assert result.returncode == 4
     assert "while it is in vm_state rescued" in one_error_line(result)
     assert status_of(lab, instance["name"]) == "RESCUE/-"
-    left = lab.cli("unrescue", instance["name"])
+    left = lab.cli("unrescue", instance["name"], "--yes")
     assert left.returncode == 0, left.stderr
     assert key_login(instance["address"], "debian", lab.key) == "ok"
-    again = lab.cli("unrescue", instance["name"])
+    again = lab.cli("unrescue", instance["name"], "--yes")
     assert again.returncode == 4 and "is not in rescue" in one_error_line(again)
 
 

@@ -161,7 +161,7 @@ def check(lab: E2ELab, fault: Fault, new_key: Path, restore: Callable[[str], Non
     assert leftovers == [], (fault.name, leftovers)  # no half-written file left behind either
     assert logs_in(instance["address"], lab.key), fault.name
     if "marked in rescue by cloudrescue" in lab.cli("status", name).stdout:  # unmark faults
-        resumed = lab.cli("resume", name)
+        resumed = lab.cli("resume", name, "--yes")
         assert resumed.returncode == 0, resumed.stderr
         assert "marked in rescue" not in lab.cli("status", name).stdout
     assert open_entries(lab, server_id) == [], fault.name
@@ -173,7 +173,7 @@ def test_every_api_call_and_ssh_faults(lab: E2ELab, tmp_path: Path) -> None:
     subprocess.run(["ssh-keygen", "-q", "-N", "", "-t", "ed25519", "-f", str(new_key)], check=True)
 
     def restore(name: str) -> None:
-        resumed = lab.cli("resume", name)
+        resumed = lab.cli("resume", name, "--yes")
         assert resumed.returncode == 0, resumed.stderr
 
     failures = []

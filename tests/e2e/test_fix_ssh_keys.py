@@ -148,7 +148,7 @@ def test_kill_9_mid_run_is_restored_by_resume(lab: E2ELab, new_key: Path) -> Non
     assert (
         name in status.stdout and "dead" in status.stdout and "cloudrescue resume" in status.stdout
     )
-    resumed = lab.cli("resume")
+    resumed = lab.cli("resume", "--yes")
     assert resumed.returncode == 0, resumed.stderr
     assert f"{name}: unrescued, now ACTIVE" in resumed.stdout
     assert key_login(instance["address"], "debian", lab.key) == "ok"

@@ -112,7 +112,7 @@ def one_case(lab: E2ELab, point: KillPoint, new_key: Path) -> None:
     old = guest_keys(lab, instance["id"])
     new_line = Path(f"{new_key}.pub").read_text().strip()
     progress = killed_at(lab, name, Path(f"{new_key}.pub"), point)
-    resumed = lab.cli("resume", name)
+    resumed = lab.cli("resume", name, "--yes")
     assert resumed.returncode == 0, (point, progress, resumed.stderr)
     deadline = time.monotonic() + 120
     while status_of(lab, name) != "ACTIVE/-":

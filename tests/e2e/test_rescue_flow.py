@@ -42,7 +42,7 @@ def journal_state(lab: E2ELab, name: str) -> str | None:
 def test_rescue_prints_the_login_and_the_password_only_when_asked(lab: E2ELab) -> None:
     instance = lab.add()
     name = instance["name"]
-    held = lab.cli("rescue", name, "--show-password")
+    held = lab.cli("-vv", "rescue", name, "--show-password", "--yes")  # -vv: the API requests
     assert held.returncode == 0, held.stderr
     password = re.search(r"root password: (\S+)", held.stdout)
     fingerprint = re.search(
@@ -50,6 +50,8 @@ def test_rescue_prints_the_login_and_the_password_only_when_asked(lab: E2ELab) -
     )
     assert password and fingerprint, held.stdout
     assert password.group(1) not in held.stderr
+    assert f"/servers/{instance['id']}/action" in held.stderr  # the requests were shown...
+    assert '"adminPass": "***"' in held.stderr  # ...with the password taken out
     assert status_of(lab, name) == "RESCUE/-"
     known_hosts = re.search(r"UserKnownHostsFile=(\S+) root@", held.stdout)
     assert known_hosts, held.stdout
@@ -86,7 +88,7 @@ def test_rescue_prints_the_login_and_the_password_only_when_asked(lab: E2ELab) -
         host.close()
     status = lab.cli("status")
     assert name in status.stdout and "held" in status.stdout
-    left = lab.cli("unrescue", name)
+    left = lab.cli("unrescue", name, "--yes")
     assert left.returncode == 0, left.stderr
     assert key_login(instance["address"], "debian", lab.key) == "ok"
 
@@ -151,7 +153,7 @@ def test_second_ctrl_c_leaves_it_in_rescue_and_resume_restores(lab: E2ELab) -> N
     assert "left in rescue" in stderr and "cloudrescue resume" in stderr
     wait_until(lambda: status_of(lab, name) == "RESCUE/-")
     assert journal_state(lab, name) == "left-in-rescue"
-    resumed = lab.cli("resume")
+    resumed = lab.cli("resume", "--yes")
     assert resumed.returncode == 0, resumed.stderr
     assert f"{name}: unrescued, now ACTIVE" in resumed.stdout
     assert key_login(instance["address"], "debian", lab.key) == "ok"
@@ -173,7 +175,7 @@ def test_the_cloud_remembers_what_a_lost_journal_forgot(lab: E2ELab, tmp_path: P
     """Rescued from one machine, seen and restored from another (an empty journal)."""
     instance = lab.add()
     name = instance["name"]
-    held = lab.cli("rescue", name)
+    held = lab.cli("rescue", name, "--yes")
     assert held.returncode == 0, held.stderr
     elsewhere = {**lab.env, "CLOUDRESCUE_STATE_DIR": str(tmp_path / "another-machine")}
     status = subprocess.run(
@@ -184,12 +186,17 @@ def test_the_cloud_remembers_what_a_lost_journal_forgot(lab: E2ELab, tmp_path: P
     assert "In rescue or marked in the cloud, not in this journal:" in status.stdout
     assert name in status.stdout and "RESCUE" in status.stdout
     resumed = subprocess.run(
-        [CLOUDRESCUE, "resume", name], env=elsewhere, capture_output=True, text=True, check=False
+        [CLOUDRESCUE, "resume", name, "--yes"],
+        env=elsewhere,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"{name}: unrescued (mark of run" in resumed.stdout
     assert status_of(lab, name) == "ACTIVE/-"
     assert key_login(instance["address"], "debian", lab.key) == "ok"
-    mine = lab.cli("resume", "--all", name)  # this machine's held entry: it is back, closed
+    # this machine's held entry: it is back, closed
+    mine = lab.cli("resume", "--held", "--yes", name)
     assert mine.returncode == 0, mine.stderr
     assert f"{name}: was already ACTIVE; journal entry closed" in mine.stdout

@@ -134,7 +134,7 @@ def test_ssh_add_and_break(cli_lab: CliLab) -> None:
     broken = cli_lab.lab("break", "extra", "lost-key")
     assert broken.returncode == 0, broken.stderr
     assert "nobody has" in broken.stdout
-    views = json.loads(cli_lab.lab("status", "--json").stdout)["instances"]
+    views = json.loads(cli_lab.lab("status", "-f", "json").stdout)["instances"]
     address = next(view["address"] for view in views if view["name"] == "extra")
     assert key_login(address, "cloud-user", cli_lab.state / "lab_key") == "key refused"
 
@@ -191,7 +191,7 @@ def test_down_after_up_was_killed_halfway(tmp_path: Path) -> None:
     clouds.write_text(yaml.safe_dump({"clouds": {"other": {}}}))
     lab = CliLab(tmp_path / "state", clouds, subprocess.CompletedProcess([], 0))
     up = subprocess.Popen(
-        [CLI, "lab", "up", "-n", "3", "--state-dir", str(lab.state)],
+        [CLI, "lab", "up", "--instances", "3", "--state-dir", str(lab.state)],
         env=lab.env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -221,7 +221,7 @@ def test_fifty_instances_boot_and_answer(tmp_path: Path) -> None:
     lab = _start(tmp_path, 50)
     try:
         assert lab.up.returncode == 0, lab.up.stderr
-        status = lab.lab("status", "--json")
+        status = lab.lab("status", "-f", "json")
         assert status.returncode == 0, status.stderr
         instances = json.loads(status.stdout)["instances"]
         assert len(instances) == 50

@@ -10,6 +10,8 @@ from pathlib import Path
 from cloudrescue.errors import ExitStatus
 from cloudrescue.playbook import catalog
 
+from .expectations import SEVERAL, expected_errors, matches
+
 REPO = Path(__file__).parents[2]
 CLOUDRESCUE = str(REPO / ".venv/bin/cloudrescue")
 INVALID = Path(__file__).parent / "invalid"
@@ -63,6 +65,30 @@ def test_validate_valid_and_invalid() -> None:
     )
 
 
+def test_validate_prints_every_error_one_per_line() -> None:
+    result = cli("playbooks", "validate", str(SEVERAL))
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    assert result.stdout == ""
+    want = expected_errors(SEVERAL)
+    # One error line, the summary; then each error as file:line: field: message, by line.
+    assert error_line(result) == f"{SEVERAL}: {len(want)} errors"
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"cloudrescue: error: {SEVERAL}: {len(want)} errors"
+    assert matches(lines[1:], want), result.stderr
+
+
+def test_run_refuses_a_playbook_with_several_errors_before_the_cloud() -> None:
+    result = cli("run", "lab-1", str(SEVERAL), "--yes")
+    assert result.returncode == ExitStatus.USAGE, result.stderr
+    assert result.stdout == ""
+    want = expected_errors(SEVERAL)
+    assert matches([error_line(result)], want[:1]), result.stderr
+    assert result.stderr.splitlines()[1:] == [
+        f"hint: {len(want) - 1} more errors in this playbook: "
+        f"`cloudrescue playbooks validate {SEVERAL}` lists them all"
+    ]
+
+
 def test_run_rejects_bad_parameters_before_the_cloud(tmp_path: Path) -> None:
     unknown = cli("run", "lab-1", "fix-ssh-keys", "--param", "nope=1", "--yes")
     assert unknown.returncode == ExitStatus.USAGE
@@ -96,8 +122,8 @@ def test_secrets_need_a_terminal_or_stdin() -> None:
 def test_cli_import_stays_light() -> None:
     probe = (
         "import sys\n"
-        "from cloudrescue.cli import _register_commands\n"
-        "_register_commands()\n"
+        "from cloudrescue.cli import register_commands\n"
+        "register_commands()\n"
         "heavy = {'yaml', 'pydantic', 'paramiko', 'openstack'} & set(sys.modules)\n"
         "print(sorted(heavy))\n"
     )

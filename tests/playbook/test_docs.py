@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from cloudrescue.cli import run
 from cloudrescue.cli.options import RepairOptions, RescueOptions
+from cloudrescue.cli.output import OutputOptions
 from cloudrescue.playbook import SHORT_COMMANDS, catalog, docs
 from cloudrescue.playbook.actions import ACTIONS
 from cloudrescue.playbook.docs import command_help, option_flag, option_help
@@ -70,7 +71,9 @@ def test_short_command_options_are_the_playbook_parameters(name: str) -> None:
     playbook = catalog.load_shipped(name)
     command = named_fix(name)
     shared = {
-        item.name for group in (RepairOptions, RescueOptions) for item in dataclasses.fields(group)
+        item.name
+        for group in (RepairOptions, RescueOptions, OutputOptions)
+        for item in dataclasses.fields(group)
     }
     own = {
         tuple(param.opts + param.secondary_opts)
@@ -92,8 +95,9 @@ def test_short_command_help_output(name: str) -> None:
         check=True,
     ).stdout
     assert playbook.description in shown
+    words = " ".join(shown.split())  # the help wraps long lines
     for parameter, spec in playbook.parameters.items():
-        assert option_help(parameter, spec) in shown
+        assert " ".join(option_help(parameter, spec).split()) in words
         assert option_flag(parameter, spec).split("/")[0] in shown
     root_help = subprocess.run(
         [CLOUDRESCUE, "--help"], capture_output=True, text=True,

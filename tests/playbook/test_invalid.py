@@ -1,7 +1,9 @@
 """One invalid playbook per schema rule (``invalid/*.yaml``), each with its expected error.
 
 The first line of each file is ``# expect: <line>: <field>: <message>``; the error must be
-exactly ``<file>:<line>: <field>: <message>`` (a trailing ``...`` makes it a prefix).
+exactly ``<file>:<line>: <field>: <message>`` (a trailing ``...`` makes it a prefix). Each file
+breaks one rule once, so it gives that one error and no other (errors do not cascade; a file
+with several is ``several/several-errors.yaml``, in ``test_all_errors.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def test_invalid_playbook_gives_one_line_naming_file_line_and_field(path: Path) 
         assert error.message.startswith(want.removesuffix("...")), error.message
     else:
         assert error.message == want
+    assert error.lines() == [error.message], "\n".join(error.lines())
 
 
 def test_every_rule_has_its_own_file() -> None:

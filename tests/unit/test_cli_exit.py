@@ -39,4 +39,15 @@ def test_usage_errors_exit_2_with_a_short_message(args: tuple[str, ...]) -> None
 def test_unknown_playbook_is_not_found() -> None:
     result = run("playbooks", "show", "no-such-playbook")
     assert result.returncode == 3
-    assert len(result.stderr.strip().splitlines()) == 1
+    error, hint = result.stderr.strip().splitlines()
+    assert error == "cloudrescue: error: no playbook named 'no-such-playbook'"
+    assert hint.startswith("hint: shipped: collect-logs,")
+
+
+def test_a_mistyped_playbook_gets_a_suggestion() -> None:
+    result = run("run", "web-1", "fix-sshkeys", "--yes")
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[0] == (
+        "cloudrescue: error: no playbook named 'fix-sshkeys': did you mean 'fix-ssh-keys'"
+        " or 'fix-sudoers'?"
+    )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
+from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.render import RichEvents, printable, safe
 
 HOSTILE = "Debian [/] [bold red]12[/bold red] \x1b]0;owned\x07\x1b[2J\u202eevil\r"
@@ -18,17 +20,40 @@ def test_printable_shows_control_characters_and_keeps_lines() -> None:
     assert printable("é ü 中") == "é ü 中"
 
 
-def test_events_print_guest_text_as_text() -> None:
-    buffer = io.StringIO()
-    console = Console(file=buffer, force_terminal=True, width=400, color_system=None)
-    with RichEvents(console) as events:
+def events_shown(verbosity: int, *, terminal: bool = True) -> str:
+    """What a run's stages, notes and details print on stderr (a terminal's, or a log's)."""
+    shown = io.StringIO()
+    env = Environment(
+        stdin=io.StringIO(),
+        stdout=io.StringIO(),
+        stderr=shown,
+        width=400,
+        stderr_isatty=terminal,
+        verbosity=verbosity,
+    )
+    with RichEvents(env) as events:
         events.stage(f"mounted /dev/vdb1 ({HOSTILE}) on /mnt")
         events.note(HOSTILE)
-        events.detail(HOSTILE)
-    shown = buffer.getvalue()
+        events.detail(f"detail {HOSTILE}")
+    return shown.getvalue()
+
+
+def test_events_print_guest_text_as_text() -> None:
+    shown = events_shown(verbosity=1)
     assert "[/] [bold red]12[/bold red]" in shown
     assert "\x1b]" not in shown and "\x07" not in shown and "\u202e" not in shown
     assert "\\x1b]0;owned\\x07" in shown
+
+
+@pytest.mark.parametrize(
+    ("verbosity", "stages", "details"), [(-1, False, False), (0, True, False), (1, True, True)]
+)
+def test_quiet_and_verbose_decide_what_is_shown(
+    verbosity: int, stages: bool, details: bool
+) -> None:
+    shown = events_shown(verbosity, terminal=False)  # no spinner frame to read past
+    assert ("mounted /dev/vdb1" in shown) is stages
+    assert ("detail Debian" in shown) is details
 
 
 def test_safe_escapes_markup_for_rich() -> None:

@@ -64,12 +64,14 @@ async def _rescue(nova: Nova, record: ServerRecord, params: dict[str, Any] | Non
             400, f"Instance {record.id} cannot be rescued: Cannot rescue a volume-backed instance"
         )
     ignored = nova.lab.faults.rescue_password_ignored
+    nova.lab.admin_passes[record.id] = params.get("adminPass")
     request = RescueRequest(
         admin_password=generate_password() if ignored else password,
         image_id=image.id,
         stable_device=image.asks_stable_rescue,
         forge_host_key_fingerprints=nova.lab.faults.forge_rescue_host_keys,
         guest_host_keys_at_shutdown=nova.lab.faults.guest_host_keys_at_shutdown,
+        silent_host_keys=nova.lab.faults.rescue_host_keys_silent,
     )
     nova.lab.machine.rescue(record.id, request).add_done_callback(_log_failure(record.spec.name))
     shown = nova.lab.config.extra.get("enable_instance_password", True)

@@ -17,7 +17,7 @@ from cloudrescue.lab.api.faults import Faults
 from cloudrescue.lab.api.service import LabService, lab_of
 from cloudrescue.lab.api.store import ServerRecord
 from cloudrescue.lab.disk_files import GuestFile
-from cloudrescue.lab.model import Family, Variant
+from cloudrescue.lab.model import Family, Network, Variant
 
 ADMIN_HEADER = "X-Lab-Token"
 
@@ -39,6 +39,7 @@ class NewInstance(BaseModel):
     variant: Variant | None = None
     family: Family = "debian"
     volume_backed: bool = False
+    network: Network = "public"
 
 
 class BreakRequest(BaseModel):
@@ -112,7 +113,9 @@ async def add_instance(
     lab: Lab, body: Annotated[NewInstance | None, Body()] = None
 ) -> dict[str, Any]:
     wanted = body or NewInstance()
-    record = lab.new_record(wanted.name, wanted.variant, wanted.family, wanted.volume_backed)
+    record = lab.new_record(
+        wanted.name, wanted.variant, wanted.family, wanted.volume_backed, wanted.network
+    )
     try:
         await asyncio.wrap_future(lab.machine.provision(record))
     except Exception as error:
@@ -160,6 +163,34 @@ async def write_files(ref: str, body: FilesRequest, lab: Lab) -> dict[str, Any]:
     except Exception as error:
         raise _runtime_error(error) from error
     return {"instance": record.id, "detail": detail}
+
+
+@router.get("/instances/{ref}/admin-pass")
+async def admin_pass(ref: str, lab: Lab) -> dict[str, Any]:
+    """The ``adminPass`` the instance's last rescue request carried (None: none, or no rescue
+    since the daemon started): for tests that check where the client's password went."""
+    record = _find(lab, ref)
+    return {"instance": record.id, "admin_pass": lab.admin_passes.get(record.id)}
+
+
+@router.post("/bastion")
+async def make_bastion(lab: Lab) -> dict[str, Any]:
+    """The lab's bastion and private network, made the first time."""
+    try:
+        info = await asyncio.to_thread(lab.make_bastion)
+    except AdminError:
+        raise
+    except Exception as error:
+        raise _runtime_error(error) from error
+    return {"bastion": info.to_json()}
+
+
+@router.get("/bastion")
+async def get_bastion(lab: Lab) -> dict[str, Any]:
+    info = lab.bastion()
+    if info is None:
+        raise AdminError(404, "this lab has no bastion (POST /lab/v1/bastion makes it)")
+    return {"bastion": info.to_json()}
 
 
 @router.post("/instances/{ref}/cut-ssh")

@@ -1,5 +1,5 @@
 """Injected faults (``/lab/v1/faults``): API errors, stalls and lost responses, slow transitions,
-late or forged host keys (docs/lab-design.md lists them)."""
+late, forged or missing host keys (docs/lab-design.md lists them)."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ class Faults(BaseModel):
     transition_delay: float | None = Field(default=None, ge=0, le=3600)
     announce_delay: float | None = Field(default=None, ge=0, le=3600)
     forge_rescue_host_keys: bool | None = None
+    rescue_host_keys_silent: bool | None = None
     guest_host_keys_at_shutdown: ShutdownHostKeys | None = None
     rescue_password_ignored: bool | None = None
 
@@ -107,6 +108,11 @@ class FaultState:
     @property
     def forge_rescue_host_keys(self) -> bool:
         return bool(self._faults.forge_rescue_host_keys)
+
+    @property
+    def rescue_host_keys_silent(self) -> bool:
+        """The rescue's console gets no host-key block (its cloud-init does not print one)."""
+        return bool(self._faults.rescue_host_keys_silent)
 
     @property
     def guest_host_keys_at_shutdown(self) -> ShutdownHostKeys | None:

@@ -8,14 +8,14 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from cloudrescue.errors import InvalidInputError
 from cloudrescue.lab.api import store as st
 from cloudrescue.lab.api.error_bodies import instance_not_found, invalid_state
 from cloudrescue.lab.api.store import ServerRecord, ServerStore, launch_time
 from cloudrescue.lab.disk_files import GuestFile
-from cloudrescue.lab.model import BootOutcome, InstanceSpec, RescueRequest
+from cloudrescue.lab.model import BastionInfo, BootOutcome, InstanceSpec, RescueRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -37,6 +37,14 @@ class Runtime(Protocol):
     def announce_host_keys(self, spec: InstanceSpec) -> bool: ...
     def cut_ssh(self, spec: InstanceSpec) -> int: ...
     def destroy(self, spec: InstanceSpec) -> None: ...
+
+
+@runtime_checkable
+class BastionRuntime(Protocol):
+    """A runtime that can make the lab's bastion and private network (``LabRuntime`` can)."""
+
+    def bastion(self) -> BastionInfo | None: ...
+    def make_bastion(self) -> BastionInfo: ...
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,18 @@ from cloudrescue.lab.api.consoles import ConsoleTokens
 from cloudrescue.lab.api.error_bodies import AdminError
 from cloudrescue.lab.api.faults import FaultState
 from cloudrescue.lab.api.image_catalog import ImageCatalog
-from cloudrescue.lab.api.machine import Machine, Runtime
+from cloudrescue.lab.api.machine import BastionRuntime, Machine, Runtime
 from cloudrescue.lab.api.store import ServerRecord, ServerStore
 from cloudrescue.lab.layout import StateLayout
-from cloudrescue.lab.model import BootOutcome, Family, InstanceSpec, LabConfig, Variant
+from cloudrescue.lab.model import (
+    BastionInfo,
+    BootOutcome,
+    Family,
+    InstanceSpec,
+    LabConfig,
+    Network,
+    Variant,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +72,9 @@ class LabService:
         self.host = f"lab-{config.lab_id}"
         self._allocating = threading.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        # The adminPass each instance's last rescue request carried, for tests that check
+        # where it went (``GET /lab/v1/instances/{ref}/admin-pass``); in memory only.
+        self.admin_passes: dict[str, str | None] = {}
 
     @property
     def endpoint(self) -> str:
@@ -117,15 +128,38 @@ class LabService:
                 stale.vm_state = st.ERROR
                 stale.task_state = None
 
+    def _bastion_runtime(self) -> BastionRuntime:
+        runtime = self.machine.runtime
+        if not isinstance(runtime, BastionRuntime):
+            raise AdminError(501, "this lab's runtime has no bastion")
+        return runtime
+
+    def bastion(self) -> BastionInfo | None:
+        """The lab's bastion, when it was made."""
+        return self._bastion_runtime().bastion()
+
+    def make_bastion(self) -> BastionInfo:
+        """The lab's bastion and private network (made the first time; blocking)."""
+        return self._bastion_runtime().make_bastion()
+
     def new_record(
         self,
         name: str | None = None,
         variant: Variant | None = None,
         family: Family = "debian",
         volume_backed: bool = False,
+        network_name: Network = "public",
     ) -> ServerRecord:
-        """Allocate index, address, MAC and id for a new instance and record it (BUILD)."""
+        """Allocate index, address, MAC and id for a new instance and record it (BUILD).
+
+        A ``private`` instance gets its address on the private network behind the bastion.
+        """
         network = ipaddress.ip_network(self.config.subnet, strict=False)
+        if network_name == "private":
+            bastion = self.bastion()
+            if bastion is None:
+                raise AdminError(409, "this lab has no private network yet: make its bastion first")
+            network = ipaddress.ip_network(bastion.private_subnet, strict=False)
         with self._allocating:
             existing = self.store.all()
             used = {r.spec.index for r in existing}
@@ -141,6 +175,7 @@ class LabService:
                 variant=variant or self.variant,
                 family=family,
                 volume_id=str(uuid.uuid4()) if volume_backed else None,
+                network=network_name,
             )
             record = ServerRecord(
                 spec=spec, image_id=self.images.guests[family].id, flavor_id=FLAVOR_ID

@@ -12,6 +12,7 @@ from cloudrescue.lab.api.nova_common import Nova
 from cloudrescue.lab.api.store import ServerRecord
 
 NETWORK = "lab-net"
+PRIVATE_NETWORK = "lab-private"  # the private network behind the lab's bastion
 AVAILABILITY_ZONE = "nova"
 _PROGRESS_STATUSES = ("ACTIVE", "BUILD", "REBUILD", "RESIZE", "VERIFY_RESIZE", "MIGRATING")
 
@@ -75,7 +76,7 @@ def _addresses(record: ServerRecord) -> dict[str, list[dict[str, Any]]]:
     if record.vm_state == st.BUILDING:
         return {}
     return {
-        NETWORK: [
+        (PRIVATE_NETWORK if record.spec.network == "private" else NETWORK): [
             {
                 "addr": record.spec.address,
                 "OS-EXT-IPS-MAC:mac_addr": record.spec.mac,
