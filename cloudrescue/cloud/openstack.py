@@ -59,6 +59,11 @@ def _api_errors(what: str) -> Iterator[None]:
         raise CloudError(f"{what}: HTTP {status}: {_detail(error)}") from error
     except sdk_exceptions.ConfigException as error:
         raise InvalidInputError(f"cloud configuration: {error}") from error
+    except ksa_exceptions.SSLError as error:
+        raise CloudError(
+            f"{what}: the cloud's TLS certificate was not accepted ({_tls_reason(error)})",
+            hint="give its CA with --os-cacert FILE (or OS_CACERT); --insecure skips the check",
+        ) from error
     except (ksa_exceptions.ConnectFailure, ksa_exceptions.DiscoveryFailure) as error:
         raise CloudError(f"{what}: cannot reach the cloud API ({_reason(error)})") from error
     except ksa_exceptions.Unauthorized as error:
@@ -67,6 +72,16 @@ def _api_errors(what: str) -> Iterator[None]:
         raise InvalidInputError(NO_CLOUD, hint=NO_CLOUD_HINT) from error
     except ksa_exceptions.ClientException as error:
         raise CloudError(f"{what}: {error}") from error
+
+
+def _tls_reason(error: Exception) -> str:
+    """Why the TLS handshake failed (``certificate verify failed: self-signed certificate``)
+    and where, out of urllib3's nested exception text."""
+    text = str(error)
+    why = re.search(r"\] ([^(\]]+?) \(_ssl\.c", text)
+    url = re.search(r"https://[^\s:'\"]+(?::\d+)?[^\s:'\"]*", text)
+    parts = [why.group(1).strip() if why else None, f"at {url.group(0)}" if url else None]
+    return ", ".join(part for part in parts if part) or text.splitlines()[0]
 
 
 def _reason(error: Exception) -> str:
