@@ -61,3 +61,32 @@ def test_instance_names_come_from_the_journal(journal_dir: Path) -> None:
 def test_no_journal_no_names_and_none_made(tmp_path: Path) -> None:
     assert complete("cloudrescue unrescue ", tmp_path / "state") == []
     assert not (tmp_path / "state").exists()
+
+
+def test_install_completion_works_in_a_real_bash(tmp_path: Path) -> None:
+    """``--install-completion`` as a user runs it, then bash itself completes with it."""
+    env = {
+        "PATH": f"{CLOUDRESCUE.parent}:/usr/bin:/bin",
+        "HOME": str(tmp_path),
+        "SHELL": "/bin/bash",
+    }
+    subprocess.run(
+        [str(CLOUDRESCUE), "--install-completion"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    script = (
+        "source ~/.bashrc; COMP_WORDS=(cloudrescue playbooks sh); COMP_CWORD=2; "
+        '_cloudrescue_completion cloudrescue; printf "%s\\n" "${COMPREPLY[@]}"'
+    )
+    result = subprocess.run(
+        ["bash", "--norc", "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.split() == ["show"]
