@@ -182,15 +182,17 @@ class CloudRescue:
     mark: RescueMark | None
 
 
+def cloud_rescue(server: ServerInfo) -> CloudRescue | None:
+    """What the cloud shows of a rescue of ``server``: none unless it is in (or going into or
+    out of) rescue, or carries cloudrescue's mark."""
+    mark = read_mark(server)
+    in_rescue = server.status == "RESCUE" or server.task_state in ("rescuing", "unrescuing")
+    return CloudRescue(server, mark) if mark is not None or in_rescue else None
+
+
 def rescues_in_cloud(backend: CloudBackend) -> list[CloudRescue]:
     """Every instance of the project in rescue or carrying cloudrescue's mark."""
-    return [
-        CloudRescue(server, read_mark(server))
-        for server in backend.list_servers()
-        if read_mark(server) is not None
-        or server.status == "RESCUE"
-        or server.task_state in ("rescuing", "unrescuing")
-    ]
+    return [found for server in backend.list_servers() if (found := cloud_rescue(server))]
 
 
 def stranded(

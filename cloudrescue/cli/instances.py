@@ -25,6 +25,7 @@ from cloudrescue.cli.render import RichEvents, safe
 
 if TYPE_CHECKING:
     from cloudrescue.cli.environment import Environment
+    from cloudrescue.cloud.base import ServerInfo
     from cloudrescue.journal import JournalEntry
     from cloudrescue.rescue import CloudRescue
 
@@ -119,8 +120,7 @@ def status(
     rescue or marked by cloudrescue (a run on another machine, or a lost journal)."""
     from cloudrescue.errors import CloudRescueError
     from cloudrescue.journal import Journal
-    from cloudrescue.marks import read_mark
-    from cloudrescue.rescue import CloudRescue, rescues_in_cloud
+    from cloudrescue.rescue import cloud_rescue, rescues_in_cloud
 
     env = environment(ctx)
     output.chosen()  # a bad -f fails before the cloud is asked
@@ -134,10 +134,10 @@ def status(
         cloud = backend.cloud_name
         server = backend.find_server(instance)
         entries = [e for e in entries if e.server_id == server.id]
-        found = CloudRescue(server, read_mark(server))
+        found = cloud_rescue(server)
         if output.for_people:
-            _instance_line(env, found)
-        elif not entries:
+            _instance_line(env, server, found)
+        elif found is not None and not entries:
             in_cloud = [found]
     else:
         try:
@@ -189,11 +189,10 @@ def _cloud_row(found: CloudRescue, cloud: str) -> dict[str, Any]:
     }
 
 
-def _instance_line(env: Environment, found: CloudRescue) -> None:
-    server = found.server
+def _instance_line(env: Environment, server: ServerInfo, found: CloudRescue | None) -> None:
     task = f" ({server.task_state})" if server.task_state else ""
     env.out.print(f"[bold]{safe(server.name)}[/] {server.id}: {server.status}{task}")
-    if found.mark:
+    if found is not None and found.mark:
         since = found.mark.since or "?"
         env.out.print(f"  marked in rescue by cloudrescue run {found.mark.run_id} since {since}")
 

@@ -95,6 +95,8 @@ GLOBAL_FLAGS = ("--insecure", "--verbose", "-v", "--quiet", "-q", "--debug")
 def hoist_global_options(argv: list[str]) -> list[str]:
     """``argv`` with the global options moved in front of the command (as ``openstack``
     accepts them anywhere); what follows ``--`` is left alone."""
+    from cloudrescue.errors import InvalidInputError
+
     front: list[str] = []
     rest: list[str] = []
     words = iter(argv)
@@ -105,8 +107,11 @@ def hoist_global_options(argv: list[str]) -> list[str]:
         name = word.partition("=")[0]
         if name in GLOBAL_OPTIONS_WITH_VALUE:
             front.append(word)
-            value = next(words, None) if "=" not in word else None
-            front += [value] if value is not None else []
+            if "=" not in word:
+                value = next(words, None)
+                if value is None or value == "--":
+                    raise InvalidInputError(f"Option '{name}' requires an argument.")
+                front.append(value)
         elif word in GLOBAL_FLAGS or (word.startswith("-v") and set(word[1:]) == {"v"}):
             front.append(word)
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -113,3 +114,13 @@ def test_no_such_disk_is_unrescued(lab: E2ELab) -> None:
     one_error_line(result)
     assert status_of(lab, instance["name"]) == "ACTIVE/-"
     assert key_login(instance["address"], "debian", lab.key) == "ok"
+
+
+def test_a_region_the_cloud_does_not_have_is_one_line(lab: E2ELab) -> None:
+    instance = lab.add()
+    wrong = lab.cli("status", instance["name"], "--os-region-name", "GRA11")
+    assert wrong.returncode == 2
+    assert "Region GRA11 is not a valid region name for cloud lab" in one_error_line(wrong)
+    right = lab.cli("status", instance["name"], "-f", "json", "--os-region-name", "RegionOne")
+    assert right.returncode == 0, right.stderr
+    assert json.loads(right.stdout) == []  # not in rescue, not marked: no row
