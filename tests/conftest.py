@@ -1,6 +1,7 @@
 """Test tiers: the ``root`` marker, set here on every test that needs root but not the lab.
 
-``scripts/test --quick`` runs ``-m "not lab and not root"``: the tests that pass as any user.
+``scripts/test --quick`` runs ``-m "not lab and not root and not slow"``: the tests that pass as
+any user, less the ``slow`` ones (the wheel build; the full run has them).
 The lab's tests are marked ``lab`` in their own modules (they need root too). A test is marked
 ``root`` here when it
 
