@@ -25,6 +25,8 @@ from cloudrescue.remote.base import FileStat, Host
 
 MAX_SYMLINKS = 40
 PSEUDO_FILESYSTEMS = ("/proc", "/sys", "/dev", "/run")
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs)
+MAX_READ = 64 * 1024 * 1024  # a configuration file larger than this is not one (sparse 100 GB)
 
 
 class GuestPathError(CloudRescueError):
@@ -92,6 +94,18 @@ def unified_diff(path: str, old: bytes | None, new: bytes | None) -> str:
         tofile=f"b{path}" if new is not None else "/dev/null",
     )
     return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def fitted_name(name: str, suffix: str) -> str:
+    """``name + suffix``, ``name`` shortened (never ``suffix``) so the result fits NAME_MAX bytes.
+
+    Backup and temporary names add a suffix to a guest file's name; the guest's name may
+    already be 255 bytes long.
+    """
+    room = NAME_MAX - len(suffix.encode())
+    while name and len(name.encode("utf-8", "surrogateescape")) > room:
+        name = name[:-1]  # whole characters: the name stays what it was, only shorter
+    return name + suffix
 
 
 def _given_away(owner: tuple[int, int] | None) -> bool:
@@ -199,18 +213,35 @@ class GuestFS:
         """``lstat`` of the resolved path (``None`` when absent)."""
         return self._lstat(self.resolve(path).host)
 
+    def lstat(self, path: str) -> FileStat | None:
+        """``lstat`` of the path with its final symlink not followed (``None`` when absent)."""
+        return self._lstat(self.resolve(path, follow_final=False).host)
+
     def exists(self, path: str) -> bool:
         """Whether the path exists in the guest."""
         return self.stat(path) is not None
 
+    def hard_links(self, path: str) -> int:
+        """How many names the (resolved) guest file has (1 when it cannot tell)."""
+        return self._hard_links(self.resolve(path).host)
+
     def read_bytes(self, path: str) -> bytes | None:
-        """Content of a guest file, or ``None`` when it does not exist."""
+        """Content of a guest file, or ``None`` when it does not exist.
+
+        A FIFO, device or socket is never opened (it could block or never end) and a file
+        larger than ``MAX_READ`` (a 100 GB sparse "config") is not read: ``GuestPathError``.
+        """
         target = self.resolve(path)
         info = self._lstat(target.host)
         if info is None:
             return None
         if not info.is_file:
             raise GuestPathError(f"{path} is not a regular file in the guest")
+        if info.size > MAX_READ:
+            raise GuestPathError(
+                f"{path} is {info.size} bytes in the guest: too large to read as a "
+                f"configuration file (limit {MAX_READ})"
+            )
         return self.host.read_file(target.host)
 
     def read_text(self, path: str) -> str | None:
@@ -252,17 +283,22 @@ class GuestFS:
         self.changes.append(change)
         return change
 
-    def _backup_name(self, host_path: str) -> str:
-        base = f"{host_path}.cloudrescue-{self.stamp()}"
-        candidate, counter = base, 1
-        while self._lstat(candidate) is not None:
-            candidate = f"{base}-{counter}"
+    def backup_name(self, host_path: str) -> str:
+        """A free ``<name>.cloudrescue-<stamp>[-<n>]`` next to ``host_path`` (a host path),
+        the name shortened when the guest's is too long to take the suffix."""
+        directory, name = posixpath.split(host_path)
+        suffix, counter = f".cloudrescue-{self.stamp()}", 0
+        while True:
+            candidate = posixpath.join(
+                directory, fitted_name(name, suffix + (f"-{counter}" if counter else ""))
+            )
+            if self._lstat(candidate) is None:
+                return candidate
             counter += 1
-        return candidate
 
     def _keep_copy(self, host_path: str, data: bytes, info: FileStat) -> str:
         """Write ``data`` (the file's current content) to a fresh backup name; return it."""
-        backup = self._backup_name(host_path)
+        backup = self.backup_name(host_path)
         self.host.write_file(backup, data, mode=info.permissions)
         self.host.chown(backup, info.uid, info.gid)
         self.host.chmod(backup, info.permissions)  # chown cleared set-id bits
@@ -301,13 +337,28 @@ class GuestFS:
             raise GuestPathError(f"{path} exists in the guest and is not a regular file")
         if not self._parent_exists(target):
             raise GuestPathError(f"{posixpath.dirname(target.guest)} does not exist in the guest")
-        old = self.host.read_file(target.host) if info is not None else None
+        old = self.read_bytes(target.guest) if info is not None else None
         want_mode = mode if mode is not None else (info.permissions if info else 0o644)
         want_owner = owner if owner is not None else ((info.uid, info.gid) if info else (0, 0))
-        shared = given_away and info is not None and self._hard_links(target.host) > 1
-        if old == data and not shared:
+        if old == data and not self._shared(target, info, want_mode, want_owner, given_away):
             return replaced + self._fix_metadata(target, info, want_mode, want_owner)
         return replaced + self._replace(target, info, old, data, want_mode, want_owner, show_diff)
+
+    def _shared(
+        self,
+        target: GuestPath,
+        info: FileStat | None,
+        mode: int,
+        owner: tuple[int, int],
+        given_away: bool,
+    ) -> bool:
+        """Whether changing ``target``'s owner or mode in place would also change another name
+        of the same file (a hard link, e.g. ``/etc/shadow``): then it is rewritten instead."""
+        if info is None or not info.is_file:
+            return False
+        if not given_away and (info.permissions, (info.uid, info.gid)) == (mode, owner):
+            return False
+        return self._hard_links(target.host) > 1
 
     def _replace(
         self,
@@ -335,7 +386,9 @@ class GuestFS:
             detail += f", backup {posixpath.basename(backup)}"
         temporary = posixpath.join(
             posixpath.dirname(target.host),
-            f".{posixpath.basename(target.host)}.cloudrescue-tmp-{secrets.token_hex(4)}",
+            fitted_name(
+                f".{posixpath.basename(target.host)}", f".cloudrescue-tmp-{secrets.token_hex(4)}"
+            ),
         )
         self.host.write_file(temporary, data, mode=want_mode)
         self.host.chown(temporary, *want_owner)
@@ -417,6 +470,15 @@ class GuestFS:
         info = self._lstat(target.host)
         if info is None and target.host not in self._planned_dirs:
             raise GuestPathError(f"{path} does not exist in the guest")
+        if self._shared(target, info, mode, owner, _given_away(owner)):
+            if _given_away(owner):  # its content is another name's (/etc/shadow's) too
+                raise GuestPathError(
+                    f"{target.guest} has other hard links in the guest: refusing to give it to "
+                    f"uid {owner[0]}"
+                )
+            assert info is not None
+            data = self.read_bytes(target.guest) or b""
+            return self._replace(target, info, data, data, mode, owner, show_diff=True)
         return self._fix_metadata(target, info, mode, owner)
 
     def ensure_dir(self, path: str, *, mode: int, owner: tuple[int, int]) -> list[Change]:
@@ -454,7 +516,7 @@ class GuestFS:
             return []
         if info.is_dir:
             raise GuestPathError(f"{path} is a directory; refusing to remove it")
-        backup = self._backup_name(target.host)
+        backup = self.backup_name(target.host)
         change = Change(
             "remove",
             target.guest,
@@ -482,7 +544,7 @@ class GuestFS:
             return self._record(Change("create", target.guest, detail))
         if self.dry_run:
             return self._record(Change("modify", target.guest, detail))
-        backup = self._keep_copy(target.host, self.host.read_file(target.host), info)
+        backup = self._keep_copy(target.host, self.read_bytes(target.guest) or b"", info)
         self._sync_parent(target.host)
         return self._record(
             Change("modify", target.guest, f"{detail}, backup {posixpath.basename(backup)}", backup)

@@ -1,6 +1,7 @@
 """What several fixes share: finding the guest's own tools (they run in ``fixes.sandbox``),
-systemd unit state, the ``# cloudrescue:`` marker, and guest changes ``GuestFS`` has no verb
-for (masking a unit, deleting cache files, removing state directories, truncating logs).
+systemd unit state, the ``# cloudrescue:`` marker, reading the guest's YAML (no aliases), and
+guest changes ``GuestFS`` has no verb for (masking a unit, deleting cache files, removing state
+directories, truncating logs).
 
 Every guest path still goes through ``GuestFS.resolve`` (symlinks cannot leave the guest
 root); each change is returned as a ``Change`` and, when it can be undone, recorded in
@@ -10,6 +11,9 @@ root); each change is returned as a ``Change`` and, when it can be undone, recor
 from __future__ import annotations
 
 import posixpath
+from typing import Any
+
+import yaml
 
 from cloudrescue.disks.commands import run_tool
 from cloudrescue.disks.probe import parse_os_release
@@ -57,6 +61,28 @@ def guest_program(files: GuestFS, *candidates: str) -> str | None:
         if info is not None and info.is_file:
             return candidate
     return None
+
+
+class _GuestYamlLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses aliases: a guest's "billion laughs" document (nine anchors
+    of nine aliases each) loads in a millisecond and takes gigabytes and minutes once walked
+    (``repr``, a comparison); guest configurations (netplan, cloud-init) do not need them."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted in a guest file", None
+            )
+        return super().compose_node(parent, index)
+
+
+def load_guest_yaml(text: str) -> Any:
+    """The YAML document ``text`` from the guest; ``yaml.YAMLError`` for what is not one, for
+    aliases, and for nesting too deep to parse (the parser recurses: RecursionError)."""
+    try:
+        return yaml.load(text, Loader=_GuestYamlLoader)  # noqa: S506 - a SafeLoader
+    except RecursionError:
+        raise yaml.YAMLError("the document is nested too deeply") from None
 
 
 def rescue_has(host: Host, program: str) -> bool:
@@ -167,10 +193,7 @@ def move_aside(files: GuestFS, path: str) -> list[Change]:
     info = files.host.lstat(where.host)
     if info is None:
         return []
-    base = f"{where.host}.cloudrescue-{files.stamp()}"
-    backup, counter = base, 1
-    while files.host.lstat(backup) is not None:
-        backup, counter = f"{base}-{counter}", counter + 1
+    backup = files.backup_name(where.host)  # shortened when the name is already 255 bytes
     change = Change(
         "remove",
         where.guest,

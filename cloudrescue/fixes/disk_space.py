@@ -8,7 +8,8 @@ rotated logs in ``/var/log`` (emptied) and live text logs taking more than ``log
 on the disk (cut down to about their last ``keep_tail`` bytes, from the start of a line, same
 file, same owner and mode). Sizes are what files take on the disk (sparse ``lastlog`` takes
 little), and binary logs (``lastlog``, ``wtmp``, ``btmp``, journal files, anything with a NUL
-byte) are never cut. All commands run on the rescue system on paths resolved by ``GuestFS``.
+byte) and files with other hard links (their other names may be anything: ``/etc/shadow``) are
+never cut. All commands run on the rescue system on paths resolved by ``GuestFS``.
 """
 
 from __future__ import annotations
@@ -97,21 +98,24 @@ class _File:
     size: int  # apparent
     allocated: int  # on the disk
     mtime: float
+    links: int = 1  # hard links: emptying one name would empty the others (/etc/shadow)
 
 
 def _files(host: Host, directory: str) -> list[_File]:
     """The regular files under ``directory`` (one filesystem)."""
     result = run_tool(
         host,
-        ["find", directory, "-xdev", "-type", "f", "-printf", r"%s\t%b\t%T@\t%p\0"],
+        ["find", directory, "-xdev", "-type", "f", "-printf", r"%s\t%b\t%T@\t%n\t%p\0"],
         check=False,
     )
     found = []
     for record in result.stdout.split("\0"):
-        fields = record.split("\t", 3)
-        if len(fields) == 4 and fields[0].isdigit() and fields[1].isdigit() and fields[3]:
-            size, blocks, mtime, path = fields
-            found.append(_File(path, int(size), int(blocks) * 512, float(mtime or 0)))
+        fields = record.split("\t", 4)
+        if len(fields) != 5 or not all(field.isdigit() for field in (*fields[:2], fields[3])):
+            continue
+        size, blocks, mtime, links, path = fields
+        if path:
+            found.append(_File(path, int(size), int(blocks) * 512, float(mtime or 0), int(links)))
     return found
 
 
@@ -224,6 +228,8 @@ def _logs(work: _Work, threshold: int, keep: int) -> None:
     for entry in _files(work.host, target.host):
         name = posixpath.basename(entry.path)
         if entry.path.startswith(journal) or entry.size == 0 or name in BINARY_LOGS:
+            continue
+        if entry.links > 1:  # another name of the same file, maybe outside /var/log
             continue
         where = _guest_path(files, entry.path)
         if _ROTATED_LOG.fullmatch(name):

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from cloudrescue.fixes.common import commented
+from cloudrescue.fixes.common import commented, load_guest_yaml
 from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS
 
@@ -66,7 +66,7 @@ def _netplan(files: GuestFS, nic: str | None) -> list[Change]:
     parsed: dict[str, dict[str, Any]] = {}
     for path in paths:
         try:
-            data = yaml.safe_load(files.read_text(path) or "")
+            data = load_guest_yaml(files.read_text(path) or "")
         except yaml.YAMLError:
             continue
         if isinstance(data, dict) and isinstance(data.get("network"), dict):
@@ -229,7 +229,7 @@ def _cloud_init_network(files: GuestFS) -> list[Change]:
         if not name.endswith(".cfg"):
             continue
         try:
-            data = yaml.safe_load(files.read_text(path) or "")
+            data = load_guest_yaml(files.read_text(path) or "")
         except yaml.YAMLError:
             continue
         if not isinstance(data, dict) or not _disables_network(data):

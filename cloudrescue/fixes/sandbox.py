@@ -20,6 +20,9 @@ the rescue with util-linux and the C library alone (``unshare``, ``mount``, ``fi
   started through the rescue's own dynamic loader, so no guest code runs before the
   capabilities are gone; guest directories that are symlinks (``/dev -> /``) make the sandbox
   refuse to start;
+* the guest's filesystems are remounted ``nodev,nosuid`` in that mount namespace first: a
+  device node the guest's disk carries (``b 8 0``, mode 0666: the rescue's own disk) opens
+  nothing, and only the null/zero/... nodes and the guest's own disks are usable;
 * killed with all its children when cloudrescue kills it (``--kill-child``, PID namespace).
 
 When the sandbox cannot be made on this rescue (no user namespaces, no setpriv), the program
@@ -32,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cloudrescue.guestfs import GuestFS
-from cloudrescue.remote.base import CommandResult
+from cloudrescue.remote.base import CommandResult, CommandTimeoutError
 
 GUEST_PROGRAM_TIMEOUT = 300.0
 SETUP_FAILED = 126
@@ -51,8 +54,30 @@ setpriv=$(command -v setpriv) || fail "the rescue has no setpriv"
 loader=$(ldd "$setpriv" | sed -n 's|^[[:space:]]*\\(/[^ ]*\\) (0x.*|\\1|p' | head -n 1)
 libs=$(ldd "$setpriv" | sed -n 's|.* => \\(/[^ ]*\\) (0x.*|\\1|p')
 [ -n "$loader" ] || fail "cannot find the rescue's dynamic loader"
-disks=$(findmnt -R -n -l --nofsroot -o SOURCE --target "$root" 2>/dev/null | sort -u)
 mount --make-rprivate / || fail "no private mount namespace"
+if mountpoint -q "$root"; then
+    own_disks=true
+else  # a plain directory (tests): made a mount of its own, with no disk of its own
+    mount --bind -- "$root" "$root" || fail "cannot bind the guest's root"
+    own_disks=false
+fi
+mounts=$(findmnt -R -n -r --nofsroot -o TARGET,SOURCE --mountpoint "$root") ||
+    fail "cannot list the guest's mounts"
+disks=
+while read -r target source; do
+    case $target in
+        *\\\\*) fail "a mount point under the guest's root has an unusual name: $target" ;;
+        "$root"/proc|"$root"/proc/*|"$root"/dev|"$root"/dev/*) continue ;;
+        "$root"/sys|"$root"/sys/*|"$root"/run|"$root"/run/*) continue ;;
+    esac
+    mount -o remount,bind,nodev,nosuid -- "$target" || fail "cannot make $target nodev"
+    case " $disks " in
+        *" $source "*) ;;
+        *) if $own_disks; then disks="$disks $source"; fi ;;
+    esac
+done <<EOF
+$mounts
+EOF
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc" || fail "cannot mount its /proc"
 mount -t tmpfs -o mode=0755,size=16m,nosuid cloudrescue-dev "$root/dev" || fail "no /dev"
 for node in {DEVICE_NODES} $disks; do
@@ -88,7 +113,8 @@ def run_in_guest(
     stdin: bytes | None = None,
     timeout: float = GUEST_PROGRAM_TIMEOUT,
 ) -> CommandResult:
-    """Run the guest's own ``argv`` (guest paths) in the sandbox; never raises on failure.
+    """Run the guest's own ``argv`` (guest paths) in the sandbox; never raises on failure
+    (``CommandTimeoutError`` when it runs longer than ``timeout``: it is killed).
 
     Exit status 126 or 127 means the program, or the sandbox, cannot run here.
     """
@@ -97,6 +123,9 @@ def run_in_guest(
         result = files.host.run(command, stdin=stdin, check=False, timeout=timeout)
     except FileNotFoundError as error:
         return CommandResult(tuple(argv), 127, "", f"unshare: {error}")
+    except CommandTimeoutError:  # named by the guest's program, not the sandbox's script
+        where = f"{files.host.description} (the guest's program, in the sandbox)"
+        raise CommandTimeoutError(argv, timeout, where) from None
     return CommandResult(tuple(argv), result.exit_code, result.stdout, result.stderr)
 
 

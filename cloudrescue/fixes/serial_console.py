@@ -5,9 +5,10 @@ Sets ``console=tty0 console=ttyS0,115200n8`` in ``GRUB_CMDLINE_LINUX`` of
 configuration with the guest's own tools, chrooted: ``update-grub`` or ``grub-mkconfig``
 (Debian/Ubuntu), ``grubby`` and ``grub2-mkconfig`` (RHEL-like). Needs the disk mounted with
 the chroot binds. A regenerated grub.cfg that would boot from the rescue's device name is
-refused and the previous one restored. A dry run shows the ``/etc/default/grub`` diff and the
-commands that would regenerate the boot configuration (and fails, like a real run, when the
-guest has none).
+refused and the previous one restored; a drop-in the tools would block on (a FIFO in
+``/etc/default/grub.d``) is refused before anything changes. A dry run shows the
+``/etc/default/grub`` diff and the commands that would regenerate the boot configuration (and
+fails, like a real run, when the guest has none).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.common import chroot_ready, guest_program
 from cloudrescue.fixes.sandbox import run_in_guest
 from cloudrescue.guest import Guest
-from cloudrescue.guestfs import Change, GuestFS
+from cloudrescue.guestfs import MAX_READ, Change, GuestFS
 
 DEFAULT_GRUB = "/etc/default/grub"
 CONSOLE_ARGS = ("console=tty0", "console=ttyS0,115200n8")
@@ -68,6 +69,21 @@ def _commands(files: GuestFS) -> list[tuple[list[str], str]]:
     return commands
 
 
+GRUB_INPUTS = (("/etc/default/grub.d", ".cfg"), ("/boot/loader/entries", ".conf"))
+
+
+def _unusable_inputs(files: GuestFS) -> list[str]:
+    """The drop-ins ``update-grub``/``grubby`` read that are FIFOs, devices or huge files."""
+    found = []
+    for directory, suffix in GRUB_INPUTS:
+        for name in files.listdir(directory):
+            path = f"{directory}/{name}"
+            info = files.stat(path) if name.endswith(suffix) else None
+            if info is not None and not info.is_dir and (not info.is_file or info.size > MAX_READ):
+                found.append(path)
+    return found
+
+
 def enable_serial_console(guest: Guest) -> list[Change]:
     """Serial console on the kernel command line, boot configuration regenerated. Idempotent.
 
@@ -81,6 +97,13 @@ def enable_serial_console(guest: Guest) -> list[Change]:
     if new == text:
         return []
     commands = _commands(files)
+    unusable = _unusable_inputs(files)
+    if unusable:
+        raise FixFailedError(
+            f"grub's tools would read {', '.join(unusable)}, which is not a regular file (or "
+            "is too large): they would block or never end",
+            hint="move it out of the way in the guest",
+        )
     if not files.dry_run and not chroot_ready(guest.mount):
         raise FixFailedError(
             "regenerating grub's configuration needs the chroot binds (/dev, /proc, /sys)",

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 import yaml
 
 from cloudrescue.errors import FixFailedError, InvalidInputError
+from cloudrescue.fixes.common import load_guest_yaml
 from cloudrescue.fixes.sshd_settings import Setting, SshdConfig
 from cloudrescue.guest import Guest
 from cloudrescue.guestfs import Change, GuestFS, GuestUser
@@ -47,7 +48,7 @@ def cloud_init_default_user(files: GuestFS) -> str | None:
     if not text:
         return None
     try:
-        config = yaml.safe_load(text)
+        config = load_guest_yaml(text)
     except yaml.YAMLError:
         return None
     if not isinstance(config, dict):
@@ -207,9 +208,31 @@ def _restore_in_home(
     if key_dir.startswith(home_prefix):
         changes += _unlink_escaping_symlink(files, key_dir, home_prefix)
         changes += files.ensure_dir(key_dir, mode=0o700, owner=owner)
-    current = files.read_text(key_file)
+    current = _users_own_keys(files, user, key_file, home_prefix)
     content = authorized_keys_content(current, keys, replace=replace)
     return changes + files.write_file(key_file, content.encode(), mode=0o600, owner=owner)
+
+
+def _users_own_keys(files: GuestFS, user: GuestUser, key_file: str, home_prefix: str) -> str | None:
+    """The keys already in ``key_file`` that may go into the user's new file (``None``: none).
+
+    The new file is the user's: what it carries over must be what the user could read. A
+    symlink planted there is replaced, not followed (``GuestFS.write_file``), and what it
+    points to is read only when that is the user's own file in the home; a file with other
+    hard links (``/etc/shadow``'s inode) is read only when it is the user's. Otherwise the
+    keys start afresh.
+    """
+    info = files.lstat(key_file)
+    if info is None:
+        return None
+    if info.is_symlink:
+        resolved = files.resolve(key_file)
+        target = files.stat(key_file)
+        if not resolved.guest.startswith(home_prefix) or target is None or target.uid != user.uid:
+            return None
+    elif files.hard_links(key_file) > 1 and info.uid != user.uid:
+        return None
+    return files.read_text(key_file)
 
 
 def _restore_outside_home(
@@ -244,8 +267,10 @@ def restore_ssh_access(
     """Make ``keys`` log ``user`` in: key file content, owners and modes along the path.
 
     The keys go to the first file the guest's sshd reads for the user (``AuthorizedKeysFile``
-    as its sshd takes it). In the home the file is the user's (0600, ``~/.ssh`` 0700);
-    elsewhere it stays root's (0644) and so does its directory.
+    as its sshd takes it). In the home the file is the user's (0600, ``~/.ssh`` 0700), and the
+    keys it already has are kept only when the user could read them anyway (never those of a
+    planted link or hard link to ``/etc/shadow``); elsewhere it stays root's (0644) and so does
+    its directory.
     """
     files = guest.files
     key_file = authorized_keys_path(files, user)

@@ -8,7 +8,10 @@ conservative parser flags only unknown keywords, keywords without a value and un
 quotes. ``mode="default"`` first
 restores the packaged default configuration. Missing host keys are made by the rescue's
 ``ssh-keygen`` in a temporary directory and copied in through ``GuestFS``. In a dry run sshd
-runs once, read-only, and the parser covers the rest.
+runs once, read-only, and the parser covers the rest. sshd never runs on a configuration that
+names a file it would block on or read without end (a FIFO, a device, a sparse 100 GB file):
+such an ``Include``'d file is moved aside first (``sshd_config`` itself only by
+``mode="default"``, which replaces it).
 
 ``allow_password_login`` lets one account log in with its password over SSH (cloud images
 turn password logins off): a ``Match User`` block in a drop-in that sshd_config includes, else
@@ -134,11 +137,28 @@ def parse_sshd_output(text: str) -> tuple[list[ConfigError], bool, str | None]:
     return errors, "no hostkeys available" in text, privsep.group("path") if privsep else None
 
 
+def unusable_inputs(files: GuestFS) -> tuple[str, ...]:
+    """The files the guest's sshd would open that it cannot use: FIFOs, devices, sockets and
+    files too large for a configuration. sshd blocks on them, or reads without end."""
+    return SshdConfig.read(files).unusable
+
+
+def _not_run(unusable: tuple[str, ...]) -> str:
+    return (
+        f"sshd not run: it would read {', '.join(unusable)}, which is not a regular file "
+        "(or is too large): it would block or never end"
+    )
+
+
 def run_sshd_check(files: GuestFS) -> SshdCheck:
-    """The guest's own ``sshd -t -f /etc/ssh/sshd_config``, chrooted into the mounted root."""
+    """The guest's own ``sshd -t -f /etc/ssh/sshd_config``, in the sandbox (not run when it
+    would read a FIFO, a device or a huge file: ``ran`` is false)."""
     program = guest_program(files, *SSHD_PATHS)
     if program is None:
         return SshdCheck(False, False, (), False, None, "the guest has no sshd binary")
+    unusable = unusable_inputs(files)
+    if unusable:
+        return SshdCheck(False, False, (), False, None, _not_run(unusable))
     result = run_in_guest(files, [program, "-t", "-f", MAIN_CONFIG])
     output = (result.stderr + result.stdout).strip()
     if cannot_run(result):
@@ -240,13 +260,37 @@ def _write(files: GuestFS, contents: dict[str, str]) -> list[Change]:
     return changes
 
 
-def _dry_run(files: GuestFS, mode: SshdMode) -> list[Change]:
+def _set_aside_unusable(files: GuestFS, mode: SshdMode) -> list[Change]:
+    """Move aside what sshd would read and cannot (a FIFO or device as an Include'd file:
+    sshd would hang at boot); sshd_config itself only in ``default`` mode, which replaces it.
+
+    Raises ``FixFailedError`` when that is not enough (a comment-mode repair of an unusable
+    sshd_config, or an ``Include`` that also takes the moved-aside name).
+    """
+    changes: list[Change] = []
+    unusable = unusable_inputs(files)
+    for path in unusable:
+        if path == MAIN_CONFIG and mode == "comment":
+            raise FixFailedError(
+                f"{MAIN_CONFIG} is not a regular file sshd can read (or is too large): no line "
+                "of it can be commented out",
+                hint="restore the packaged configuration: --param mode=default",
+            )
+        changes += files.remove(path)
+    if unusable and unusable_inputs(files):
+        raise FixFailedError(_not_run(unusable_inputs(files)))
+    return changes
+
+
+def _dry_run(files: GuestFS, mode: SshdMode, *, run_sshd: bool) -> list[Change]:
+    """The changes a repair would make; ``run_sshd=False`` when files it would set aside are
+    still there (a dry run moves nothing): sshd would read them."""
     planned: dict[str, str] = {}
     if mode == "default":
         planned[MAIN_CONFIG] = _default_config(files)
     configs = config_files(files, planned)
     errors = static_errors(configs)
-    if mode == "comment":
+    if mode == "comment" and run_sshd:
         errors += list(run_sshd_check(files).errors)
     planned.update(_plan_fixes(errors, config_files(files, planned)))
     changes = _write(files, planned)
@@ -316,9 +360,10 @@ def repair_sshd_config(guest: Guest, *, mode: SshdMode = "comment") -> list[Chan
     Raises ``FixFailedError`` when sshd still rejects the configuration after the repairs.
     """
     files = guest.files
+    set_aside = _set_aside_unusable(files, mode)
     if files.dry_run:
-        return _dry_run(files, mode)
-    changes: list[Change] = []
+        return set_aside + _dry_run(files, mode, run_sshd=not set_aside)
+    changes: list[Change] = set_aside
     if mode == "default":
         changes += files.write_file(MAIN_CONFIG, _default_config(files).encode())
     check = run_sshd_check(files)
@@ -364,7 +409,7 @@ def _includes(files: GuestFS, path: str) -> bool:
 def _effective(files: GuestFS, user: str) -> dict[str, str] | None:
     """The guest's ``sshd -T`` settings for a login of ``user`` (None when sshd cannot tell)."""
     program = guest_program(files, *SSHD_PATHS)
-    if program is None:
+    if program is None or unusable_inputs(files):
         return None
     spec = f"user={user},host=localhost,addr=127.0.0.1"
     result = run_in_guest(files, [program, "-T", "-f", MAIN_CONFIG, "-C", spec])

@@ -53,7 +53,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
-from cloudrescue.guestfs import GuestFS, GuestPathError, GuestUser, parse_passwd
+from cloudrescue.guestfs import MAX_READ, GuestFS, GuestPathError, GuestUser, parse_passwd
 
 MAIN_CONFIG = "/etc/ssh/sshd_config"
 SSH_DIR = "/etc/ssh"
@@ -504,6 +504,7 @@ class SshdConfig:
     problems: tuple[Problem, ...] = ()
     accounts: Accounts = field(default_factory=lambda: Accounts({}, ()))
     main: str = MAIN_CONFIG
+    unusable: tuple[str, ...] = ()  # files sshd would open that are no config (FIFO, huge)
 
     @classmethod
     def read(
@@ -524,6 +525,7 @@ class SshdConfig:
             tuple(reader.problems),
             Accounts.read(files),
             main,
+            tuple(dict.fromkeys(reader.unusable)),
         )
 
     # -- questions ---------------------------------------------------------------------------
@@ -614,6 +616,7 @@ class _Reader:
         self.directives: list[Directive] = []
         self.includes: list[Include] = []
         self.problems: list[Problem] = []
+        self.unusable: list[str] = []
 
     def _text(self, path: str) -> str | None:
         if path in self.overrides:
@@ -624,7 +627,21 @@ class _Reader:
             return self.files.read_text(path)
         except GuestPathError as error:
             self.problems.append(Problem(path, 0, f"cannot read it: {error}"))
+            if self._unusable(path):
+                self.unusable.append(path)
             return None
+
+    def _unusable(self, path: str) -> bool:
+        """Whether sshd, opening ``path``, would block or read without end: a FIFO, a
+        device, a socket, or a file too large to be a configuration (a sparse 100 GB)."""
+        assert self.files is not None
+        try:
+            info = self.files.stat(path)
+        except GuestPathError:
+            return False
+        if info is None or info.is_dir:
+            return False
+        return not info.is_file or info.size > MAX_READ
 
     def visit(
         self, path: str, outer: tuple[MatchBlock, ...], depth: int, stack: tuple[str, ...]
@@ -705,6 +722,7 @@ class _Reader:
                 ]
             found = following
         existing = [p for p in found if self._is_file(p)]
+        self.unusable += [p for p in sorted(found) if p not in planned and self._unusable(p)]
         return sorted(set(existing) | set(planned))
 
     def _is_file(self, path: str) -> bool:

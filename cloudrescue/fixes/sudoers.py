@@ -1,9 +1,11 @@
 """Make sudo usable again: sudoers files that parse, with the modes and owner sudo demands.
 
-The guest's own ``visudo -c -f`` runs chrooted into the mounted root. A broken file in
+The guest's own ``visudo -c -f`` runs in the sandbox (``fixes.sandbox``). A broken file in
 ``/etc/sudoers.d`` is moved aside (its backup name contains a dot, which sudo's
-``@includedir`` skips); a line of ``/etc/sudoers`` itself that does not parse is commented out
-with the ``# cloudrescue:`` marker. Every sudoers file is made mode 0440, owned by root.
+``@includedir`` skips), and so is one too large to be a sudoers file (a sparse 100 GB); a line
+of ``/etc/sudoers`` itself that does not parse is commented out with the ``# cloudrescue:``
+marker. Every sudoers file is made mode 0440, owned by root. FIFOs and devices in
+``/etc/sudoers.d`` are left alone: sudo skips them.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from cloudrescue.errors import FixFailedError
 from cloudrescue.fixes.common import commented, guest_program
 from cloudrescue.fixes.sandbox import cannot_run, run_in_guest
 from cloudrescue.guest import Guest
-from cloudrescue.guestfs import Change, GuestFS
+from cloudrescue.guestfs import MAX_READ, Change, GuestFS
 
 SUDOERS = "/etc/sudoers"
 SUDOERS_D = "/etc/sudoers.d"
@@ -29,12 +31,22 @@ _ERRORS = (
 
 
 def included_files(files: GuestFS) -> list[str]:
-    """Files of ``/etc/sudoers.d`` sudo reads (names without a dot, not ending in ``~``)."""
-    return [
-        f"{SUDOERS_D}/{name}"
-        for name in files.listdir(SUDOERS_D)
-        if "." not in name and not name.endswith("~") and files.stat(f"{SUDOERS_D}/{name}")
-    ]
+    """Files of ``/etc/sudoers.d`` sudo reads: names without a dot, not ending in ``~``, and
+    regular files (sudo skips FIFOs, devices and sockets there, and so do we)."""
+    found = []
+    for name in files.listdir(SUDOERS_D):
+        if "." in name or name.endswith("~"):
+            continue
+        info = files.stat(f"{SUDOERS_D}/{name}")
+        if info is not None and info.is_file:
+            found.append(f"{SUDOERS_D}/{name}")
+    return found
+
+
+def _too_large(files: GuestFS, path: str) -> bool:
+    """A "sudoers file" of gigabytes (sparse): visudo would read it without end."""
+    info = files.stat(path)
+    return info is not None and info.size > MAX_READ
 
 
 def syntax_errors(output: str) -> list[tuple[str, int]]:
@@ -72,13 +84,24 @@ def repair_sudoers(guest: Guest) -> list[Change]:
     """Broken sudoers.d files moved aside, broken sudoers lines commented out, modes 0440
     root:root. Raises ``FixFailedError`` when visudo still rejects ``/etc/sudoers``."""
     files = guest.files
-    if files.stat(SUDOERS) is None:
+    info = files.stat(SUDOERS)
+    if info is None:
         return []
+    if not info.is_file or info.size > MAX_READ:
+        raise FixFailedError(
+            f"{SUDOERS} is not a regular file (or is too large): sudo refuses it, and it cannot "
+            "be repaired line by line",
+            hint="restore /etc/sudoers from the guest's sudo package or a backup",
+        )
     changes: list[Change] = []
+    for path in included_files(files):
+        if _too_large(files, path):
+            changes += files.remove(path)
+    set_aside = bool(changes)
     for path in [SUDOERS, *included_files(files)]:
         changes += files.set_metadata(path, mode=SUDOERS_MODE, owner=(0, 0))
     program = guest_program(files, *VISUDO_PATHS)
-    if program is None:
+    if program is None or (files.dry_run and set_aside):  # visudo would read what is still there
         return changes
     for path in included_files(files):
         errors = _visudo(files, program, path)

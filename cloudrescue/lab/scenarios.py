@@ -234,6 +234,60 @@ def network(target: Target) -> str:
     return f"/etc/network/interfaces gives eth0 the static address {WRONG_ADDRESS}"
 
 
+# Paths only the lab's rescue system has (its guests have no lvm2 and no 50-rescue.conf): a
+# planted program reaching one of them has left the guest. tests/hostile/test_lab_rescue.py.
+RESCUE_ONLY = ("/etc/lvm/cloudrescue-escaped", "/etc/ssh/sshd_config.d/50-rescue.conf")
+PLANTED_SSHD = """#!/bin/sh
+# planted by the lab's hostile scenario: a compromised guest's sshd, run by cloudrescue on the
+# rescue system. In a user namespace (cloudrescue's sandbox) it tries to write the rescue's own
+# files through every way out it knows; then, and at the guest's own boot, it is the real sshd.
+if [ -r /proc/self/uid_map ] && ! grep -q 4294967295 /proc/self/uid_map; then
+    for target in {targets}; do
+        for way in /proc/1/root /proc/*/root /proc/1/cwd/.. /proc/self/root/.. /..; do
+            echo owned 2>/dev/null >> "$way$target" && echo "ESCAPED $way$target"
+        done
+    done
+    mkdir -p /.jail 2>/dev/null && chroot /.jail /bin/true 2>/dev/null && echo CHROOT-ESCAPE
+    mount -t tmpfs owned /mnt 2>/dev/null && echo MOUNTED
+    rmdir /.jail 2>/dev/null
+    echo "$*" >> {trace}
+fi
+exec /usr/sbin/sshd.real "$@"
+"""
+PLANTED_TRACE = "/var/lib/planted-sshd.log"  # in the guest: what the planted sshd was run for
+
+
+def hostile(target: Target) -> str:
+    """Plant what a compromised guest leaves for its rescuer, still bootable: the default
+    user's ``authorized_keys`` a link to ``/etc/shadow`` and root's ``~/.ssh`` a ``..``-laden
+    link to ``/etc/ssh`` (paths the rescue system has too), and an ``sshd`` that, run by
+    cloudrescue in a user namespace (its sandbox) on the rescue, tries to write the rescue's
+    own files (``RESCUE_ONLY``), notes that it ran (``PLANTED_TRACE``) and execs the real one
+    (``sshd.real``); at the guest's own boot it is the real one at once."""
+    user_ssh = _at(target, f"{_home_of(target)}/.ssh")
+    keys = user_ssh / "authorized_keys"
+    if keys.is_symlink() or keys.exists():
+        keys.unlink()
+    keys.symlink_to("/etc/shadow")
+    os.lchown(keys, DEFAULT_UID, DEFAULT_UID)
+    root_ssh = _at(target, "/root") / ".ssh"  # the link itself, never what it points to
+    if root_ssh.is_symlink():
+        root_ssh.unlink()
+    elif root_ssh.is_dir():
+        shutil.rmtree(root_ssh)
+    root_ssh.symlink_to("../" * 12 + "etc/ssh")
+    sshd = _at(target, "/usr/sbin") / "sshd"
+    real = sshd.with_name("sshd.real")
+    if not real.exists():
+        os.rename(sshd, real)
+    sshd.write_text(PLANTED_SSHD.format(targets=" ".join(RESCUE_ONLY), trace=PLANTED_TRACE))
+    sshd.chmod(0o755)
+    return (
+        f"~{target.user}/.ssh/authorized_keys -> /etc/shadow, /root/.ssh -> ../../etc/ssh, "
+        "/usr/sbin/sshd tries to reach the rescue system"
+    )
+
+
 SCENARIOS: dict[str, Scenario] = {
     scenario.name: scenario
     for scenario in (
@@ -252,6 +306,11 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("disk-full", "root filesystem 100% full: boot fails", disk_full),
         Scenario("network", "wrong static address in the network config", network),
         Scenario("sudoers", "sudoers.d: a world-writable file, a syntax error", sudoers),
+        Scenario(
+            "hostile",
+            "links into the rescue's own paths, an sshd that tries to escape (still boots)",
+            hostile,
+        ),
     )
 }
 

@@ -151,6 +151,7 @@ def test_scenario_registry() -> None:
         "disk-full",
         "network",
         "sudoers",
+        "hostile",
     }
     assert all(s.description and "\n" not in s.description for s in SCENARIOS.values())
     with pytest.raises(InvalidInputError, match="known: lost-key"):
