@@ -6,6 +6,7 @@ Core code raises these; only the CLI turns them into a one-line message and an e
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import ClassVar
 
@@ -50,10 +51,13 @@ class CloudRescueError(Exception):
 
     exit_status: ClassVar[ExitStatus] = ExitStatus.ERROR
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, details: Sequence[str] = ()
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.details = tuple(details)  # lines printed under the message (each one line)
 
 
 class InvalidInputError(CloudRescueError):

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import traceback
+from collections.abc import Sequence
 from typing import Annotated
 
 import typer
@@ -19,7 +20,7 @@ import typer.core
 from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.logs import configure_logging
 from cloudrescue.cli.options import CliState, GlobalOptions, hoist_global_options, takes_options
-from cloudrescue.cli.render import printable
+from cloudrescue.cli.render import one_line
 from cloudrescue.errors import CloudRescueError, ExitStatus
 
 HELP = ["-h", "--help"]
@@ -86,10 +87,14 @@ def register_commands() -> typer.Typer:
     return app
 
 
-def _error_line(env: Environment, message: str, hint: str | None = None) -> None:
-    env.stderr.write(f"cloudrescue: error: {printable(message)}\n")
+def _error_line(
+    env: Environment, message: str, hint: str | None = None, details: Sequence[str] = ()
+) -> None:
+    env.stderr.write(f"cloudrescue: error: {one_line(message)}\n")
+    for line in details:
+        env.stderr.write(f"{one_line(line)}\n")
     if hint:
-        env.stderr.write(f"hint: {printable(hint)}\n")
+        env.stderr.write(f"hint: {one_line(hint)}\n")
     env.stderr.flush()
 
 
@@ -168,7 +173,7 @@ def main(argv: list[str] | None = None, env: Environment | None = None) -> None:
     except CloudRescueError as error:
         if env.debug:
             traceback.print_exc(file=env.stderr)
-        _error_line(env, error.message, error.hint)
+        _error_line(env, error.message, error.hint, error.details)
         sys.exit(error.exit_status)
     except (KeyboardInterrupt, typer.Abort):
         _error_line(env, "interrupted")

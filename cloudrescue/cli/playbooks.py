@@ -109,7 +109,8 @@ def validate(ctx: typer.Context, playbook: PlaybookArgument) -> None:
         loaded = catalog.find(playbook)
     except PlaybookError as error:
         # The error line says how many (or is the only error); one line per error follows.
-        raise InvalidInputError(error.render()) from None
+        details = error.lines() if len(error.errors) > 1 else []
+        raise InvalidInputError(error.summary, details=details) from None
     count = len(loaded.steps)
     environment(ctx).out.print(
         f"{escape(loaded.source)}: valid ({count} step{'' if count == 1 else 's'})"

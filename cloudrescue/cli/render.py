@@ -27,15 +27,22 @@ def _visible(char: str) -> str:
 
 
 def printable(text: str) -> str:
-    """``text`` with control and format characters shown as ``\\xNN`` (newlines, tabs kept)."""
+    """``text`` with control and format characters shown as ``\\xNN`` (newlines, tabs kept:
+    for what has lines, a diff or a command's output)."""
     if text.isprintable():
         return text
     return "".join(char if char in "\n\t" else _visible(char) for char in text)
 
 
+def one_line(text: str) -> str:
+    """``text`` as one line: every control and format character shown, newlines too, so that
+    a name the guest chose cannot start a line of cloudrescue's own output."""
+    return text if text.isprintable() else "".join(_visible(char) for char in text)
+
+
 def safe(text: str) -> str:
-    """``text`` ready for a Rich markup string: printable, and its brackets escaped."""
-    return escape(printable(text))
+    """``text`` ready for a Rich markup string: one line, and its brackets escaped."""
+    return escape(one_line(text))
 
 
 class RichEvents:

@@ -78,12 +78,6 @@ class PlaybookError(InvalidInputError):
         """Every error, one line each, in line order."""
         return [str(problem) for problem in self.errors]
 
-    def render(self) -> str:
-        """The summary, then (when there are several) every error on a line of its own."""
-        if len(self.errors) == 1:
-            return self.message
-        return "\n".join([self.summary, *self.lines()])
-
 
 def format_loc(loc: Loc) -> str:
     """``steps[1].action`` for ``("steps", 1, "action")`` (a repeated name counts once)."""

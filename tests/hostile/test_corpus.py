@@ -130,13 +130,6 @@ def test_control_a_planted_program_reaches_this_machine_from_a_plain_chroot(
         world.disk.reset()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a guest file name with a newline is printed as two report lines, so the guest can "
-    "forge lines of cloudrescue's report: cli/render.py printable() keeps '\\n' (right for "
-    "diffs and command output) and cli/reports.py _render_step prints change.detail (one-line "
-    "text holding guest file names) through safe(), which keeps it too; not in this task's files",
-)
 def test_a_guest_file_name_cannot_forge_a_line_of_the_report(hostile: Hostile) -> None:
     def plant(world: World) -> None:
         forged = world.at("/etc/sudoers.d") / "evil\nFORGED: web-1 needed no change"

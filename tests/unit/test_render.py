@@ -8,9 +8,14 @@ import pytest
 from rich.console import Console
 
 from cloudrescue.cli.environment import Environment
-from cloudrescue.cli.render import RichEvents, printable, safe
+from cloudrescue.cli.render import RichEvents, one_line, printable, safe
 
 HOSTILE = "Debian [/] [bold red]12[/bold red] \x1b]0;owned\x07\x1b[2J\u202eevil\r"
+
+
+def test_one_line_shows_newlines_too() -> None:
+    assert one_line("evil\nFORGED: ok\r\t") == "evil\\x0aFORGED: ok\\x0d\\x09"
+    assert safe("a\n[b]") == "a\\x0a\\[b]"
 
 
 def test_printable_shows_control_characters_and_keeps_lines() -> None:
