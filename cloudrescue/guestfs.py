@@ -155,6 +155,9 @@ class GuestFS:
     changes: list[Change] = field(default_factory=list)
     _planned_dirs: set[str] = field(default_factory=set)
     _planned_removals: set[str] = field(default_factory=set)
+    # Files written for a change not recorded yet (its temporary, its backup): a cut connection
+    # leaves them, and rollback removes them (the file they were for is untouched).
+    _unrecorded: set[str] = field(default_factory=set)
 
     # -- resolution -------------------------------------------------------------------------
 
@@ -383,6 +386,7 @@ class GuestFS:
         backup = None
         if info is not None and old is not None:
             backup = self._keep_copy(target.host, old, info)
+            self._unrecorded.add(backup)
             detail += f", backup {posixpath.basename(backup)}"
         temporary = posixpath.join(
             posixpath.dirname(target.host),
@@ -390,11 +394,13 @@ class GuestFS:
                 f".{posixpath.basename(target.host)}", f".cloudrescue-tmp-{secrets.token_hex(4)}"
             ),
         )
+        self._unrecorded.add(temporary)
         self.host.write_file(temporary, data, mode=want_mode)
         self.host.chown(temporary, *want_owner)
         self.host.chmod(temporary, want_mode)
         self.host.fsync(temporary)
         self.host.rename(temporary, target.host)
+        self._unrecorded.difference_update({temporary, backup})
         self._sync_parent(target.host)
         return [
             self._record(
@@ -563,6 +569,14 @@ class GuestFS:
         if self.dry_run:
             self.changes.clear()
             return done
+        for leftover in sorted(self._unrecorded):
+            try:
+                if self.host.lstat(leftover) is not None:
+                    self.host.unlink(leftover)
+            except (OSError, CloudRescueError) as error:
+                done.failed.append(f"{leftover[len(self.root) :]} (left by a cut write): {error}")
+                continue
+            self._unrecorded.discard(leftover)
         while self.changes:
             change = self.changes.pop()
             try:

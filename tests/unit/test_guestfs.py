@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudrescue.errors import InvalidInputError
+from cloudrescue.errors import ConnectionFailedError, InvalidInputError
 from cloudrescue.guestfs import GuestFS, GuestPathError
 from cloudrescue.remote.local import LocalHost
 
@@ -161,3 +161,32 @@ def test_dot_ssh_linked_to_root_writes_the_guests_root(guest: GuestFS) -> None:
     assert Path(guest.root, "root/.ssh/authorized_keys").read_bytes() == b"ssh-ed25519 AAAA k\n"
     after = host_root_ssh.read_bytes() if host_root_ssh.exists() else None
     assert before == after
+
+
+class CutDuringFsync(LocalHost):
+    """A host whose connection is cut once, between writing the new content's temporary file
+    and syncing it (a fake: a real cut cannot be timed between two calls of a local host)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cut = False
+
+    def fsync(self, path: str) -> None:
+        if not self.cut and ".cloudrescue-tmp-" in path:
+            self.cut = True
+            raise ConnectionFailedError("the SSH connection was lost")
+        super().fsync(path)
+
+
+def test_a_write_cut_midway_leaves_no_temporary_after_rollback(tmp_path: Path) -> None:
+    root = tmp_path / "guest"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/hostname").write_text("before\n")
+    guest = GuestFS(CutDuringFsync(), str(root), stamp=lambda: "20260101T000000Z")
+    with pytest.raises(ConnectionFailedError):
+        guest.write_file("/etc/hostname", b"after\n", mode=0o644)
+    assert any(".cloudrescue-tmp-" in p.name for p in (root / "etc").iterdir())
+    done = guest.rollback()
+    assert done.failed == []
+    assert [p.name for p in (root / "etc").iterdir()] == ["hostname"]
+    assert (root / "etc/hostname").read_text() == "before\n"
