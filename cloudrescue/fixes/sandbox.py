@@ -12,10 +12,15 @@ the rescue with util-linux and the C library alone (``unshare``, ``mount``, ``fi
   nothing): it cannot chroot out, mount, unmount, trace or make device nodes. It stays uid 0,
   so the guest's root-owned files are its own (sshd reads its host keys, update-grub writes
   grub.cfg): what it can change is the guest's own tree, as it should;
-* its own ``/proc`` (of the new PID namespace), a tmpfs ``/run``, an empty read-only ``/sys``
-  and a small ``/dev`` (null, zero, full, random, urandom, tty and the guest's own disk
-  devices, which ``grub-probe`` reads) are mounted over whatever the guest has there, chroot
-  binds of the rescue's own included (in the sandbox's mount namespace only);
+* its own ``/proc`` (of the new PID namespace), a tmpfs ``/run``, a read-only ``sysfs``
+  (``grub-probe`` finds a partition's disk through it; the sandbox's user namespace may write
+  none of it; the rescue's own, every mount of it remounted read-only, where the kernel
+  refuses a new one) and a small ``/dev`` (null, zero,
+  full, random, urandom, tty, the guest's own disk devices and the disks they are on, which
+  ``grub-probe`` reads, and their ``/dev/disk/by-uuid`` and ``by-partuuid`` links, without
+  which ``grub-mkconfig`` names the root by the rescue's device name) are mounted over
+  whatever the guest has there, chroot binds of the rescue's own included (in the sandbox's
+  mount namespace only);
 * the rescue's ``setpriv`` is bound (read-only) into that ``/dev`` with its C library and
   started through the rescue's own dynamic loader, so no guest code runs before the
   capabilities are gone; guest directories that are symlinks (``/dev -> /``) make the sandbox
@@ -78,14 +83,32 @@ while read -r target source; do
 done <<EOF
 $mounts
 EOF
+holders=  # the disks (and PVs) under them: grub-probe maps a partition through its disk
+for node in $disks; do
+    for holder in $(lsblk -nrspo NAME -- "$node" 2>/dev/null); do
+        case " $disks $holders " in *" $holder "*) ;; *) holders="$holders $holder" ;; esac
+    done
+done
 mount -t proc -o nosuid,nodev,noexec proc "$root/proc" || fail "cannot mount its /proc"
 mount -t tmpfs -o mode=0755,size=16m,nosuid cloudrescue-dev "$root/dev" || fail "no /dev"
-for node in {DEVICE_NODES} $disks; do
+for node in {DEVICE_NODES} $disks $holders; do
     name=${{node#/dev/}}
     [ -b "/dev/$name" ] || [ -c "/dev/$name" ] || continue
     case $name in */*) mkdir -p -- "$root/dev/${{name%/*}}" ;; esac
     : > "$root/dev/$name" && mount --bind -- "/dev/$name" "$root/dev/$name" ||
         fail "cannot give it /dev/$name"
+done
+for node in $disks; do  # grub-mkconfig names the root by UUID only when its link exists
+    blkid -p -o udev -- "$node" 2>/dev/null | while IFS== read -r key value; do
+        case $key in
+            ID_FS_UUID) link=by-uuid ;;
+            ID_PART_ENTRY_UUID) link=by-partuuid ;;
+            *) continue ;;
+        esac
+        case $value in ""|*[!0-9A-Za-z-]*) continue ;; esac
+        mkdir -p "$root/dev/disk/$link" &&
+            ln -sf -- "../../${{node#/dev/}}" "$root/dev/disk/$link/$value"
+    done
 done
 ln -s /proc/self/fd "$root/dev/fd"
 mkdir "$root{TOOLS}" || fail "cannot make {TOOLS}"
@@ -99,7 +122,14 @@ if [ -d "$root/run" ]; then
     mkdir -p "$root/run/sshd"
 fi
 if [ -d "$root/sys" ]; then
-    mount -t tmpfs -o ro,nosuid,nodev,noexec,size=4k cloudrescue-sys "$root/sys" || fail "no /sys"
+    if ! mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$root/sys" 2>/dev/null; then
+        # the kernel refuses a new sysfs where the rescue's has mounts over it: that one, ro
+        mount --rbind -- /sys "$root/sys" || fail "no /sys"
+        for target in $(findmnt -R -n -r -o TARGET --mountpoint "$root/sys"); do
+            mount -o remount,bind,ro,nosuid,nodev,noexec -- "$target" ||
+                fail "cannot make $target read-only"
+        done
+    fi
 fi
 exec chroot -- "$root" "{TOOLS}/${{loader##*/}}" --library-path "{TOOLS}" "{TOOLS}/setpriv" \\
     --no-new-privs --bounding-set -all --inh-caps -all --ambient-caps -all -- "$@"

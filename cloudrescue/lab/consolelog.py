@@ -53,7 +53,7 @@ class HostKeys:
 
 
 class Console:
-    """Appends lines to ``console.log`` (opened once; stays usable after chroot)."""
+    """Appends lines to ``console.log`` (opened once: usable after the init enters its root)."""
 
     def __init__(self, path: Path) -> None:
         self._file: TextIO = open(path, "a", buffering=1)  # noqa: SIM115 - lives until exec

@@ -10,7 +10,9 @@ network namespace (``python -m cloudrescue.lab.guest_init <plan.json> <report-fd
 5. first boot of this instance (cloud-init, per instance): hostname, ``/etc/hosts``, default
    user's authorized_keys;
 6. host keys generated if missing, fingerprints printed cloud-init style; ``sshd -t``, then
-   ``exec chroot <root> /usr/sbin/sshd -D -e`` (the disk's own sshd and configuration).
+   ``pivot_root`` into the root (``init_common.enter_root``) and ``exec /usr/sbin/sshd -D -e``
+   (the disk's own sshd and configuration). An emergency boot enters its root too (the empty
+   mount point when the root filesystem did not mount) and idles there.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ ETC_HOSTS = (  # cloud-init's hosts.debian.tmpl (manage_etc_hosts): sudo resolve
 )
 
 
-def _emergency(console: Console, fd: int) -> NoReturn:
+def _emergency(root: Path, console: Console, fd: int) -> NoReturn:
+    init_common.enter_root(root)
     console.line(EMERGENCY)
     console.close()
     init_common.report(fd, "emergency", sshd=False)
@@ -143,10 +146,10 @@ def boot(plan: BootPlan, fd: int) -> NoReturn:
         mount_root(plan, root)
     except LabError as error:
         console.failed(f"Failed to mount /sysroot: {error.message}")
-        _emergency(console, fd)
+        _emergency(root, console, fd)
     console.ok("Mounted sysroot.mount - /sysroot.")
     if not _fstab_ok(root, plan, console) or not _journal_ok(root, console):
-        _emergency(console, fd)
+        _emergency(root, console, fd)
     visible = [plan.disk, *plan.partitions.values(), plan.config_drive]
     prepare_root(root, plan_devices(plan), visible=visible)
     _network_and_firewall(root, plan, console)

@@ -1,18 +1,41 @@
-"""Steps shared by the guest's and the rescue's init: network, host keys, reporting, sshd."""
+"""Steps shared by the lab's inits: network, host keys, reporting, entering the root, sshd.
+
+A system enters its root with ``pivot_root`` (``enter_root``), never ``chroot``: a chrooted
+process may not make a user namespace (the kernel answers EPERM), so the sessions of a
+chrooted sshd could not run cloudrescue's sandbox (``cloudrescue/fixes/sandbox.py``), which a
+real rescue system runs. The commands an init runs on the disk before that (``ssh-keygen -A``,
+``sshd -t``, ``sshd -T``, the boot firewall, ``chpasswd``) stay chrooted: short-lived, they
+make no session, and the init still needs the host's tree around them (its own code, host
+tools, the overlay's layers); after the pivot it only writes the console and the report
+(descriptors it holds) and execs.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import ipaddress
 import json
 import os
+import signal
 from pathlib import Path
 from typing import NoReturn
 
+from cloudrescue.disks.mountinfo import parse_mountinfo
 from cloudrescue.lab.consolelog import Console, HostKeys
 from cloudrescue.lab.system import run
 
 KEY_TYPES = ("rsa", "ecdsa", "ed25519")
 DEFAULT_SSH_PORT = 22
+SYS_PIVOT_ROOT = 155  # x86_64, the lab's architecture; glibc has no pivot_root() wrapper
+CLONE_NEWNS = 0x20000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+MNT_DETACH = 2
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_LIBC.unshare.argtypes = (ctypes.c_int,)
+_LIBC.mount.argtypes = (ctypes.c_char_p,) * 3 + (ctypes.c_ulong, ctypes.c_void_p)
+_LIBC.umount2.argtypes = (ctypes.c_char_p, ctypes.c_int)
 
 
 def report(
@@ -130,12 +153,15 @@ def start_sshd(
     hostname: str,
     deferred_host_keys: HostKeys | None = None,
 ) -> NoReturn:
-    """Check the disk's sshd configuration, report, and become sshd (or idle when it fails).
+    """Check the disk's sshd configuration, enter ``root``, report, and become sshd (or idle
+    when the check fails).
 
     ``issue`` is the console's login banner line (``Debian GNU/Linux 12 host ttyS0``);
     ``deferred_host_keys`` goes to the runtime with the report, for it to print later.
     """
     error = check_sshd(root)
+    ports = listen_ports(root) if error is None else []
+    enter_root(root)
     if error is not None:
         console.failed("Failed to start ssh.service - OpenBSD Secure Shell server.")
         for line in error.splitlines():
@@ -143,7 +169,6 @@ def start_sshd(
         console.close()
         report(fd, "running", sshd=False, host_keys=deferred_host_keys)
         idle()
-    ports = listen_ports(root)
     console.ok("Started ssh.service - OpenBSD Secure Shell server.")
     console.line()
     console.line(issue)
@@ -151,7 +176,7 @@ def start_sshd(
     console.line(f"{hostname} login: ")
     console.close()
     report(fd, "running", sshd=True, ports=ports, host_keys=deferred_host_keys)
-    exec_sshd(root)
+    exec_sshd()
 
 
 def pretty_name(root: Path) -> str:
@@ -165,12 +190,44 @@ def pretty_name(root: Path) -> str:
     return "Linux"
 
 
-def exec_sshd(root: Path) -> NoReturn:
-    """Replace this process with the disk's own sshd, in the foreground, logging to stderr."""
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        number = ctypes.get_errno()
+        raise OSError(number, f"{what}: {os.strerror(number)}")
+
+
+def enter_root(root: Path) -> None:
+    """Make ``root`` this process's root, for good, as a booting system's init does.
+
+    In a mount namespace of its own (the init's, which the lab reads the system's layers
+    through, keeps its view): ``/`` made rprivate, ``root`` bound onto itself (recursively,
+    its submounts with it) unless it is a mount point already, ``pivot_root(".", ".")`` into
+    it and the old root detached. Nothing of the host's tree stays reachable, and this
+    process and its children are not chrooted (their root is their namespace's root).
+    """
+    target = os.path.realpath(root)
+    _check(_LIBC.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
+    _check(_LIBC.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    mounts = parse_mountinfo(Path("/proc/self/mountinfo").read_text())
+    if target not in {mount.mountpoint for mount in mounts}:
+        where = os.fsencode(target)
+        _check(_LIBC.mount(where, where, None, MS_BIND | MS_REC, None), f"mount --rbind {target}")
+    os.chdir(target)
+    _check(
+        _LIBC.syscall(ctypes.c_long(SYS_PIVOT_ROOT), ctypes.c_char_p(b"."), ctypes.c_char_p(b".")),
+        f"pivot_root {target}",
+    )
+    _check(_LIBC.umount2(b".", MNT_DETACH), "umount --lazy the old root")
     os.chdir("/")
-    os.execv("/usr/sbin/chroot", ["chroot", str(root), "/usr/sbin/sshd", "-D", "-e"])  # noqa: S606
+
+
+def exec_sshd() -> NoReturn:
+    """Replace this process with the system's own sshd (after ``enter_root``), in the
+    foreground, logging to stderr."""
+    os.execv("/usr/sbin/sshd", ["/usr/sbin/sshd", "-D", "-e"])  # noqa: S606
 
 
 def idle() -> NoReturn:
-    """Replace this process with one that does nothing (a system up without sshd)."""
-    os.execv("/bin/sleep", ["sleep", "infinity"])  # noqa: S606
+    """Do nothing, for good (a system up without sshd; its root may hold no program at all)."""
+    while True:
+        signal.pause()

@@ -2,10 +2,12 @@
 
 ``nsenter --net=<netns> unshare --mount --pid --uts --ipc --fork --kill-child`` runs the init
 module as pid 1 of a new pid namespace; killing the outer ``unshare`` kills that pid 1 and with
-it every process and mount of the instance. The init reports its outcome on a pipe (one JSON
-line: outcome, whether sshd starts, the ports it will listen on) before it execs the disk's
-own sshd; the runtime waits until one of those ports listens. A boot that fails on the way
-(no report, sshd never listening) is killed with everything it started.
+it every process and mount of the instance. That pid 1 enters the system's root with
+``pivot_root``, in a mount namespace of its own (``init_common.enter_root``): the outer
+``unshare`` keeps the one the init mounted the system's tree in. The init reports its outcome
+on a pipe (one JSON line: outcome, whether sshd starts, the ports it will listen on) before it
+execs the disk's own sshd; the runtime waits until one of those ports listens. A boot that
+fails on the way (no report, sshd never listening) is killed with everything it started.
 """
 
 from __future__ import annotations

@@ -156,6 +156,9 @@ def root_password(target: Target) -> str:
     return f"root and {target.user} have unknown, expired passwords"
 
 
+DEBUG_LOG_LINE = b"2026-12-01T03:00:00Z app[812]: DEBUG retrying upstream connection (attempt 1)\n"
+
+
 def disk_full(target: Target) -> str:
     """Fill the root filesystem completely, reserved blocks included.
 
@@ -167,7 +170,10 @@ def disk_full(target: Target) -> str:
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
     fd = os.open(_at(target, "/var/log/app-debug.log"), flags, 0o640)
     try:
-        offset = 0
+        # a runaway debug log: text lines (what the fix sniffs to tell a log from a database),
+        # then preallocated space (what an unclean shutdown leaves at a log's end: NULs)
+        offset = os.write(fd, DEBUG_LOG_LINE * (64 * 1024 // len(DEBUG_LOG_LINE)))
+        size -= offset
         while size >= FILL_CHUNK:
             try:
                 os.posix_fallocate(fd, offset, size)
@@ -234,9 +240,11 @@ def network(target: Target) -> str:
     return f"/etc/network/interfaces gives eth0 the static address {WRONG_ADDRESS}"
 
 
-# Paths only the lab's rescue system has (its guests have no lvm2 and no 50-rescue.conf): a
-# planted program reaching one of them has left the guest. tests/hostile/test_lab_rescue.py.
-RESCUE_ONLY = ("/etc/lvm/cloudrescue-escaped", "/etc/ssh/sshd_config.d/50-rescue.conf")
+# Files only the lab's rescue system has (its guests have no lvm2 and no 50-rescue.conf): a
+# planted program reaching one of them has left the guest. It appends only to those it finds:
+# inside the guest, ``>>`` would make one (in the guest's own sshd_config.d: its sshd broken by
+# its own program). tests/hostile/test_lab_rescue.py.
+RESCUE_ONLY = ("/etc/lvm/lvm.conf", "/etc/ssh/sshd_config.d/50-rescue.conf")
 PLANTED_SSHD = """#!/bin/sh
 # planted by the lab's hostile scenario: a compromised guest's sshd, run by cloudrescue on the
 # rescue system. In a user namespace (cloudrescue's sandbox) it tries to write the rescue's own
@@ -244,7 +252,8 @@ PLANTED_SSHD = """#!/bin/sh
 if [ -r /proc/self/uid_map ] && ! grep -q 4294967295 /proc/self/uid_map; then
     for target in {targets}; do
         for way in /proc/1/root /proc/*/root /proc/1/cwd/.. /proc/self/root/.. /..; do
-            echo owned 2>/dev/null >> "$way$target" && echo "ESCAPED $way$target"
+            [ -f "$way$target" ] && echo owned 2>/dev/null >> "$way$target" &&
+                echo "ESCAPED $way$target"
         done
     done
     mkdir -p /.jail 2>/dev/null && chroot /.jail /bin/true 2>/dev/null && echo CHROOT-ESCAPE

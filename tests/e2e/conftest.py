@@ -24,6 +24,7 @@ from cloudrescue.lab.admin_client import AdminClient
 from cloudrescue.lab.layout import StateLayout
 from cloudrescue.lab.ledger import Ledger
 from cloudrescue.lab.lifecycle import admin
+from tests.lab.labkit import system_root
 
 CLOUDRESCUE = str(Path(sys.executable).with_name("cloudrescue"))
 
@@ -56,12 +57,18 @@ class E2ELab:
         self.admin.call("DELETE", "/faults")
 
     def cli(
-        self, *args: str, timeout: float = 600, stdin: str | None = None, **kwargs: Any
+        self,
+        *args: str,
+        timeout: float = 600,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+        **kwargs: Any,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``cloudrescue ARGS`` as a user would (stdin not a terminal: ``stdin`` or empty)."""
+        """Run ``cloudrescue ARGS`` as a user would (stdin not a terminal: ``stdin`` or empty),
+        in ``env`` (default: the lab's)."""
         return subprocess.run(
             [CLOUDRESCUE, *args],
-            env=self.env,
+            env=env or self.env,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -71,7 +78,9 @@ class E2ELab:
         )
 
     def init_pid(self, instance_id: str) -> int:
-        """The pid of a running instance's init (its guest, or its rescue system)."""
+        """The pid of a running instance's init (its guest, or its rescue system): the outer
+        ``unshare``, whose mount namespace holds the system's mounts at this machine's paths
+        (``<instance mnt>/root``, ``.../rescue-rw``...)."""
         [pid] = [
             entry.data["pid"]
             for entry in Ledger(StateLayout(self.state).ledger).live()
@@ -79,21 +88,27 @@ class E2ELab:
         ]
         return int(pid)
 
+    def system_root(self, instance_id: str) -> Path:
+        """The root of a running instance's system (its guest, or its rescue system) as that
+        system sees it: ``/proc/<its pid 1>/root``."""
+        root = system_root(self.init_pid(instance_id))
+        assert root is not None, f"the system of {instance_id} has not entered its root"
+        return root
+
     def disk_files(self, instance_id: str) -> dict[str, str]:
         """Every file on a running instance's disk: relative path -> kind or content hash, mode,
-        owner. Read in the instance's own mount namespace (``/proc/<init>/root``), where its
-        root and fstab filesystems are mounted: nothing is mounted or written to look."""
-        pid = self.init_pid(instance_id)
-        proc_root = Path(f"/proc/{pid}/root")
-        guest = StateLayout(self.state).instance(instance_id).mnt / "root"
+        owner. Read through its guest's own root (``system_root``), where its root and fstab
+        filesystems are mounted: nothing is mounted or written to look."""
+        init = Path(f"/proc/{self.init_pid(instance_id)}/cmdline").read_bytes()
+        assert b"cloudrescue.lab.guest_init" in init, f"{instance_id} does not run its guest"
+        top = self.system_root(instance_id)
         not_disk = {  # proc, sysfs, tmpfs and devpts mounted over the guest's tree
-            proc_root / fields[4].lstrip("/")
+            top / fields[4].lstrip("/")
             for fields in (
-                line.split() for line in Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+                line.split() for line in (top.parent / "mountinfo").read_text().splitlines()
             )
             if not fields[fields.index("-") + 2].startswith("/dev/")
         }
-        top = proc_root / str(guest).lstrip("/")
         found: dict[str, str] = {}
         for folder, directories, names in os.walk(top):
             directories[:] = [d for d in directories if Path(folder, d) not in not_disk]

@@ -83,9 +83,7 @@ def guest_keys(lab: E2ELab, instance_id: str) -> str:
     """The instance's authorized_keys, read through its running guest's own mounts."""
     files = lab.disk_files(instance_id)
     assert KEYS in files, sorted(files)[:20]
-    pid = lab.init_pid(instance_id)
-    guest = StateLayout(lab.state).instance(instance_id).mnt / "root"
-    return Path(f"/proc/{pid}/root{guest}/{KEYS}").read_text()
+    return (lab.system_root(instance_id) / KEYS).read_text()
 
 
 def logs_in(address: str, key: Path) -> bool:

@@ -101,9 +101,7 @@ def logs_in(address: str, key: Path, via: dict[str, Any] | None = None) -> str:
 
 def guest_file(lab: E2ELab, instance_id: str, path: str) -> str:
     """A file of a running instance's disk, read through its guest's own mounts."""
-    pid = lab.init_pid(instance_id)
-    root = StateLayout(lab.state).instance(instance_id).mnt / "root"
-    return Path(f"/proc/{pid}/root{root}/{path.lstrip('/')}").read_text()
+    return (lab.system_root(instance_id) / path.lstrip("/")).read_text()
 
 
 def fix(

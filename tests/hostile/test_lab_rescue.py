@@ -2,14 +2,15 @@
 
 The lab's rescue system is an overlay of the read-only shared rescue image with a tmpfs upper
 layer (``cloudrescue/lab/rescue_init.py``): everything the rescue system's files go through
-lands in that upper layer, which this machine reaches through the rescue init's mount
-namespace (``/proc/<init>/root/<instance mnt>/rescue-rw/upper``). One instance is broken with
-the ``hostile`` scenario (links into the rescue's own paths, a planted ``sshd`` that tries to
-write the rescue's files), then shipped playbooks run through the real CLI. For each run the
-upper layer is hashed once the rescue is up (before cloudrescue logs in: its host keys are
-announced later) and again once cloudrescue is done with it (the unrescue request is held a
-few seconds by a lab fault): identical. A control playbook that does write on the rescue shows
-the check sees such a write.
+lands in that upper layer. The rescue system itself entered its root with ``pivot_root`` and
+cannot see the layers; this machine reaches them through the mount namespace its init mounted
+them in, the outer ``unshare``'s (``/proc/<init>/root/<instance mnt>/rescue-rw/upper``).
+One instance is broken with the ``hostile`` scenario (links into the rescue's own paths, a
+planted ``sshd`` that tries to write the rescue's files), then shipped playbooks run through
+the real CLI. For each run the upper layer is hashed once the rescue is up (before cloudrescue
+logs in: its host keys are announced later) and again once cloudrescue is done with it (the
+unrescue request is held a few seconds by a lab fault): identical. A control playbook that
+does write on the rescue shows the check sees such a write.
 """
 
 from __future__ import annotations
@@ -92,15 +93,15 @@ def _entry(path: Path) -> Entry:
 
 
 class RescueOverlay:
-    """The running rescue system's overlay layers, seen from this machine."""
+    """The running rescue system's overlay layers, seen from this machine (its init's mount
+    namespace), and its root as the rescue system sees it."""
 
     def __init__(self, lab: E2ELab, instance_id: str) -> None:
-        pid = lab.init_pid(instance_id)
         mnt = str(StateLayout(lab.state).instance(instance_id).mnt).lstrip("/")
-        proc_root = Path(f"/proc/{pid}/root")
-        self.upper = proc_root / mnt / "rescue-rw" / "upper"
-        self.lower = proc_root / mnt / "rescue-ro"
-        self.merged = proc_root / mnt / "rescue-root"
+        layers = Path(f"/proc/{lab.init_pid(instance_id)}/root") / mnt
+        self.upper = layers / "rescue-rw" / "upper"
+        self.lower = layers / "rescue-ro"
+        self.merged = lab.system_root(instance_id)
 
     def has_dir_of(self, path: str) -> bool:
         """Whether the rescue system has the directory ``path`` would be written in."""
@@ -213,6 +214,7 @@ def test_the_hostile_disk_boots_refuses_the_old_key_and_has_none_of_the_targets(
     assert files["usr/sbin/sshd.real"].split()[0] != files["usr/sbin/sshd"].split()[0]
     # an escape of the planted sshd can only land on the rescue: the guest has no /etc/lvm
     assert RESCUE_ONLY[0].startswith("/etc/lvm/") and "etc/lvm" not in files
+    assert not [target for target in RESCUE_ONLY if target.lstrip("/") in files]
 
 
 PASSWORD = "Hostile-lab-2026\n"
@@ -253,18 +255,12 @@ def _trace(lab: E2ELab, instance_id: str) -> str | None:
     return lab.disk_files(instance_id).get(PLANTED_TRACE.lstrip("/"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lab's rescue system runs its sshd chrooted (cloudrescue/lab/init_common.py "
-    "start_sshd: exec chroot <rescue-root> sshd), and the kernel refuses a user namespace to a "
-    "chrooted process (unshare --user: 'Operation not permitted'): on the lab's rescue the "
-    "sandbox of cloudrescue/fixes/sandbox.py cannot start, so the guest's own tools (sshd -t/-T, "
-    "visudo, nft, update-grub) never run there and every fix takes its fallback; a real rescue "
-    "is not chrooted. Fix in the lab: pivot_root into the rescue root instead of chroot",
-)
 def test_the_planted_sshd_is_run_and_contained_on_the_lab_rescue(
     lab: E2ELab, hostile_instance: dict[str, Any]
 ) -> None:
+    """The lab's rescue enters its root with pivot_root (not chroot), so its sessions may make
+    a user namespace: the sandbox starts there, the planted sshd runs in it (``sshd -t`` and
+    ``sshd -T``: its trace lands in the guest) and the rescue's overlay stays untouched."""
     for playbook in ("fix-sshd-config", "reset-password"):
         if playbook not in PLANTED_RAN:  # run alone: run it here
             before = _trace(lab, hostile_instance["id"])

@@ -2,11 +2,12 @@
 
 Every SSH login here pins the server's host key (no ``AutoAddPolicy``): the key must be one of
 the host keys of the system the lab runs at that address, read from that system's own root
-tree (``/etc/ssh/ssh_host_*_key.pub``, through ``/proc/<its init>/root``, symlinks resolved
-inside the tree). ``key_login`` accepts only the *instance's own* keys, from the disk its
-guest booted, so an ``ok`` proves the instance's own sshd answered (not its rescue system's,
-nor anything else at its address). ``ssh_client`` accepts whatever the lab runs there (the
-guest, a rescue system, the bastion), pinned the same way.
+tree (``/etc/ssh/ssh_host_*_key.pub``, through ``/proc/<its pid 1>/root``: the system entered
+its root with ``pivot_root``, so that is its ``/``; symlinks resolved inside the tree).
+``key_login`` accepts only the *instance's own* keys, from the disk its guest booted, so an
+``ok`` proves the instance's own sshd answered (not its rescue system's, nor anything else at
+its address). ``ssh_client`` accepts whatever the lab runs there (the guest, a rescue system,
+the bastion), pinned the same way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import paramiko
 
 from cloudrescue.keys import fingerprint_of_blob
 from cloudrescue.lab.guest_files import anchored
+from cloudrescue.lab.processes import children
 
 SSH_TIMEOUT = 4.0
 TCP_TIMEOUT = 2.0
@@ -50,7 +52,7 @@ class LabSystem:
     kind: SystemKind
     instance_id: str | None
     addresses: tuple[str, ...]
-    root: Path  # its root tree, seen through its init's mount namespace
+    root: Path  # its root tree (``system_root``)
     pid: int  # its init (the outer ``unshare`` of its namespaces)
 
     def host_keys(self) -> list[paramiko.PKey]:
@@ -89,6 +91,19 @@ def _init_of(proc: Path) -> tuple[SystemKind, Path] | None:
     return (kind, Path(argv[at + 2])) if kind else None
 
 
+def system_root(init_pid: int) -> Path | None:
+    """The root of the system a lab init runs, ``/proc/<its pid 1>/root`` (the only child of
+    the outer ``unshare``), once it has entered it; None before (its init still sees this
+    machine's tree) or when it is gone."""
+    try:
+        [pid] = children(init_pid)
+        root = Path(f"/proc/{pid}/root")
+        entered, here = root.stat(), os.stat("/")
+    except (ValueError, OSError):
+        return None
+    return None if (entered.st_dev, entered.st_ino) == (here.st_dev, here.st_ino) else root
+
+
 def lab_systems(address: str | None = None) -> list[LabSystem]:
     """Every running lab system of this machine (of every lab), or those at ``address``."""
     found: list[LabSystem] = []
@@ -110,8 +125,9 @@ def lab_systems(address: str | None = None) -> list[LabSystem]:
         )
         if address is not None and address not in addresses:
             continue
-        tree = "root" if kind == "guest" else "rescue-root"
-        root = Path(f"/proc/{proc.name}/root") / str(plan["mnt"]).lstrip("/") / tree
+        root = system_root(int(proc.name))
+        if root is None:
+            continue
         found.append(LabSystem(kind, plan.get("instance_id"), addresses, root, int(proc.name)))
     return found
 

@@ -36,6 +36,7 @@ UNREACHABLE_BY = {
     "disk-full": "no sshd",
     "network": "no tcp",
     "sudoers": "sudo refused",
+    "hostile": "key refused",  # authorized_keys -> /etc/shadow
 }
 
 
