@@ -138,3 +138,21 @@ def load_all(root: Path) -> list[Loaded]:
 def flush() -> None:
     """Remove every rule of the current network namespace (iptables-nft rules included)."""
     run(["nft", "flush", "ruleset"])
+
+
+SSH_CUT_TABLE = "lab_ssh_cut"
+
+
+def cut_ssh(port: int = 22) -> None:
+    """Answer every TCP packet to ``port`` of the current network namespace with a reset (the
+    lab's ``ssh_cut`` fault, for a rescue system): a connection is refused at once, one
+    already open is reset. Gone with the next ``flush`` (the guest's boot)."""
+    rules = (
+        f"table inet {SSH_CUT_TABLE} {{\n"
+        "  chain input {\n"
+        "    type filter hook input priority -10; policy accept;\n"
+        f"    tcp dport {port} reject with tcp reset\n"
+        "  }\n"
+        "}\n"
+    )
+    run(["nft", "-f", "-"], stdin=rules.encode())

@@ -81,6 +81,7 @@ class BootPlan:
     defer_host_keys: bool = False  # the rescue's host-key block: the runtime prints it later
     stable_device: bool = False
     gateway: str | None = None  # the cloud's router (the DHCP answer's default route)
+    ssh_cut: bool = False  # a rescue whose port 22 answers every packet with a reset
 
     def save(self, path: Path) -> None:
         """Write the plan as JSON (no secrets are ever part of a plan)."""

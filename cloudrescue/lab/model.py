@@ -58,6 +58,7 @@ class RescueRequest:
     defer_host_keys: bool = False  # printed later, by ``LabRuntime.announce_host_keys``
     guest_host_keys_at_shutdown: ShutdownHostKeys | None = None
     silent_host_keys: bool = False  # the rescue's cloud-init prints no host-key block at all
+    ssh_cut: bool = False  # the rescue's port 22 resets every connection (the ssh_cut fault)
 
 
 # Seconds from RESCUE to the rescue's host-key block: real clouds take 10 s or more (nova shows

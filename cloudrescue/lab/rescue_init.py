@@ -10,6 +10,9 @@ filtered, a udev database like coldplug writes). Host keys are fresh each rescue
 With ``defer_host_keys`` in the plan the fingerprint block is not printed here but handed to
 the runtime with the report: the lab daemon prints it a while after nova shows RESCUE, as a
 real rescue's cloud-init does (its ``modules:final`` stage runs after sshd is up).
+
+With ``ssh_cut`` (the lab's fault of that name) every TCP packet to port 22 of the rescue is
+answered with a reset: its sshd runs, but no login gets through.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ def boot(plan: BootPlan, fd: int, password: bytes) -> NoReturn:
     devices = Devices(names, plan.rescue_devices())
     prepare_root(root, devices, visible=names, serials=serials, loop_control=True)
     boot_firewall.flush()
+    if plan.ssh_cut:
+        boot_firewall.cut_ssh()
     console.ok("Started networking (DHCP).")
     init_common.configure_eth0([plan.address], console, plan.mac, plan.gateway)
     run(["chroot", str(root), "chpasswd"], stdin=b"root:" + password.strip(b"\r\n") + b"\n")

@@ -176,6 +176,7 @@ class LabRuntime:
             defer_host_keys=bool(request and (request.defer_host_keys or request.silent_host_keys)),
             stable_device=bool(request and request.stable_device),
             gateway=self.config.gateway if spec.network == "public" else None,
+            ssh_cut=bool(kind == "rescue" and request and request.ssh_cut),
         )
 
     def _write_plan(self, instance: _Instance, plan: BootPlan) -> Path:

@@ -2,10 +2,12 @@
 
 For each call the flow makes (find the instance, mark it, rescue, poll, read the console,
 unrescue, unmark), the lab answers a 5xx without doing it, stalls, or does it and loses the
-answer. Whatever cloudrescue then does (go on, or stop with one clear error line), afterwards
-no instance is in RESCUE without an open journal entry, its authorized_keys is the old file or
-the new one, and once restored (`cloudrescue resume NAME` when the run had to stop) it answers
-on its own sshd. Faults are global to the lab: the cases run one after the other.
+answer. A 503, a 429 or a 413 overLimit is retried by the transport (``cloud/retry.py``), so
+the cases that must fail use a 500; a 403 over quota is never retried. Whatever cloudrescue
+then does (go on, or stop with one clear error line), afterwards no instance is in RESCUE
+without an open journal entry, its authorized_keys is the old file or the new one, and once
+restored (`cloudrescue resume NAME` when the run had to stop) it answers on its own sshd.
+Faults are global to the lab: the cases run one after the other.
 """
 
 from __future__ import annotations
@@ -48,21 +50,29 @@ def on(path: str, method: str, **extra: Any) -> dict[str, Any]:
 
 
 FAULTS = [
-    Fault("find-5xx", {"api_error": on("/servers/detail", "GET")}, outcomes=(5,),
-          errors=("HTTP 503",)),
+    Fault("find-5xx", {"api_error": on("/servers/detail", "GET", status=500)}, outcomes=(5,),
+          errors=("HTTP 500",)),
+    Fault("find-503-retried", {"api_error": on("/servers/detail", "GET")}),
+    Fault("find-429-retried", {"api_rate_limit": on("/servers/detail", "GET", retry_after=1)}),
     Fault("find-stall", {"api_stall": on("/servers/detail", "GET", seconds=2)}),
     Fault("find-lost", {"api_lost_response": on("/servers/detail", "GET")}, outcomes=(5,),
           errors=("HTTP 504",)),
-    Fault("mark-5xx", {"api_error": on("/metadata$", "POST")}, outcomes=(5,),
-          errors=("HTTP 503",)),
+    Fault("mark-5xx", {"api_error": on("/metadata$", "POST", status=500)}, outcomes=(5,),
+          errors=("HTTP 500",)),
+    Fault("mark-over-quota", {"api_over_quota": on("/metadata$", "POST")}, outcomes=(5,),
+          errors=("HTTP 403",)),
     Fault("mark-stall", {"api_stall": on("/metadata$", "POST", seconds=2)}),
     Fault("mark-lost", {"api_lost_response": on("/metadata$", "POST")}, outcomes=(5,),
           errors=("HTTP 504",)),
-    Fault("rescue-5xx", {"api_error": on("/action$", "POST")}, outcomes=(5,),
-          errors=("HTTP 503",)),
+    Fault("rescue-5xx", {"api_error": on("/action$", "POST", status=500)}, outcomes=(5,),
+          errors=("HTTP 500",)),
+    Fault("rescue-429-retried", {"api_rate_limit": on("/action$", "POST", retry_after=1)}),
     Fault("rescue-stall", {"api_stall": on("/action$", "POST", seconds=2)}),
     Fault("rescue-lost", {"api_lost_response": on("/action$", "POST")}),
-    Fault("poll-5xx", {"api_error": {**on(f"{SERVER}$", "GET"), "count": 3}},
+    # a 500 (not retried by the transport): the wait's own loop polls again each second. A
+    # 503 is retried with backoff, which can delay seeing RESCUE past the lab's 2 s announce
+    # delay: the rescue's block then precedes the baseline and the run stops (HOST_KEY), safe
+    Fault("poll-5xx", {"api_error": {**on(f"{SERVER}$", "GET", status=500), "count": 3}},
           at="asking the cloud to rescue"),
     Fault("poll-stall", {"api_stall": on(f"{SERVER}$", "GET", seconds=2)},
           at="asking the cloud to rescue"),

@@ -2,7 +2,8 @@
 
 ``shared_lab`` runs ``cloudrescue lab up --instances 2 --transition-delay 0.5
 --announce-delay 1`` once per test session and ``cloudrescue lab down`` after the last module
-that uses the lab.
+that uses the lab. Its state dir is a pytest temporary directory, or ``$CLOUDRESCUE_TEST_LAB_DIR``
+when set (to keep one run's lab apart from another's under a known path).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ ANNOUNCE_DELAY = 1.0  # RESCUE -> the rescue's host-key block on its console
 READY_TIMEOUT = 120.0
 LAB_COMMAND_TIMEOUT = 900
 SAMPLES = Path(__file__).resolve().parent / "samples"  # upstream api-ref samples
+STATE_DIR_ENV = "CLOUDRESCUE_TEST_LAB_DIR"  # the shared lab's state dir, when set
 
 
 BEGIN_FINGERPRINTS = "-----BEGIN SSH HOST KEY FINGERPRINTS-----"
@@ -304,7 +306,8 @@ def shared_lab(factory: pytest.TempPathFactory) -> Iterator[ApiLab]:
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
     if _shared is None:
-        _shared = _up(factory.mktemp("lab") / "state")
+        given = os.environ.get(STATE_DIR_ENV)
+        _shared = _up(Path(given) if given else factory.mktemp("lab") / "state")
     _users += 1
     try:
         yield _shared

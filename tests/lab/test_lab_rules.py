@@ -1,8 +1,11 @@
 """Lab rules that need neither root nor a lab: fault shapes, when a rescue announces its host
-keys (the state machine on a fake runtime), root-anchored disk writes, sshd's ports."""
+keys and how a rescue fails (the state machine on a fake runtime), root-anchored disk writes,
+sshd's ports."""
 
 from __future__ import annotations
 
+import email.utils
+import json
 import os
 import threading
 import time
@@ -15,6 +18,7 @@ from pydantic import ValidationError
 from cloudrescue.errors import InvalidInputError
 from cloudrescue.lab.api import store as st
 from cloudrescue.lab.api.app import proxy_error_page
+from cloudrescue.lab.api.error_bodies import NovaError, error_for_path
 from cloudrescue.lab.api.faults import Faults, FaultState
 from cloudrescue.lab.api.machine import Machine
 from cloudrescue.lab.api.store import ServerRecord, ServerStore
@@ -67,11 +71,82 @@ def test_fault_shapes() -> None:
     assert "504 Gateway Time-out" in page and "didn't respond in time" in page
 
 
+def test_rate_limit_and_quota_fault_shapes() -> None:
+    faults = FaultState()
+    faults.merge(
+        Faults.model_validate(
+            {
+                "api_rate_limit": {"count": 2, "path_regex": "/servers"},
+                "api_over_quota": {"count": 1, "method": "POST"},
+            }
+        )
+    )
+    shown = faults.current()
+    assert shown["api_rate_limit"] == {
+        "count": 2, "path_regex": "/servers", "status": 429, "retry_after": 1,
+        "retry_after_format": "seconds",
+    }  # fmt: skip
+    assert shown["api_over_quota"]["message"].startswith("Quota exceeded for instances")
+    limit = faults.take_rate_limit("GET", "/compute/v2.1/servers/detail")
+    assert limit is not None and (limit.status, limit.header(0.0)) == (429, "1")
+    assert faults.take_rate_limit("GET", "/image/v2/images") is None  # not matching: not counted
+    assert faults.take_rate_limit("GET", "/compute/v2.1/servers/x") is not None
+    assert faults.take_rate_limit("GET", "/compute/v2.1/servers/x") is None  # count used up
+    assert "api_rate_limit" not in faults.current()
+    assert faults.take_over_quota("GET", "/compute/v2.1/servers") is None
+    assert faults.take_over_quota("POST", "/compute/v2.1/servers/x/action") is not None
+    faults.merge(Faults.model_validate({"api_error": {"count": 1, "retry_after": 0}}))
+    error = faults.take_error("GET", "/image/v2/images")
+    assert error is not None and (error.status, error.retry_after) == (503, 0)
+    dated = Faults.model_validate(
+        {"api_rate_limit": {"status": 413, "retry_after": 30, "retry_after_format": "date"}}
+    ).api_rate_limit
+    assert dated is not None
+    assert dated.header(1_700_000_000.2) == email.utils.formatdate(1_700_000_031, usegmt=True)
+    for wrong in (
+        {"api_rate_limit": {"status": 503}},
+        {"api_rate_limit": {"retry_after": -1}},
+        {"api_rate_limit": {"retry_after_format": "minutes"}},
+        {"api_over_quota": {"message": ""}},
+        {"rescue_fails": "web-1"},
+    ):
+        with pytest.raises(ValidationError):
+            Faults.model_validate(wrong)
+
+
+def test_nova_overlimit_body_carries_retry_after() -> None:
+    """nova's ``Fault``: 413 and 429 are ``overLimit``, with ``retryAfter`` from the header."""
+    for status in (429, 413):
+        answer = NovaError(status, "This request was rate-limited.", {"Retry-After": "3"})
+        assert answer.body() == {
+            "overLimit": {"code": status, "message": "This request was rate-limited.",
+                          "retryAfter": "3"}
+        }  # fmt: skip
+        assert answer.response().headers["Retry-After"] == "3"
+    plain = NovaError(429, "slow down").body()
+    assert plain == {"overLimit": {"code": 429, "message": "slow down"}}
+    assert NovaError(403, "Quota exceeded", {"Retry-After": "3"}).body() == {
+        "forbidden": {"code": 403, "message": "Quota exceeded"}
+    }
+    keystone = error_for_path("/identity/v3/auth/tokens", 429, "slow down", {"Retry-After": "1"})
+    assert json.loads(keystone.response().body)["error"]["title"] == "Too Many Requests"
+
+
+def test_instance_faults_name_instances_by_id_or_name() -> None:
+    faults = FaultState()
+    faults.merge(Faults.model_validate({"rescue_fails": ["web-1"], "ssh_cut": [SPEC.id]}))
+    assert faults.rescue_fails("any-id", "web-1") and not faults.rescue_fails(SPEC.id, "web-2")
+    assert faults.ssh_cut(SPEC.id, "other-name") and not faults.ssh_cut("x", "web-1")
+    faults.merge(Faults.model_validate({"rescue_fails": None}))
+    assert not faults.rescue_fails("any-id", "web-1") and faults.ssh_cut(SPEC.id, "web-1")
+
+
 class FakeRuntime:
     """Rescues instantly; records when the host keys were announced and the status then."""
 
     def __init__(self, store: ServerStore) -> None:
         self.store = store
+        self.shutdowns = 0
         self.requests: list[RescueRequest] = []
         self.announced: list[tuple[float, str]] = []
         self.pending = False
@@ -84,6 +159,9 @@ class FakeRuntime:
     def unrescue(self, spec: InstanceSpec) -> BootOutcome:
         self.pending = False
         return "running"
+
+    def shutdown(self, spec: InstanceSpec) -> None:
+        self.shutdowns += 1
 
     def announce_host_keys(self, spec: InstanceSpec) -> bool:
         record = self.store.get(spec.id)
@@ -134,6 +212,26 @@ def test_leaving_the_rescue_cancels_the_announcement_and_stop_flushes_it(
     states.stop()  # the rescue system runs on without the daemon: its block is printed now
     assert [status for _, status in runtime.announced] == ["RESCUE"]
     assert time.monotonic() - started < 5
+
+
+def test_a_failing_rescue_ends_in_error_as_nova_records_it(
+    machine: tuple[Machine, FakeRuntime, list[float]],
+) -> None:
+    """``rescue_fails``: the guest is powered off, no rescue system starts, the instance is
+    ERROR with nova's InstanceNotRescuable fault; it can be rescued again from ERROR."""
+    states, runtime, _ = machine
+    future = states.rescue(SPEC.id, RescueRequest("secret", "image"), fails=True)
+    with pytest.raises(Exception, match="cannot be rescued: Driver Error"):
+        future.result(timeout=5)
+    record = states.store.get(SPEC.id)
+    assert record is not None and (record.status, record.task_state) == ("ERROR", None)
+    assert record.power_state == st.SHUTDOWN and record.fault is not None
+    assert record.fault["code"] == 400
+    assert record.fault["message"].startswith(f"Instance {SPEC.id} cannot be rescued: Driver")
+    assert runtime.shutdowns == 1 and runtime.requests == [] and runtime.announced == []
+    states.rescue(SPEC.id, RescueRequest("secret", "image")).result(timeout=5)
+    record = states.store.get(SPEC.id)
+    assert record is not None and record.status == "RESCUE"
 
 
 def test_disk_writes_stay_in_the_guest_root(tmp_path: Path) -> None:

@@ -72,8 +72,11 @@ async def _rescue(nova: Nova, record: ServerRecord, params: dict[str, Any] | Non
         forge_host_key_fingerprints=nova.lab.faults.forge_rescue_host_keys,
         guest_host_keys_at_shutdown=nova.lab.faults.guest_host_keys_at_shutdown,
         silent_host_keys=nova.lab.faults.rescue_host_keys_silent,
+        ssh_cut=nova.lab.faults.ssh_cut(record.id, record.spec.name),
     )
-    nova.lab.machine.rescue(record.id, request).add_done_callback(_log_failure(record.spec.name))
+    fails = nova.lab.faults.rescue_fails(record.id, record.spec.name)
+    future = nova.lab.machine.rescue(record.id, request, fails=fails)
+    future.add_done_callback(_log_failure(record.spec.name))
     shown = nova.lab.config.extra.get("enable_instance_password", True)
     return JSONResponse({"adminPass": password} if shown else {})
 

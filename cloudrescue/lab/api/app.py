@@ -112,8 +112,13 @@ async def _microversion_headers(request: Request, call_next: Next) -> Response:
     return response
 
 
+RATE_LIMITED = "This request was rate-limited."  # nova's RateLimitFault message
+
+
 async def _faults(request: Request, call_next: Next) -> Response:
-    """Injected stalls, errors and lost responses, for keystone, nova and glance only."""
+    """Injected stalls, errors, rate limits, quota refusals and lost responses, for keystone,
+    nova and glance only (in that order: a request one of them answers is not counted by the
+    ones after it)."""
     path = request.url.path
     if not applies_to(path):
         return await call_next(request)
@@ -122,10 +127,25 @@ async def _faults(request: Request, call_next: Next) -> Response:
     if stall:
         log.info("fault: stalling %s %s for %.1fs", request.method, path, stall)
         await asyncio.sleep(stall)
-    status = faults.take_error(request.method, path)
-    if status is not None:
-        log.info("fault: answering %s %s with %d", request.method, path, status)
-        return NovaError(status, f"Injected fault: {http_title(status)}").response()
+    error = faults.take_error(request.method, path)
+    if error is not None:
+        log.info("fault: answering %s %s with %d", request.method, path, error.status)
+        headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+        message = f"Injected fault: {http_title(error.status)}"
+        return NovaError(error.status, message, headers).response()
+    limit = faults.take_rate_limit(request.method, path)
+    if limit is not None:
+        retry_after = limit.header(time.time())
+        log.info(
+            "fault: rate limit on %s %s: %d, Retry-After %s", request.method, path,
+            limit.status, retry_after,
+        )  # fmt: skip
+        headers = {"Retry-After": retry_after}
+        return error_for_path(path, limit.status, RATE_LIMITED, headers).response()
+    quota = faults.take_over_quota(request.method, path)
+    if quota is not None:
+        log.info("fault: over quota on %s %s: 403", request.method, path)
+        return error_for_path(path, 403, quota).response()
     lost = faults.take_lost_response(request.method, path)
     response = await call_next(request)
     if lost is None:

@@ -29,6 +29,8 @@ _HTTP_TITLES = {
     405: "Method Not Allowed",
     406: "Not Acceptable",
     409: "Conflict",
+    413: "Request Entity Too Large",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     501: "Not Implemented",
     502: "Bad Gateway",
@@ -62,11 +64,16 @@ class ApiError(Exception):
 
 
 class NovaError(ApiError):
-    """``{"badRequest": {"code": 400, "message": ...}}`` like nova's ``Fault``."""
+    """``{"badRequest": {"code": 400, "message": ...}}`` like nova's ``Fault``; a 413 or 429
+    with a ``Retry-After`` header also carries it as ``retryAfter`` (nova's ``overLimit``)."""
 
     def body(self) -> dict[str, Any]:
         name = _NOVA_FAULT_NAMES.get(self.status, "computeFault")
-        return {name: {"code": self.status, "message": self.message}}
+        fault: dict[str, Any] = {"code": self.status, "message": self.message}
+        retry = self.headers.get("Retry-After")
+        if self.status in (413, 429) and retry is not None:
+            fault["retryAfter"] = retry
+        return {name: fault}
 
 
 class KeystoneError(ApiError):
@@ -106,12 +113,14 @@ def invalid_state(action: str, server_id: str, attr: str, state: object) -> Nova
     return NovaError(409, f"Cannot '{action}' instance {server_id} while it is in {attr} {state}")
 
 
-def error_for_path(path: str, status: int, message: str) -> ApiError:
+def error_for_path(
+    path: str, status: int, message: str, headers: dict[str, str] | None = None
+) -> ApiError:
     """An error shaped for the service that owns ``path``."""
     if path.startswith("/compute"):
-        return NovaError(status, message)
+        return NovaError(status, message, headers)
     if path.startswith("/identity"):
-        return KeystoneError(status, message)
+        return KeystoneError(status, message, headers)
     if path.startswith("/image"):
-        return GlanceError(status, message)
-    return AdminError(status, message)
+        return GlanceError(status, message, headers)
+    return AdminError(status, message, headers)

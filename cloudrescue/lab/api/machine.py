@@ -23,6 +23,18 @@ T = TypeVar("T")
 PROVISION_PARALLELISM = 4
 
 
+class ComputeFailedError(Exception):
+    """A failure of the compute (the lab's hypervisor) recorded as nova records it: the
+    instance goes to ERROR with an instance fault of ``code`` and ``message`` (nova's
+    ``wrap_instance_fault``), and its ``power_state`` is what the failure left."""
+
+    def __init__(self, message: str, *, code: int, power_state: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.power_state = power_state
+
+
 class Runtime(Protocol):
     """What the daemon needs of ``cloudrescue.lab.runtime.LabRuntime`` (docs/lab-design.md)."""
 
@@ -208,6 +220,14 @@ class Machine:
                 raise RuntimeError("the lab daemon is stopping")
             try:
                 result = work(record.spec)
+            except ComputeFailedError as error:
+                log.error("%s: %s failed: %s", record.spec.name, task_state, error.message)
+                with self.store.edit(server_id) as failed:
+                    failed.vm_state = st.ERROR
+                    failed.task_state = None
+                    failed.power_state = error.power_state
+                    failed.set_fault(error.message, code=error.code)
+                raise
             except Exception as error:
                 log.exception("%s: %s failed", record.spec.name, task_state or "operation")
                 if not fatal or isinstance(error, InvalidInputError):
@@ -242,16 +262,38 @@ class Machine:
             self._job, record.id, record.task_state, work, finish, delay, fatal, after
         )
 
-    def rescue(self, server_id: str, request: RescueRequest) -> Future[None]:
+    def rescue(
+        self, server_id: str, request: RescueRequest, *, fails: bool = False
+    ) -> Future[None]:
         """Rescue; the rescue's host-key block is printed ``announce_delay`` seconds after the
-        status is RESCUE (a real rescue's cloud-init prints it after nova reports RESCUE)."""
+        status is RESCUE (a real rescue's cloud-init prints it after nova reports RESCUE).
+
+        ``fails`` (the ``rescue_fails`` fault): the rescue fails in the compute as nova's
+        ``rescue_instance`` does when its driver fails: the guest was powered off first, no
+        rescue system comes up, and after the transition delay the instance is ERROR (power
+        state SHUTDOWN) with the fault ``Instance <id> cannot be rescued: Driver Error: ...``
+        (code 400, nova's ``InstanceNotRescuable``). The API accepted the request (200 and
+        ``adminPass``), as nova's does: its rescue is a cast to the compute.
+        """
         record = self.begin(server_id, RESCUE)
+        if fails:
+            return self._submit(record, self._failed_rescue, _nothing, delay=False)
         deferred = replace(request, defer_host_keys=True)
         return self._submit(
             record,
             lambda spec: self.runtime.rescue(spec, deferred),
             _running(st.RESCUED),
             after=self._schedule_announcement,
+        )
+
+    def _failed_rescue(self, spec: InstanceSpec) -> None:
+        self.runtime.shutdown(spec)  # nova powers the guest off before its driver rescues
+        time.sleep(max(0.0, self._delay()))
+        raise ComputeFailedError(
+            f"Instance {spec.id} cannot be rescued: Driver Error: the rescue system did not "
+            "start (the lab's rescue_fails fault)",
+            code=400,
+            power_state=st.SHUTDOWN,
         )
 
     def unrescue(self, server_id: str) -> Future[BootOutcome]:

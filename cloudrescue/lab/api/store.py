@@ -116,8 +116,8 @@ class ServerRecord:
     def status(self) -> str:
         return status_of(self.vm_state, self.task_state)
 
-    def set_fault(self, message: str) -> None:
-        self.fault = {"code": 500, "created": isotime(), "message": message[:255]}
+    def set_fault(self, message: str, code: int = 500) -> None:
+        self.fault = {"code": code, "created": isotime(), "message": message[:255]}
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
