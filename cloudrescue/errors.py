@@ -26,6 +26,7 @@ class ExitStatus(IntEnum):
     DISK = 9
     FIX_FAILED = 10
     PERMISSION = 11
+    PARTIAL = 12
     INTERRUPTED = 130
 
 
@@ -42,6 +43,8 @@ EXIT_STATUS_MEANING: dict[ExitStatus, str] = {
     ExitStatus.DISK: "the instance's disk was not found, is ambiguous, or could not be mounted",
     ExitStatus.FIX_FAILED: "a fix failed; files it had changed were restored from backups",
     ExitStatus.PERMISSION: "the command needs root",
+    ExitStatus.PARTIAL: "a fleet command ran, and some instances failed or were not started "
+    "(its report says which, and why)",
     ExitStatus.INTERRUPTED: "interrupted (Ctrl-C, SIGTERM, SIGHUP): cleaned up first",
 }
 
@@ -137,6 +140,12 @@ class PermissionRequiredError(CloudRescueError):
     """The command must run as root."""
 
     exit_status = ExitStatus.PERMISSION
+
+
+class PartialFleetError(CloudRescueError):
+    """A fleet run ended with some instances failed or not started (after its report)."""
+
+    exit_status = ExitStatus.PARTIAL
 
 
 class LabError(CloudRescueError):

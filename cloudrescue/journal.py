@@ -45,17 +45,23 @@ CREATE TABLE IF NOT EXISTS rescues (
     started_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     note TEXT NOT NULL DEFAULT '',
-    pid_start TEXT NOT NULL DEFAULT ''
+    pid_start TEXT NOT NULL DEFAULT '',
+    fleet_id TEXT NOT NULL DEFAULT ''
 )
 """
 _INSERT = (
     "INSERT INTO rescues (run_id, cloud, server_id, server_name, command, pid, state, "
-    "started_at, updated_at, note, pid_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)"
+    "started_at, updated_at, note, pid_start, fleet_id) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?, ?)"
 )
 _SELECT = (
     "SELECT run_id, cloud, server_id, server_name, command, pid, state, started_at, "
-    "updated_at, note, pid_start FROM rescues"
+    "updated_at, note, pid_start, fleet_id FROM rescues"
 )
+_ADDED_COLUMNS = {  # columns of later versions, added to an older journal when it is opened
+    "pid_start": "ALTER TABLE rescues ADD COLUMN pid_start TEXT NOT NULL DEFAULT ''",
+    "fleet_id": "ALTER TABLE rescues ADD COLUMN fleet_id TEXT NOT NULL DEFAULT ''",
+}
 
 
 def default_state_dir() -> Path:
@@ -84,6 +90,25 @@ def process_start(pid: int) -> str:
     return fields[19] if len(fields) > 19 else ""
 
 
+def process_alive(pid: int, pid_start: str) -> bool:
+    """Whether cloudrescue process ``pid``, started at ``pid_start`` ("" if unknown), still
+    runs on this machine (a reused pid is another process)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    if pid_start and process_start(pid) != pid_start:
+        return False  # the pid was reused by another process since
+    try:
+        return b"cloudrescue" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 @dataclass(frozen=True)
 class JournalEntry:
     """One rescue as the journal knows it."""
@@ -99,25 +124,12 @@ class JournalEntry:
     updated_at: str
     note: str
     pid_start: str = ""
+    fleet_id: str = ""  # the fleet run it belongs to ("" for a single-instance command)
 
     @property
     def process_alive(self) -> bool:
         """Whether the process that started the rescue still runs (on this machine)."""
-        if self.pid == os.getpid():
-            return True
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        if self.pid_start and process_start(self.pid) != self.pid_start:
-            return False  # the pid was reused by another process since
-        cmdline = Path(f"/proc/{self.pid}/cmdline")
-        try:
-            return b"cloudrescue" in cmdline.read_bytes()
-        except OSError:
-            return False
+        return process_alive(self.pid, self.pid_start)
 
 
 class JournalError(InvalidInputError):
@@ -125,22 +137,32 @@ class JournalError(InvalidInputError):
 
 
 class Journal:
-    """The rescue journal at ``<state dir>/journal.sqlite3``."""
+    """The rescue journal at ``<state dir>/journal.sqlite3``.
 
-    def __init__(self, state_dir: Path | None = None) -> None:
+    Every operation opens its own connection, so one ``Journal`` serves many threads (the
+    workers of a fleet run). ``fleet_id`` is written on every rescue it starts.
+    """
+
+    def __init__(self, state_dir: Path | None = None, *, fleet_id: str = "") -> None:
         self.path = (state_dir or default_state_dir()) / "journal.sqlite3"
+        self.fleet_id = fleet_id
+
+    def for_fleet(self, fleet_id: str) -> Journal:
+        """The same journal, recording the rescues it starts under fleet run ``fleet_id``."""
+        return Journal(self.path.parent, fleet_id=fleet_id)
 
     @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
+    def database(self) -> Iterator[sqlite3.Connection]:
+        """A connection in a transaction (committed on success); ``JournalError`` when the
+        file cannot be used. Other tables of the same file (``fleet/journal.py``) use it."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             with closing(sqlite3.connect(self.path, timeout=30)) as db:
                 db.execute(_SCHEMA)
                 columns = {row[1] for row in db.execute("PRAGMA table_info(rescues)")}
-                if "pid_start" not in columns:  # a journal from an earlier version
-                    db.execute(
-                        "ALTER TABLE rescues ADD COLUMN pid_start TEXT NOT NULL DEFAULT ''"
-                    )
+                for column, alter in _ADDED_COLUMNS.items():
+                    if column not in columns:
+                        db.execute(alter)
                 with db:
                     yield db
         except (OSError, sqlite3.DatabaseError) as error:
@@ -153,7 +175,7 @@ class Journal:
         """Record a rescue about to be requested; returns its run id."""
         run_id = secrets.token_hex(6)
         now = _now()
-        with self._db() as db:
+        with self.database() as db:
             db.execute(
                 _INSERT,
                 (
@@ -167,13 +189,14 @@ class Journal:
                     now,
                     now,
                     process_start(os.getpid()),
+                    self.fleet_id,
                 ),
             )
         return run_id
 
     def update(self, run_id: str, state: JournalState, note: str | None = None) -> None:
         """Move a rescue to ``state``; ``note`` replaces its note (kept when not given)."""
-        with self._db() as db:
+        with self.database() as db:
             db.execute(
                 "UPDATE rescues SET state = ?, updated_at = ?, note = COALESCE(?, note) "
                 "WHERE run_id = ?",
@@ -187,6 +210,6 @@ class Journal:
         if not include_restored:
             query += f" WHERE state IN ({', '.join('?' for _ in OPEN_STATES)})"
             params = OPEN_STATES
-        with self._db() as db:
+        with self.database() as db:
             rows = db.execute(query + " ORDER BY started_at DESC, rowid DESC", params).fetchall()
         return [JournalEntry(*row) for row in rows]

@@ -10,6 +10,7 @@ the password the cloud was sent and only when the announced host key is the resc
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,13 +103,16 @@ class FakeCloud:
     lose_unrescue_answer: bool = False
     console_errors: int = 0
     unmark_errors: int = 0
+    ignore_filters: bool = False  # list every server whatever the filters (an older nova's way)
 
-    def add(self, name: str, address: str = "203.0.113.10", **extra: object) -> ServerInfo:
+    def add(
+        self, name: str, address: str = "203.0.113.10", status: str = "ACTIVE", **extra: object
+    ) -> ServerInfo:
         server_id = f"00000000-0000-4000-8000-{len(self.servers):012d}"
         info = ServerInfo(
             id=server_id,
             name=name,
-            status="ACTIVE",
+            status=status,
             task_state=None,
             addresses=(Address(address, 4, "fixed", "public"),),
             image_id="image-1",
@@ -161,9 +165,42 @@ class FakeCloud:
         return server.info
 
     def list_servers(
-        self, *, name_regex: str | None = None, tags: tuple[str, ...] = ()
+        self,
+        *,
+        name_regex: str | None = None,
+        tags: tuple[str, ...] = (),
+        any_tags: tuple[str, ...] = (),
+        not_any_tags: tuple[str, ...] = (),
+        statuses: tuple[str, ...] = (),
     ) -> list[ServerInfo]:
-        return [server.info for server in self.servers.values()]
+        """Filtered as nova filters (the name regex case-insensitively, as MySQL's REGEXP;
+        tags not at all for a server whose tags are None, as below nova 2.26), unless
+        ``ignore_filters``; each call is in ``calls`` with what was asked."""
+        asked = {
+            "name": name_regex,
+            "tags": ",".join(tags) or None,
+            "tags-any": ",".join(any_tags) or None,
+            "not-tags-any": ",".join(not_any_tags) or None,
+            "status": ",".join(statuses) or None,
+        }
+        self.calls.append(" ".join(["list", *(f"{k}={v}" for k, v in asked.items() if v)]))
+        for server in self.servers.values():  # the listing shows the state as of now
+            self._advance(server)
+        found = [server.info for server in self.servers.values()]
+        if self.ignore_filters:
+            return found
+
+        def kept(info: ServerInfo) -> bool:
+            have = set(info.tags or ())
+            tagged = info.tags is None or (
+                set(tags) <= have
+                and (not any_tags or bool(set(any_tags) & have))
+                and not set(not_any_tags) & have
+            )
+            named = name_regex is None or re.search(name_regex, info.name, re.IGNORECASE)
+            return tagged and bool(named) and (not statuses or info.status in statuses)
+
+        return [info for info in found if kept(info)]
 
     def find_image(self, name_or_id: str) -> ImageInfo:
         if name_or_id != "rescue-image":

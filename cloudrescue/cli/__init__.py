@@ -73,7 +73,7 @@ def _root(
 
 def register_commands() -> typer.Typer:
     """The app with every command (once: a second call changes nothing)."""
-    from cloudrescue.cli import console, instances, lab, playbooks, run
+    from cloudrescue.cli import console, fleet, instances, lab, playbooks, run
 
     if app.registered_commands:
         return app
@@ -83,6 +83,7 @@ def register_commands() -> typer.Typer:
     run.register(app)
     app.add_typer(playbooks.app, name="playbooks")
     app.add_typer(console.app, name="console")
+    app.add_typer(fleet.app, name="fleet")
     app.add_typer(lab.app, name="lab")
     return app
 

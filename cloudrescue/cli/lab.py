@@ -47,6 +47,12 @@ StateDir = Annotated[
 ]
 
 
+Tags = Annotated[
+    list[str] | None,
+    typer.Option("--tag", metavar="TAG", help="A nova tag of the instances made (repeatable)."),
+]
+
+
 def _choice(value: str | None, allowed: tuple[str, ...], option: str) -> None:
     if value is not None and value not in allowed:
         raise typer.BadParameter(f"{value!r} is not one of {', '.join(allowed)}", param_hint=option)
@@ -132,14 +138,18 @@ def up(
             help="Seconds from RESCUE until the rescue prints its SSH host keys on the console.",
         ),
     ] = DEFAULT_ANNOUNCE_DELAY,
+    tag: Tags = None,
 ) -> None:
     """Start a lab (needs root): images (cached), network, daemon, instances, clouds.yaml.
 
     Prints `export OS_CLOUD=lab` for the shell; the lab stays up until `cloudrescue lab down`.
+    `--tag` tags every instance it boots.
     """
+    from cloudrescue.cloud.server_fields import checked_tags
     from cloudrescue.lab import lifecycle
 
     _choice(variant, VARIANTS, "--variant")
+    tags = checked_tags("--tag", tag or [])
     env = environment(ctx)
     with _UpDisplay(env) as display:
         result = lifecycle.up(
@@ -149,6 +159,7 @@ def up(
             transition_delay=transition_delay,
             progress=display,
             announce_delay=announce_delay,
+            tags=tags,
         )
     config = result.config
     env.err.print(
@@ -224,15 +235,30 @@ def add(
             help="On the private network, reachable only through the bastion (`lab bastion`).",
         ),
     ] = False,
+    tag: Tags = None,
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            metavar="KEY=VALUE",
+            help="A nova metadata item of the instance (repeatable).",
+        ),
+    ] = None,
     *,
     output: OutputOptions,
 ) -> None:
     """Create and boot one more instance (through the lab daemon)."""
+    from cloudrescue.cloud.server_fields import checked_tags, metadata_items
     from cloudrescue.lab import lifecycle
 
     _choice(variant, VARIANTS, "--variant")
     _choice(family, FAMILIES, "--family")
-    body: dict[str, Any] = {"family": family, "volume_backed": volume_backed}
+    body: dict[str, Any] = {
+        "family": family,
+        "volume_backed": volume_backed,
+        "tags": list(checked_tags("--tag", tag or [])),
+        "metadata": metadata_items("--metadata", metadata or []),
+    }
     if private:
         body["network"] = "private"
     if name:

@@ -30,6 +30,9 @@ from cloudrescue.cli.output import OutputOptions
 
 if TYPE_CHECKING:
     from cloudrescue.cloud.openstack import ConnectionOptions, OpenStackCloud
+    from cloudrescue.fleet.pacing import Pacing
+    from cloudrescue.fleet.runner import ErrorBudget
+    from cloudrescue.fleet.selection import Selection
     from cloudrescue.rescue import RescueSettings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -126,11 +129,12 @@ class CliState:
     options: GlobalOptions = field(default_factory=GlobalOptions)
     env: Environment = field(default_factory=Environment)
 
-    def cloud(self) -> OpenStackCloud:
-        """The cloud backend for this invocation (openstacksdk is imported only now)."""
+    def cloud(self, *, api_rate: float | None = None) -> OpenStackCloud:
+        """The cloud backend for this invocation (openstacksdk is imported only now); at most
+        ``api_rate`` requests a second when given (``--api-rate``)."""
         from cloudrescue.cloud.openstack import OpenStackCloud
 
-        return OpenStackCloud(self._cloud_name(), self.connection())
+        return OpenStackCloud(self._cloud_name(), self.connection(), api_rate=api_rate)
 
     def _cloud_name(self) -> str | None:
         from cloudrescue.errors import InvalidInputError
@@ -265,7 +269,283 @@ class RepairOptions:
     ] = None
 
 
-GROUPS: tuple[type, ...] = (RepairOptions, RescueOptions, GlobalOptions, OutputOptions)
+@dataclass(frozen=True)
+class SelectionOptions:
+    """Which instances a fleet command acts on (every fleet command takes these; the rules
+    are in docs/fleet.md)."""
+
+    instances: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="Instance names, IDs or shell globs ('web-*'; quote them from the shell).",
+            show_default=False,
+            autocompletion=instance_names,
+        ),
+    ] = None
+    name_regex: Annotated[
+        str | None,
+        typer.Option(
+            "--name-regex",
+            metavar="RE",
+            help="Only names this regular expression finds (Python's syntax, case-sensitive).",
+        ),
+    ] = None
+    tag: Annotated[
+        list[str] | None,
+        typer.Option("--tag", metavar="TAG", help="Only with this tag (repeatable: all of them)."),
+    ] = None
+    any_tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--any-tag", metavar="TAG", help="Only with one of these tags (repeatable)."
+        ),
+    ] = None
+    not_tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--not-tag", metavar="TAG", help="Only without this tag (repeatable: none of them)."
+        ),
+    ] = None
+    metadata: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metadata",
+            metavar="KEY=VALUE",
+            help="Only with this metadata item (repeatable: all of them).",
+        ),
+    ] = None
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status",
+            metavar="STATUS",
+            help="Only in this status: ACTIVE, ERROR, SHUTOFF... (repeatable: one of them).",
+        ),
+    ] = None
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file",
+            metavar="FILE|-",
+            help="The instances named in FILE, one name or ID a line ('-': stdin).",
+        ),
+    ] = None
+    everything: Annotated[
+        bool,
+        typer.Option("--all", help="Every instance of the project (never without saying so)."),
+    ] = False
+
+    def selection(self, env: Environment) -> Selection:
+        """The core's ``Selection``, checked (and ``--from-file`` read) before the cloud is
+        asked."""
+        from cloudrescue.fleet.selection import Selection, listing
+
+        listed = listing(self._read(env), self.from_file) if self.from_file is not None else ()
+        return Selection.parse(
+            patterns=self.instances or (),
+            listed=listed,
+            name_regex=self.name_regex,
+            tags=self.tag or (),
+            any_tags=self.any_tag or (),
+            not_tags=self.not_tag or (),
+            metadata=self.metadata or (),
+            statuses=self.status or (),
+            everything=self.everything,
+        )
+
+    def _read(self, env: Environment) -> str:
+        from cloudrescue.errors import InvalidInputError
+
+        if self.from_file == "-":
+            return env.stdin.read()
+        path = Path(self.from_file or "")
+        try:
+            return path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise InvalidInputError(f"--from-file {path}: no such file") from None
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+            raise InvalidInputError(f"--from-file {path}: cannot read it ({reason})") from None
+
+
+@dataclass(frozen=True)
+class RateOptions:
+    """How fast a fleet command goes through its instances (docs/fleet.md)."""
+
+    concurrency: Annotated[
+        int,
+        typer.Option(
+            "--concurrency",
+            metavar="N",
+            min=1,
+            help="Instances in flight at most, after a slow start: 1, 2, 4 ... up to N.",
+        ),
+    ] = 10
+    batches: Annotated[
+        str | None,
+        typer.Option(
+            "--batches",
+            metavar="SIZES",
+            help="Canary batches, e.g. 1,5,25%: counts or percentages of the selection "
+            "(rounded up); each starts once the one before succeeded; the last size repeats.",
+        ),
+    ] = None
+
+    max_errors: Annotated[
+        str | None,
+        typer.Option(
+            "--max-errors",
+            metavar="N|N%",
+            help="Start no new instance once more than N (or N% of the selection) have "
+            "failed; those in flight finish. Default: no limit.",
+        ),
+    ] = None
+
+    api_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--api-rate",
+            metavar="R",
+            min=0.01,
+            help="At most R cloud API requests a second for the whole run (every worker, "
+            "retries included). Default: no cap.",
+        ),
+    ] = None
+
+    def budget(self) -> ErrorBudget:
+        """The core's ``ErrorBudget``, checked."""
+        from cloudrescue.fleet.runner import ErrorBudget
+
+        return ErrorBudget.parse(self.max_errors)
+
+    def pacing(self) -> Pacing:
+        """The core's ``Pacing``, checked."""
+        from cloudrescue.fleet.pacing import Pacing
+
+        return Pacing.parse(self.concurrency, self.batches)
+
+
+@dataclass(frozen=True)
+class SshKeysOptions:
+    """The parameters of fix-ssh-keys (``fix-ssh-keys`` and ``fleet fix-ssh-keys``)."""
+
+    key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--key",
+            help="Public key file to authorise (repeatable). Default: the first that exists "
+            "of ~/.ssh/id_ed25519.pub, ~/.ssh/id_ecdsa.pub, ~/.ssh/id_rsa.pub.",
+        ),
+    ] = None
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            help="Guest user whose keys to set. Default: the image's cloud user (cloud-init's "
+            "default user, a known cloud user name, else root).",
+            show_default=False,
+        ),
+    ] = None
+    replace: Annotated[
+        bool | None,
+        typer.Option(
+            "--replace/--append",
+            help="Replace the user's keys, or add to them. Default: --append.",
+            show_default=False,
+        ),
+    ] = None
+
+    def given(self) -> dict[str, list[str]]:
+        """The playbook parameters given (options left out take the playbook's defaults)."""
+        return given_only(
+            {
+                "key": [str(path) for path in self.key or []],
+                "user": [self.user] if self.user is not None else [],
+                "replace": [] if self.replace is None else [str(self.replace).lower()],
+            }
+        )
+
+
+@dataclass(frozen=True)
+class PasswordOptions:
+    """The parameters of reset-password (``reset-password`` and ``fleet reset-password``)."""
+
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Guest account. Default: root.", show_default=False),
+    ] = None
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the new password from stdin (one line) instead of asking twice on the "
+            "terminal.",
+        ),
+    ] = False
+    ssh: Annotated[
+        bool | None,
+        typer.Option(
+            "--ssh/--no-ssh",
+            help="Also let the account log in over SSH with the password. Default: --no-ssh.",
+            show_default=False,
+        ),
+    ] = None
+
+    def given(self) -> dict[str, list[str]]:
+        """The playbook parameters given (the password is a secret: never among them)."""
+        return given_only(
+            {
+                "user": [self.user] if self.user is not None else [],
+                "ssh": [] if self.ssh is None else [str(self.ssh).lower()],
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ParamOptions:
+    """A playbook's parameters on the command line (``run`` and ``fleet run``)."""
+
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            help="NAME=VALUE for a playbook parameter (repeatable; list parameters take "
+            "several). Secrets are never given here.",
+        ),
+    ] = None
+    secret_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--secret-stdin",
+            help="Read secret parameters from stdin, one line each in declaration order, "
+            "instead of asking on the terminal.",
+        ),
+    ] = False
+
+    def given(self) -> dict[str, list[str]]:
+        """The ``--param`` assignments by parameter (``InvalidInputError`` for a bad one)."""
+        from cloudrescue.playbook.params import parse_assignments
+
+        return parse_assignments(self.param or [])
+
+
+def given_only(values: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The parameters the user gave (options left out are the playbook's defaults)."""
+    return {name: texts for name, texts in values.items() if texts}
+
+
+GROUPS: tuple[type, ...] = (
+    RepairOptions,
+    RescueOptions,
+    GlobalOptions,
+    OutputOptions,
+    SelectionOptions,
+    RateOptions,
+    SshKeysOptions,
+    PasswordOptions,
+    ParamOptions,
+)
 
 
 def _group_parameters(group: type) -> list[inspect.Parameter]:

@@ -129,7 +129,77 @@ LAB = Record(
     },
 )
 
-RECORDS = (STATUS, RUN, STEP, PLAYBOOKS, PLAYBOOK, LAB)
+FLEET_PLAN = Record(
+    "`cloudrescue fleet plan`",
+    "list",
+    {
+        "name": "the instance's name",
+        "id": "the instance's ID",
+        "status": "its status as the cloud shows it (`ACTIVE`, `ERROR`, `SHUTOFF`...)",
+        "address": "where cloudrescue would reach its rescue system (floating, public, then "
+        "fixed IP; null: it has no address)",
+        "batch": "the batch it is in, from 1 (`--batches`; one batch without it)",
+        "why": "the selectors it matched, as given: the argument (name, ID, glob) or "
+        "`--from-file FILE:LINE` that named it, or `--all`, then each filter it passed "
+        "(`--tag prod`, `--status ERROR`...), comma-separated",
+    },
+)
+
+FLEET_RESULT = Record(
+    "`cloudrescue fleet run`, `fleet fix-ssh-keys`, `fleet reset-password`, "
+    "`fleet resume --continue` (and `--report FILE`)",
+    "list",
+    {
+        "fleet_id": "the fleet run's ID (`fleet show`, `fleet resume`)",
+        "instance": "the instance's name",
+        "instance_id": "the instance's ID",
+        "batch": "its batch, from 1",
+        "result": "`changed`, `ok` (nothing needed changing), `skipped` (no step applied), "
+        "`failed`, `interrupted` (Ctrl-C: restored and unrescued) or `not-started`",
+        "changes": "what it changed (or would, with `--dry-run`): `kind`, `path`, `detail`",
+        "error": "why it failed (one line; null unless `failed`)",
+        "exit_status": "the failure's exit status name as a single command would exit with "
+        "it (`CONNECTION`, `FIX_FAILED`...; README, *Exit codes*; null unless `failed`)",
+        "elapsed": "seconds it took, from its start to its unrescue (0 when not started)",
+        "stages": "the seconds each stage took, in order: `stage`, `seconds`",
+    },
+)
+
+FLEET_RUNS = Record(
+    "`cloudrescue fleet list`",
+    "list",
+    {
+        "fleet_id": "the fleet run's ID",
+        "started_at": "when it started (UTC, ISO 8601)",
+        "command": "what ran: `run PLAYBOOK`, `fix-ssh-keys`, `reset-password`",
+        "dry_run": "true for a `--dry-run`",
+        "state": "`running`, `finished`, `interrupted` (Ctrl-C), or `died` (its process is "
+        "gone while it ran: `fleet resume` it)",
+        "instances": "how many instances it selected",
+        "results": "how many instances have each result, e.g. `changed=10 failed=1`",
+    },
+)
+
+FLEET_MEMBERS = Record(
+    "`cloudrescue fleet show RUN`",
+    "list",
+    {
+        "position": "its place in the run's order, from 1",
+        "instance": "the instance's name",
+        "instance_id": "the instance's ID",
+        "result": "as in `fleet run`'s `result` (`not-started` also for one in flight when "
+        "its run died)",
+        "error": "why it failed (null unless `failed`)",
+        "exit_status": "the failure's exit status name (null unless `failed`)",
+        "rescue": "the state of its rescue still open in the journal (`rescued`, "
+        "`unrescue-requested`...; null: none is open)",
+    },
+)
+
+RECORDS = (
+    STATUS, RUN, STEP, PLAYBOOKS, PLAYBOOK, LAB, FLEET_PLAN, FLEET_RESULT, FLEET_RUNS,
+    FLEET_MEMBERS,
+)  # fmt: skip
 
 
 def markdown() -> str:

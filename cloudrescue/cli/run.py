@@ -8,7 +8,6 @@ drift apart. Every one takes the repair and rescue option groups whole (``cli/op
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -17,8 +16,11 @@ from cloudrescue.cli.completion import playbook_names
 from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.options import (
     Instance,
+    ParamOptions,
+    PasswordOptions,
     RepairOptions,
     RescueOptions,
+    SshKeysOptions,
     environment,
     state,
     takes_options,
@@ -103,7 +105,8 @@ def execute(
     render_run(env, output, report)
 
 
-def _secrets(env: Environment, flag: str, from_stdin: bool) -> SecretSource:
+def secret_source(env: Environment, flag: str, from_stdin: bool) -> SecretSource:
+    """Where a command's secret parameters come from: the terminal, or stdin with ``flag``."""
     def secret(name: str, spec: ParameterSpec) -> Secret:
         return read_secret(env, name, spec.description, from_stdin=from_stdin, flag=flag)
 
@@ -125,35 +128,17 @@ def run(
     repair: RepairOptions,
     rescue: RescueOptions,
     output: OutputOptions,
-    param: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            "-p",
-            help="NAME=VALUE for a playbook parameter (repeatable; list parameters take "
-            "several). Secrets are never given here.",
-        ),
-    ] = None,
-    secret_stdin: Annotated[
-        bool,
-        typer.Option(
-            "--secret-stdin",
-            help="Read secret parameters from stdin, one line each in declaration order, "
-            "instead of asking on the terminal.",
-        ),
-    ] = False,
+    params: ParamOptions,
 ) -> None:
     """Run a playbook on an instance: rescue, mount, run the steps, unmount, unrescue.
 
     With --dry-run the disk is mounted read-only and the diffs and commands are shown.
     """
     from cloudrescue.playbook import catalog
-    from cloudrescue.playbook.params import parse_assignments
 
     loaded = catalog.find(playbook)
-    given = parse_assignments(param or [])
-    secret = _secrets(environment(ctx), "--secret-stdin", secret_stdin)
-    execute(ctx, instance, loaded, given, secret, repair, rescue, output)
+    secret = secret_source(environment(ctx), "--secret-stdin", params.secret_stdin)
+    execute(ctx, instance, loaded, params.given(), secret, repair, rescue, output)
 
 
 def _shipped(name: str) -> Playbook:
@@ -169,40 +154,11 @@ def fix_ssh_keys(
     repair: RepairOptions,
     rescue: RescueOptions,
     output: OutputOptions,
-    key: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--key",
-            help="Public key file to authorise (repeatable). Default: the first that exists "
-            "of ~/.ssh/id_ed25519.pub, ~/.ssh/id_ecdsa.pub, ~/.ssh/id_rsa.pub.",
-        ),
-    ] = None,
-    user: Annotated[
-        str | None,
-        typer.Option(
-            "--user",
-            help="Guest user whose keys to set. Default: the image's cloud user (cloud-init's "
-            "default user, a known cloud user name, else root).",
-            show_default=False,
-        ),
-    ] = None,
-    replace: Annotated[
-        bool | None,
-        typer.Option(
-            "--replace/--append",
-            help="Replace the user's keys, or add to them. Default: --append.",
-            show_default=False,
-        ),
-    ] = None,
+    keys: SshKeysOptions,
 ) -> None:
-    given = {
-        "key": [str(path) for path in key or []],
-        "user": [user] if user is not None else [],
-        "replace": [] if replace is None else ["true" if replace else "false"],
-    }
     playbook = _shipped("fix-ssh-keys")
-    secret = _secrets(environment(ctx), "--secret-stdin", False)
-    execute(ctx, instance, playbook, _given(given), secret, repair, rescue, output)
+    secret = secret_source(environment(ctx), "--secret-stdin", False)
+    execute(ctx, instance, playbook, keys.given(), secret, repair, rescue, output)
 
 
 @takes_options
@@ -212,39 +168,11 @@ def reset_password(
     repair: RepairOptions,
     rescue: RescueOptions,
     output: OutputOptions,
-    user: Annotated[
-        str | None,
-        typer.Option("--user", help="Guest account. Default: root.", show_default=False),
-    ] = None,
-    password_stdin: Annotated[
-        bool,
-        typer.Option(
-            "--password-stdin",
-            help="Read the new password from stdin (one line) instead of asking twice on the "
-            "terminal.",
-        ),
-    ] = False,
-    ssh: Annotated[
-        bool | None,
-        typer.Option(
-            "--ssh/--no-ssh",
-            help="Also let the account log in over SSH with the password. Default: --no-ssh.",
-            show_default=False,
-        ),
-    ] = None,
+    password: PasswordOptions,
 ) -> None:
-    given = {
-        "user": [user] if user is not None else [],
-        "ssh": [] if ssh is None else ["true" if ssh else "false"],
-    }
     playbook = _shipped("reset-password")
-    secret = _secrets(environment(ctx), "--password-stdin", password_stdin)
-    execute(ctx, instance, playbook, _given(given), secret, repair, rescue, output)
-
-
-def _given(values: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    """The parameters the user gave (options left out are the playbook's defaults)."""
-    return {name: texts for name, texts in values.items() if texts}
+    secret = secret_source(environment(ctx), "--password-stdin", password.password_stdin)
+    execute(ctx, instance, playbook, password.given(), secret, repair, rescue, output)
 
 
 def register(root: typer.Typer) -> None:

@@ -30,7 +30,7 @@ class ServerInfo:
     image_id: str | None = None
     volume_ids: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
-    tags: tuple[str, ...] = ()
+    tags: tuple[str, ...] | None = ()  # None: the cloud does not report tags (nova < 2.26)
 
     @property
     def volume_backed(self) -> bool:
@@ -79,9 +79,18 @@ class CloudBackend(Protocol):
         ...
 
     def list_servers(
-        self, *, name_regex: str | None = None, tags: tuple[str, ...] = ()
+        self,
+        *,
+        name_regex: str | None = None,
+        tags: tuple[str, ...] = (),
+        any_tags: tuple[str, ...] = (),
+        not_any_tags: tuple[str, ...] = (),
+        statuses: tuple[str, ...] = (),
     ) -> list[ServerInfo]:
-        """Servers of the project, optionally filtered like ``nova list``."""
+        """Every server of the project (all pages), filtered by the cloud as ``nova list``
+        filters: ``name_regex`` searched in the name, all of ``tags``, one of ``any_tags``,
+        none of ``not_any_tags``, a status among ``statuses``. A cloud may ignore a filter
+        (nova ignores what it does not know): callers that must not widen check again."""
         ...
 
     def find_image(self, name_or_id: str) -> ImageInfo:
@@ -113,3 +122,4 @@ class CloudBackend(Protocol):
     def clear_marks(self, server_id: str, keys: tuple[str, ...]) -> None:
         """Remove metadata items (absent keys are fine)."""
         ...
+

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cloudrescue.cloud.base import Address, ImageInfo, RescueStarted, ServerInfo
 from cloudrescue.errors import (
@@ -19,7 +20,11 @@ from cloudrescue.errors import (
     WrongStateError,
 )
 
+if TYPE_CHECKING:
+    from cloudrescue.cloud.retry import Retry, RetryPolicy, Timing
+
 STABLE_DEVICE_RESCUE = "2.87"
+TAGS = (2, 26)  # nova reports (and filters by) server tags from this microversion on
 REGION_MARK = "@"  # in the journal's cloud name: "<cloud>@<region>"
 NO_CLOUD = "no cloud is configured: no clouds.yaml entry was chosen and no OS_* variables are set"
 NO_CLOUD_HINT = (
@@ -56,7 +61,7 @@ def _api_errors(what: str) -> Iterator[None]:
         status = getattr(error, "status_code", None)
         if status == 401:
             raise CloudError(f"{what}: authentication failed (check your credentials)") from error
-        raise CloudError(f"{what}: HTTP {status}: {_detail(error)}") from error
+        raise CloudError(f"{what}: HTTP {status}: {_detail(error)}{_retried(error)}") from error
     except sdk_exceptions.ConfigException as error:
         raise InvalidInputError(f"cloud configuration: {error}") from error
     except ksa_exceptions.SSLError as error:
@@ -115,6 +120,15 @@ def _broken_config() -> str | None:
     return None
 
 
+def _retried(error: Any) -> str:
+    """`` (still refused after 6 attempts over 15.2 s)`` when the answer behind
+    ``error`` was one the transport retried (``cloud/retry.py``) before it gave up."""
+    from cloudrescue.cloud.retry import gave_up
+
+    stopped = gave_up(getattr(error, "response", None))
+    return f" ({stopped.describe()})" if stopped else ""
+
+
 def _detail(error: Any) -> str:
     details = getattr(error, "details", None) or getattr(error, "message", None) or str(error)
     return str(details).strip().splitlines()[0] if str(details).strip() else "no details"
@@ -145,29 +159,59 @@ def _server_info(server: Any) -> ServerInfo:
         image_id=image_id or None,
         volume_ids=volumes,
         metadata=dict(server.metadata or {}),
-        tags=tuple(server.tags or ()),
+        tags=tuple(server.tags or ()) if _version_tuple(server.microversion) >= TAGS else None,
     )
 
 
 @dataclass(frozen=True)
 class ConnectionOptions:
-    """How to reach the cloud besides its credentials: region, CA bundle, TLS checks."""
+    """How to reach the cloud besides its credentials: region, CA bundle, TLS checks, and
+    ``api_rate``, the most API requests a second this process sends (None: no cap)."""
 
     region: str | None = None
     cacert: str | None = None
     insecure: bool = False
+    api_rate: float | None = None
 
 
 class OpenStackCloud:
-    """A ``CloudBackend`` talking to nova and glance through openstacksdk."""
+    """A ``CloudBackend`` talking to nova and glance through openstacksdk.
+
+    One instance, one connection: it may be shared by every worker thread of a fleet run.
+    Every HTTP request it makes (keystone, nova, glance, each page of a list) goes through
+    ``cloud/retry.py``: answers 429, 503 and 413 ``overLimit`` are sent again after a jittered
+    exponential wait that honours ``Retry-After``, within ``retry.MAX_ATTEMPTS`` sends and
+    ``retry.MAX_TOTAL_WAIT`` seconds of waiting (``retry`` replaces that policy); a 403 (over
+    quota) and any other 4xx are never retried.
+
+    ``api_rate`` (or ``connection.api_rate``; the argument wins): at most that many requests
+    a second across all threads, retries included (a token bucket of one request: evenly
+    spaced); None: no cap. ``on_retry`` is told each retry before its wait (every retry is
+    also logged, at ``-vv``, by ``cloudrescue.cloud.retry``); ``timing`` is the clock, sleep
+    and randomness the waits use (tests give fakes).
+    """
 
     def __init__(
-        self, cloud: str | None = None, connection: ConnectionOptions | None = None
+        self,
+        cloud: str | None = None,
+        connection: ConnectionOptions | None = None,
+        *,
+        api_rate: float | None = None,
+        retry: RetryPolicy | None = None,
+        timing: Timing | None = None,
+        on_retry: Callable[[Retry], None] | None = None,
     ) -> None:
         import openstack
 
+        from cloudrescue.cloud import retry as transport
+
         given = connection or ConnectionOptions()
-        extra: dict[str, Any] = {}
+        rate = api_rate if api_rate is not None else given.api_rate
+        if rate is not None and not (rate > 0 and math.isfinite(rate)):
+            raise InvalidInputError(f"the API request rate must be a positive number, not {rate}")
+        # keystoneauth's status-code retries off (openstacksdk turns them on for glance, 5 of
+        # them): cloud/retry.py retries below it, and a request must not be retried twice.
+        extra: dict[str, Any] = dict.fromkeys(transport.SDK_RETRY_OPTIONS, 0)
         if given.region:
             extra["region_name"] = given.region
         if given.cacert:
@@ -189,6 +233,15 @@ class OpenStackCloud:
         name = cloud or self._conn.config.name or ENVIRONMENT_CLOUD
         region = self._conn.config.region_name
         self._name = f"{name}{REGION_MARK}{region}" if given.region and region else name
+        self.limiter = None if rate is None else transport.RateLimiter(rate, timing=timing)
+        # keystoneauth's Session sends everything through this one requests.Session.
+        transport.install(
+            self._conn.session.session,
+            policy=retry,
+            limiter=self.limiter,
+            timing=timing,
+            on_retry=on_retry,
+        )
 
     @property
     def cloud_name(self) -> str:
@@ -236,13 +289,22 @@ class OpenStackCloud:
         )
 
     def list_servers(
-        self, *, name_regex: str | None = None, tags: tuple[str, ...] = ()
+        self,
+        *,
+        name_regex: str | None = None,
+        tags: tuple[str, ...] = (),
+        any_tags: tuple[str, ...] = (),
+        not_any_tags: tuple[str, ...] = (),
+        statuses: tuple[str, ...] = (),
     ) -> list[ServerInfo]:
         query: dict[str, Any] = {}
         if name_regex:
             query["name"] = name_regex
-        if tags:
-            query["tags"] = ",".join(tags)
+        for key, values in (("tags", tags), ("any_tags", any_tags), ("not_any_tags", not_any_tags)):
+            if values:
+                query[key] = ",".join(values)
+        if statuses:
+            query["status"] = list(statuses)  # repeated: nova takes every ``status`` given
         return self._call(
             "listing instances",
             lambda: [_server_info(s) for s in self._conn.compute.servers(details=True, **query)],
@@ -349,5 +411,5 @@ def open_recorded_cloud(name: str, connection: ConnectionOptions | None = None) 
     cloud, _, region = name.partition(REGION_MARK)
     given = connection or ConnectionOptions()
     if region:
-        given = ConnectionOptions(region, given.cacert, given.insecure)
+        given = replace(given, region=region)
     return OpenStackCloud(None if cloud == ENVIRONMENT_CLOUD else cloud, given)

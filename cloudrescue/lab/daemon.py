@@ -31,6 +31,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--state-dir", type=Path, default=None)
     parser.add_argument("--instances", type=int, default=2, help="instances on first start")
     parser.add_argument("--variant", choices=VARIANTS, default="ext4")
+    parser.add_argument(
+        "--tag", action="append", default=[], help="a tag of every first instance (repeatable)"
+    )
     args = parser.parse_args(argv)
     if args.instances < 0:
         parser.error("--instances must be 0 or more")
@@ -45,7 +48,9 @@ def _configure_logging() -> None:
     root.setLevel(logging.INFO)
 
 
-def build_service(state_dir: Path, instances: int, variant: Variant) -> LabService:
+def build_service(
+    state_dir: Path, instances: int, variant: Variant, tags: Sequence[str] = ()
+) -> LabService:
     """Read what ``lab up`` wrote into ``state_dir`` and assemble the service and runtime."""
     from cloudrescue.lab.runtime import LabRuntime
 
@@ -65,6 +70,7 @@ def build_service(state_dir: Path, instances: int, variant: Variant) -> LabServi
         identity,
         admin_token,
         initial_instances=instances,
+        initial_tags=tags,
         variant=variant,
     )
 
@@ -73,7 +79,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     _configure_logging()
     state_dir = (args.state_dir or default_state_dir()).resolve()
-    service = build_service(state_dir, args.instances, args.variant)
+    service = build_service(state_dir, args.instances, args.variant, args.tag)
     log.info("lab %s: API on %s", service.config.lab_id, service.endpoint)
     server = uvicorn.Server(
         uvicorn.Config(

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -187,7 +188,12 @@ def _write_secrets(state: StateLayout, config: LabConfig) -> dict[str, str]:
 
 
 def _spawn_daemon(
-    state: StateLayout, ledger: Ledger, config: LabConfig, instances: int, variant: Variant
+    state: StateLayout,
+    ledger: Ledger,
+    config: LabConfig,
+    instances: int,
+    variant: Variant,
+    tags: Sequence[str],
 ) -> subprocess.Popen[bytes]:
     ledger.record("process", "daemon", pid=None)
     argv = [
@@ -200,6 +206,7 @@ def _spawn_daemon(
         str(instances),
         "--variant",
         variant,
+        *(f"--tag={tag}" for tag in tags),
     ]
     with open(state.daemon_log, "ab") as log, open(os.devnull, "rb") as devnull:
         daemon = subprocess.Popen(
@@ -260,8 +267,9 @@ def up(
     transition_delay: float,
     progress: UpProgress,
     announce_delay: float = DEFAULT_ANNOUNCE_DELAY,
+    tags: Sequence[str] = (),
 ) -> UpResult:
-    """Start a lab in ``state_dir`` (see the module docstring)."""
+    """Start a lab in ``state_dir`` (see the module docstring); ``tags`` are the instances'."""
     require_root("`cloudrescue lab up`")
     state = StateLayout(state_dir)
     with cache_lock(_state_lock_name(state)):
@@ -274,7 +282,7 @@ def up(
             config = _allocate(state, ledger, transition_delay, announce_delay)
             credentials = _write_secrets(state, config)
             progress.step(f"starting the lab daemon on 127.0.0.1:{config.api_port}")
-            daemon = _spawn_daemon(state, ledger, config, instances, variant)
+            daemon = _spawn_daemon(state, ledger, config, instances, variant, tags)
             views = _wait_ready(state, config, daemon, instances, progress)
             cloud = cloudsyaml.entry(config, credentials)
             cloudsyaml.write_state_file(state.clouds_yaml, config.cloud_name, cloud)

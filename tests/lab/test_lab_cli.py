@@ -50,11 +50,11 @@ class CliLab:
         return data
 
 
-def _start(tmp: Path, instances: int) -> CliLab:
+def _start(tmp: Path, instances: int, *extra: str) -> CliLab:
     clouds = tmp / "clouds.yaml"
     clouds.write_text(yaml.safe_dump({"clouds": {"other": {"auth": {"auth_url": "https://x"}}}}))
     lab = CliLab(tmp / "state", clouds, subprocess.CompletedProcess([], 0))
-    up = lab.lab("up", "--instances", str(instances), "--transition-delay", "0")
+    up = lab.lab("up", "--instances", str(instances), "--transition-delay", "0", *extra)
     return CliLab(lab.state, clouds, up)
 
 
@@ -80,9 +80,10 @@ def _one_line_error(
 
 @pytest.fixture(scope="module")
 def cli_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliLab]:
-    """A two-instance lab from ``cloudrescue lab up``, brought down after the module."""
+    """A two-instance lab from ``cloudrescue lab up`` (both tagged ``up``), brought down after
+    the module."""
     require_root()
-    lab = _start(tmp_path_factory.mktemp("cli-lab"), 2)
+    lab = _start(tmp_path_factory.mktemp("cli-lab"), 2, "--tag", "up")
     try:
         assert lab.up.returncode == 0, lab.up.stderr
         yield lab
@@ -137,6 +138,21 @@ def test_ssh_add_and_break(cli_lab: CliLab) -> None:
     views = json.loads(cli_lab.lab("status", "-f", "json").stdout)["instances"]
     address = next(view["address"] for view in views if view["name"] == "extra")
     assert key_login(address, "cloud-user", cli_lab.state / "lab_key") == "key refused"
+
+
+def test_up_and_add_tag_instances(cli_lab: CliLab) -> None:
+    views = json.loads(cli_lab.lab("status", "-f", "json").stdout)["instances"]
+    assert {view["name"]: view["tags"] for view in views if view["name"].startswith("lab-")} == {
+        "lab-1": ["up"],
+        "lab-2": ["up"],
+    }
+    added = cli_lab.lab(
+        "add", "--name", "tagged", "--tag", "a", "--tag", "b", "--metadata", "role=db", "-f", "json"
+    )
+    assert added.returncode == 0, added.stderr
+    view = json.loads(added.stdout)
+    assert (view["tags"], view["metadata"]) == (["a", "b"], {"role": "db"})
+    _one_line_error(cli_lab.lab("add", "--metadata", "bad/key=1"), ExitStatus.USAGE, "metadata")
 
 
 def test_faults_can_be_set_and_cleared(cli_lab: CliLab) -> None:

@@ -11,8 +11,8 @@ import pytest
 import typer
 from rich.markup import escape
 
-from cloudrescue.cli import run
-from cloudrescue.cli.options import RepairOptions, RescueOptions
+from cloudrescue.cli import fleet, run
+from cloudrescue.cli.options import RateOptions, RepairOptions, RescueOptions, SelectionOptions
 from cloudrescue.cli.output import OutputOptions
 from cloudrescue.playbook import SHORT_COMMANDS, catalog, docs
 from cloudrescue.playbook.actions import ACTIONS
@@ -64,17 +64,28 @@ def test_short_command_help_comes_from_the_playbook(name: str) -> None:
         assert shared in options
 
 
+def fleet_fix(name: str) -> typer.core.TyperCommand:
+    """The click command of a named fix's fleet version (``fleet fix-ssh-keys``...)."""
+    group = typer.main.get_command(fleet.app)
+    assert isinstance(group, typer.core.TyperGroup)
+    command = group.commands[name]
+    assert isinstance(command, typer.core.TyperCommand)
+    return command
+
+
+@pytest.mark.parametrize("fleet_version", [False, True], ids=["single", "fleet"])
 @pytest.mark.parametrize("name", SHORT_COMMANDS)
-def test_short_command_options_are_the_playbook_parameters(name: str) -> None:
+def test_short_command_options_are_the_playbook_parameters(name: str, fleet_version: bool) -> None:
     """A parameter added to (or dropped from) the playbook fails here until the command
-    follows; the command's own options are the parameters and the shared groups, no more."""
+    follows; the command's own options are the parameters and the shared groups, no more.
+    The fleet version takes the same options (one declaration) and the fleet's groups."""
     playbook = catalog.load_shipped(name)
-    command = named_fix(name)
-    shared = {
-        item.name
-        for group in (RepairOptions, RescueOptions, OutputOptions)
-        for item in dataclasses.fields(group)
-    }
+    command = fleet_fix(name) if fleet_version else named_fix(name)
+    groups: tuple[type, ...] = (RepairOptions, RescueOptions, OutputOptions)
+    if fleet_version:
+        groups += (SelectionOptions, RateOptions)
+    shared = {item.name for group in groups for item in dataclasses.fields(group)}
+    shared |= {"report"} if fleet_version else set()
     own = {
         tuple(param.opts + param.secondary_opts)
         for param in command.params

@@ -113,6 +113,7 @@ CLOUD_COMMANDS = {
     "console-log": "console log web-1",
     "rescue": "rescue web-1",
     "fix-ssh-keys": "fix-ssh-keys web-1 --key {tmp}/me.pub --yes",
+    "fleet-plan": "fleet plan --all",
 }
 
 # fmt: off
@@ -261,11 +262,38 @@ CASES: list[Case] = [
     Case("state-dir-is-a-file", "resume web-1", USAGE,
          "the rescue journal {tmp}/state/journal.sqlite3 cannot be used",
          files={"state": "a file where the state dir should be\n"}),
+    # --- fleet selections and pacing: refused before the cloud is asked ------------------------
+    Case("fleet-no-selector", "fleet plan", USAGE,
+         "nothing is selected: name instances (names, IDs, globs, --from-file), filter them"),
+    Case("fleet-all-with-selector", "fleet plan 'web-*' --all", USAGE,
+         "--all selects every instance: it cannot go with web-*"),
+    Case("fleet-bad-regex", "fleet plan --name-regex '(web'", USAGE,
+         "--name-regex '(web': not a valid regular expression (missing ), unterminated"),
+    Case("fleet-bad-metadata", "fleet plan --metadata role", USAGE,
+         "--metadata 'role': expected KEY=VALUE"),
+    Case("fleet-bad-status", "fleet plan --status SLEEPY", USAGE,
+         "--status 'SLEEPY': not a server status (one of ACTIVE, BUILD, ERROR,"),
+    Case("fleet-bad-tag", "fleet plan --tag prod,web", USAGE,
+         "--tag 'prod,web': a tag cannot contain ',' or '/'"),
+    Case("fleet-from-file-missing", "fleet plan --from-file {tmp}/hosts.txt", USAGE,
+         "--from-file {tmp}/hosts.txt: no such file"),
+    Case("fleet-from-file-directory", "fleet plan --from-file {tmp}/hosts", USAGE,
+         "--from-file {tmp}/hosts: cannot read it (Is a directory)", files={"hosts": None}),
+    Case("fleet-from-file-empty-stdin", "fleet plan --from-file -", USAGE,
+         "--from-file -: no instance name or ID in it", stdin="\n# nothing here\n"),
+    Case("fleet-bad-batches", "fleet plan --all --batches 1,0", USAGE,
+         "--batches '1,0': '0' is not a size"),
+    Case("fleet-concurrency-zero", "fleet plan --all --concurrency 0", USAGE, "'--concurrency'"),
+    Case("fleet-bad-column", "fleet plan --all -c nope", USAGE,
+         "no column 'nope' here (columns: name, id, status, address, batch, why)"),
     # --- the lab: argument errors that fail before anything starts ------------------------------
     Case("lab-break-unknown-scenario", "lab break web-1 no-such-scenario", USAGE,
          "unknown scenario 'no-such-scenario' (known: "),
     Case("lab-up-too-many", "lab up --instances 201", USAGE, "'--instances'"),
     Case("lab-up-unknown-variant", "lab up --variant zfs", USAGE, "'zfs' is not one of"),
+    Case("lab-up-bad-tag", "lab up --tag a/b", USAGE, "--tag 'a/b': a tag cannot contain"),
+    Case("lab-add-bad-metadata", "lab add --metadata role", USAGE,
+         "--metadata 'role': expected KEY=VALUE"),
 ]
 # fmt: on
 

@@ -39,6 +39,13 @@ FIRST_RUN: dict[str, tuple[str, ExitStatus]] = {
     "playbooks validate": ("playbooks/fix-firewall.yaml", ExitStatus.SUCCESS),
     "console log": ("web-1", ExitStatus.USAGE),
     "console url": ("web-1", ExitStatus.USAGE),
+    "fleet plan": ("--all", ExitStatus.USAGE),  # no cloud configured
+    "fleet run": ("fix-firewall --all --yes", ExitStatus.USAGE),
+    "fleet fix-ssh-keys": ("--all --key me.pub --yes", ExitStatus.USAGE),
+    "fleet reset-password": ("--all --password-stdin --yes", ExitStatus.USAGE),  # no password
+    "fleet list": ("", ExitStatus.SUCCESS),  # no fleet run yet
+    "fleet show": ("f0123456789", ExitStatus.NOT_FOUND),
+    "fleet resume": ("f0123456789 --yes", ExitStatus.NOT_FOUND),
     "lab down": ("", ExitStatus.CONFLICT),  # already down
     "lab status": ("", ExitStatus.NOT_FOUND),
     "lab add": ("", ExitStatus.NOT_FOUND),

@@ -45,7 +45,7 @@ print(json.dumps(sorted(sys.modules)))
 def every_command() -> list[str]:
     root = typer.main.get_command(register_commands())
     assert isinstance(root, typer.core.TyperGroup)
-    return ["", "playbooks", "console", "lab", *commands(root)]
+    return ["", "playbooks", "console", "lab", "fleet", *commands(root)]
 
 
 def help_text(command: str) -> str:
@@ -67,7 +67,10 @@ def test_help_shows_no_type_noise(command: str) -> None:
     assert not NOISE.search(shown), NOISE.search(shown)
 
 
-@pytest.mark.parametrize("command", ["", "run", "fix-ssh-keys", "reset-password", "lab", "status"])
+@pytest.mark.parametrize(
+    "command",
+    ["", "run", "fix-ssh-keys", "reset-password", "lab", "status", "fleet plan", "fleet run"],
+)
 def test_help_imports_nothing_heavy(command: str) -> None:
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *command.split(), "--help"],

@@ -14,7 +14,7 @@ import yaml
 from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.instances import _cloud_row, _journal_row
 from cloudrescue.cli.output import OutputOptions, show_list
-from cloudrescue.cli.records import PLAYBOOK, RUN, STATUS, STEP, markdown
+from cloudrescue.cli.records import FLEET_PLAN, PLAYBOOK, RUN, STATUS, STEP, markdown
 from cloudrescue.cli.reports import render_run, run_record
 from cloudrescue.cloud.base import ServerInfo
 from cloudrescue.errors import InvalidInputError
@@ -128,3 +128,22 @@ def test_control_characters_are_shown_as_text_and_json_keeps_the_string() -> Non
     env, out = piped()
     show_list(env, OutputOptions(format="json"), ("name",), rows)
     assert json.loads(out.getvalue()) == rows and "\x1b" not in out.getvalue()
+
+
+def test_fleet_plan_rows_have_the_documented_fields() -> None:
+    from cloudrescue.cli.fleet import plan_rows
+    from cloudrescue.fleet.pacing import Pacing
+    from cloudrescue.fleet.selection import Selection, resolve
+    from tests.fakes import FakeClock, FakeCloud
+
+    cloud = FakeCloud(FakeClock())
+    cloud.add("web-1", tags=("prod",))
+    cloud.add("web-2", address="", tags=("prod",))
+    selected = resolve(cloud, Selection.parse(patterns=["web-*"], tags=["prod"]))
+    rows = plan_rows(selected, Pacing.parse(10, "1"))
+    assert [tuple(row) for row in rows] == [FLEET_PLAN.names] * 2
+    env, out = piped()
+    show_list(env, OutputOptions(format="json"), FLEET_PLAN.names, rows)
+    first, second = json.loads(out.getvalue())
+    assert (first["name"], first["address"], first["batch"]) == ("web-1", "203.0.113.10", 1)
+    assert (second["address"], second["batch"], second["why"]) == (None, 2, "web-*, --tag prod")

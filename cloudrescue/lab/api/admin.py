@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from cloudrescue.errors import CloudRescueError, ConflictError, InvalidInputError, NotFoundError
+from cloudrescue.lab.api import schemas
 from cloudrescue.lab.api import store as st
 from cloudrescue.lab.api.error_bodies import AdminError
 from cloudrescue.lab.api.faults import Faults
@@ -32,6 +33,14 @@ router = APIRouter(prefix="/lab/v1", dependencies=[Depends(require_admin)])
 Lab = Annotated[LabService, Depends(lab_of)]
 
 
+# Tags and metadata as nova's create request takes them (its schemas, ``schemas.py``).
+Tag = Annotated[
+    str, Field(min_length=1, max_length=schemas.MAX_TAG_LENGTH, pattern=schemas.TAG_PATTERN)
+]
+MetadataKey = Annotated[str, Field(pattern=schemas.METADATA_KEY)]
+MetadataValue = Annotated[str, Field(max_length=schemas.METADATA_VALUE_LENGTH)]
+
+
 class NewInstance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -40,6 +49,8 @@ class NewInstance(BaseModel):
     family: Family = "debian"
     volume_backed: bool = False
     network: Network = "public"
+    tags: list[Tag] = Field(default_factory=list, max_length=schemas.MAX_TAG_COUNT)
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=128)
 
 
 class BreakRequest(BaseModel):
@@ -65,9 +76,12 @@ class FilesRequest(BaseModel):
 
 
 def view(lab: LabService, record: ServerRecord) -> dict[str, Any]:
-    """``InstanceSpec`` fields plus status, task_state, login user and console log path."""
+    """``InstanceSpec`` fields plus tags, metadata, status, task_state, login user and console
+    log path."""
     return {
         **record.spec.to_json(),
+        "tags": list(record.tags),
+        "metadata": dict(record.metadata),
         "status": record.status,
         "task_state": record.task_state,
         "user": record.spec.default_user,
@@ -114,7 +128,13 @@ async def add_instance(
 ) -> dict[str, Any]:
     wanted = body or NewInstance()
     record = lab.new_record(
-        wanted.name, wanted.variant, wanted.family, wanted.volume_backed, wanted.network
+        wanted.name,
+        wanted.variant,
+        wanted.family,
+        wanted.volume_backed,
+        wanted.network,
+        tags=wanted.tags,
+        metadata=wanted.metadata,
     )
     try:
         await asyncio.wrap_future(lab.machine.provision(record))

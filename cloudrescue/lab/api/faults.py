@@ -1,11 +1,14 @@
-"""Injected faults (``/lab/v1/faults``): API errors, stalls and lost responses, slow transitions,
-late, forged or missing host keys (docs/lab-design.md lists them)."""
+"""Injected faults (``/lab/v1/faults``): API errors, stalls, rate limits, quota refusals and
+lost responses, slow transitions, late, forged or missing host keys, and faults of one
+instance (its rescue fails, its rescue's SSH is cut) (docs/lab-design.md lists them)."""
 
 from __future__ import annotations
 
+import email.utils
+import math
 import re
 import threading
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -35,15 +38,47 @@ class _Matcher(BaseModel):
 
 
 class ApiErrorFault(_Matcher):
-    """Answer matching requests with a 5xx (every one, or the next ``count``)."""
+    """Answer matching requests with a 5xx (every one, or the next ``count``), with a
+    ``Retry-After`` header of ``retry_after`` seconds when given (a 503 may carry one)."""
 
     status: int = Field(default=503, ge=500, le=599)
+    retry_after: int | None = Field(default=None, ge=0, le=86400)
 
 
 class ApiStallFault(_Matcher):
     """Wait ``seconds`` before answering matching requests."""
 
     seconds: float = Field(gt=0, le=3600)
+
+
+class ApiRateLimitFault(_Matcher):
+    """Refuse matching requests as a rate limiter does: 429 (or 413, nova's older answer)
+    with ``Retry-After`` and nova's ``overLimit`` body, without applying them."""
+
+    status: Literal[429, 413] = 429
+    retry_after: int = Field(default=1, ge=0, le=86400)  # seconds
+    retry_after_format: Literal["seconds", "date"] = "seconds"  # "date": an HTTP date
+
+    def header(self, now: float) -> str:
+        """The ``Retry-After`` value at ``now`` (wall clock): seconds, or the HTTP date
+        ``retry_after`` seconds from now (rounded up to a whole second)."""
+        if self.retry_after_format == "seconds":
+            return str(self.retry_after)
+        return email.utils.formatdate(math.ceil(now + self.retry_after), usegmt=True)
+
+
+class ApiOverQuotaFault(_Matcher):
+    """Refuse matching requests as nova refuses what would exceed a quota: 403 ``forbidden``
+    (never to be retried: waiting frees no quota), without applying them."""
+
+    message: str = Field(
+        default="Quota exceeded for instances: Requested 1, but already used 10 of 10 instances",
+        min_length=1,
+        max_length=255,
+    )
+
+
+InstanceRefs = list[str]  # ids or names of instances
 
 
 class ApiLostResponseFault(_Matcher):
@@ -60,6 +95,8 @@ class Faults(BaseModel):
 
     api_error: ApiErrorFault | None = None
     api_stall: ApiStallFault | None = None
+    api_rate_limit: ApiRateLimitFault | None = None
+    api_over_quota: ApiOverQuotaFault | None = None
     api_lost_response: ApiLostResponseFault | None = None
     transition_delay: float | None = Field(default=None, ge=0, le=3600)
     announce_delay: float | None = Field(default=None, ge=0, le=3600)
@@ -67,6 +104,9 @@ class Faults(BaseModel):
     rescue_host_keys_silent: bool | None = None
     guest_host_keys_at_shutdown: ShutdownHostKeys | None = None
     rescue_password_ignored: bool | None = None
+    max_limit: int | None = Field(default=None, ge=1, le=1000)
+    rescue_fails: InstanceRefs | None = Field(default=None, max_length=1000)
+    ssh_cut: InstanceRefs | None = Field(default=None, max_length=1000)
 
 
 class FaultState:
@@ -106,6 +146,11 @@ class FaultState:
         return self._faults.announce_delay
 
     @property
+    def max_limit(self) -> int | None:
+        """Servers per page at most (nova's ``[api] max_limit``; None: nova's default)."""
+        return self._faults.max_limit
+
+    @property
     def forge_rescue_host_keys(self) -> bool:
         return bool(self._faults.forge_rescue_host_keys)
 
@@ -124,6 +169,14 @@ class FaultState:
         """The rescue system gets a password of its own, not the one the API answers."""
         return bool(self._faults.rescue_password_ignored)
 
+    def rescue_fails(self, server_id: str, name: str) -> bool:
+        """Whether a rescue of this instance fails in the compute (``rescue_fails``)."""
+        return _named(self._faults.rescue_fails, server_id, name)
+
+    def ssh_cut(self, server_id: str, name: str) -> bool:
+        """Whether this instance's rescue system is unreachable over SSH (``ssh_cut``)."""
+        return _named(self._faults.ssh_cut, server_id, name)
+
     def _take(self, name: str, method: str, path: str) -> _Matcher | None:
         """The request fault ``name`` if it hits this request, counting it against it."""
         with self._lock:
@@ -137,20 +190,34 @@ class FaultState:
                 )
             return fault
 
-    def take_error(self, method: str, path: str) -> int | None:
-        """The status to fail this request with."""
+    def take_error(self, method: str, path: str) -> ApiErrorFault | None:
+        """The error to fail this request with."""
         fault = self._take("api_error", method, path)
-        return fault.status if isinstance(fault, ApiErrorFault) else None
+        return fault if isinstance(fault, ApiErrorFault) else None
 
     def take_stall(self, method: str, path: str) -> float | None:
         """How long to hold this request."""
         fault = self._take("api_stall", method, path)
         return fault.seconds if isinstance(fault, ApiStallFault) else None
 
+    def take_rate_limit(self, method: str, path: str) -> ApiRateLimitFault | None:
+        """The rate limit that refuses this request."""
+        fault = self._take("api_rate_limit", method, path)
+        return fault if isinstance(fault, ApiRateLimitFault) else None
+
+    def take_over_quota(self, method: str, path: str) -> str | None:
+        """The quota message to refuse this request with."""
+        fault = self._take("api_over_quota", method, path)
+        return fault.message if isinstance(fault, ApiOverQuotaFault) else None
+
     def take_lost_response(self, method: str, path: str) -> int | None:
         """The status to answer once this request is applied (its real answer is lost)."""
         fault = self._take("api_lost_response", method, path)
         return fault.status if isinstance(fault, ApiLostResponseFault) else None
+
+
+def _named(refs: InstanceRefs | None, server_id: str, name: str) -> bool:
+    return refs is not None and (server_id in refs or name in refs)
 
 
 def applies_to(path: str) -> bool:

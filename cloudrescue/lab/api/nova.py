@@ -71,22 +71,33 @@ def _query(nova: Nova) -> dict[str, list[str]]:
     return query
 
 
-def _limit(query: dict[str, list[str]]) -> int:
+def _limit(nova: Nova, query: dict[str, list[str]]) -> int:
+    """The page size: ``limit``, at most nova's ``max_limit`` (the ``max_limit`` fault)."""
+    most = nova.lab.faults.max_limit or MAX_LIMIT
     values = query.get("limit")
-    return min(int(values[-1]), MAX_LIMIT) if values else MAX_LIMIT
+    return min(int(values[-1]), most) if values else most
 
 
 def _page(
-    nova: Nova, items: list[ServerRecord], query: dict[str, list[str]], collection: str
+    nova: Nova,
+    every: list[ServerRecord],
+    items: list[ServerRecord],
+    query: dict[str, list[str]],
+    collection: str,
 ) -> tuple[list[ServerRecord], list[dict[str, str]]]:
-    """Apply ``marker`` and ``limit``; the ``next`` link when the page is full."""
+    """Apply ``marker`` and ``limit`` to ``items`` (the filtered part of ``every``, in order);
+    the ``next`` link when the page is full.
+
+    As nova, the marker is any server of the project, not only one the filters keep: the page
+    starts after its place in the sort order (one that left the filtered set since the last
+    page, e.g. by changing status, still marks the place)."""
     marker = query.get("marker", [None])[-1]
     if marker is not None:
-        ids = [item.id for item in items]
-        if marker not in ids:
+        place = {record.id: index for index, record in enumerate(every)}
+        if marker not in place:
             raise NovaError(400, f"marker [{marker}] not found")
-        items = items[ids.index(marker) + 1 :]
-    limit = _limit(query)
+        items = [item for item in items if place[item.id] > place[marker]]
+    limit = _limit(nova, query)
     items = items[:limit]
     if not limit or len(items) != limit:
         return items, []
@@ -108,9 +119,10 @@ def _tag_filter(record: ServerRecord, name: str, value: str) -> bool:
     return not wanted & tags
 
 
-def _filtered(nova: Nova, query: dict[str, list[str]]) -> list[ServerRecord]:
+def _filtered(
+    nova: Nova, records: list[ServerRecord], query: dict[str, list[str]]
+) -> list[ServerRecord]:
     """Nova's list filters a project member may use; others are ignored as nova ignores them."""
-    records = nova.lab.store.all()
     if "status" in query:
         vm_states, task_states, any_default = states_for_statuses(query["status"])
         if not vm_states:
@@ -153,7 +165,8 @@ def _list(nova: Nova, *, detail: bool) -> dict[str, Any]:
     )
     schemas.validate(schema, query, query=True)
     collection = "servers/detail" if detail else "servers"
-    records, links = _page(nova, _filtered(nova, query), query, collection)
+    every = nova.lab.store.all()
+    records, links = _page(nova, every, _filtered(nova, every, query), query, collection)
     view = server_detail if detail else server_basic
     body: dict[str, Any] = {"servers": [view(nova, record) for record in records]}
     if links:

@@ -220,9 +220,11 @@ def remote_console_schema(mks: bool, spice_direct: bool) -> dict[str, Any]:
     return schema
 
 
+METADATA_KEY = "^[a-zA-Z0-9-_:. ]{1,255}$"
+METADATA_VALUE_LENGTH = 255
 _METADATA: dict[str, Any] = {
     "type": "object",
-    "patternProperties": {"^[a-zA-Z0-9-_:. ]{1,255}$": {"type": "string", "maxLength": 255}},
+    "patternProperties": {METADATA_KEY: {"type": "string", "maxLength": METADATA_VALUE_LENGTH}},
     "additionalProperties": False,
 }
 METADATA = {
@@ -238,9 +240,10 @@ METADATA_ITEM = {
     "additionalProperties": False,
 }
 
+TAG_PATTERN = "^[^,/]*$"
 TAG: dict[str, Any] = {
     "type": "string",
-    "pattern": "^[^,/]*$",
+    "pattern": TAG_PATTERN,
     "minLength": 1,
     "maxLength": MAX_TAG_LENGTH,
 }

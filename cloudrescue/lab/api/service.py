@@ -8,6 +8,7 @@ import logging
 import secrets
 import threading
 import uuid
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from fastapi import Request
@@ -52,6 +53,7 @@ class LabService:
         admin_token: str,
         *,
         initial_instances: int = 2,
+        initial_tags: Sequence[str] = (),
         variant: Variant = "ext4",
     ) -> None:
         self.config = config
@@ -67,6 +69,7 @@ class LabService:
             runtime, self.store, self.transition_delay, announce_delay=self.announce_delay
         )
         self.initial_instances = initial_instances
+        self.initial_tags = tuple(initial_tags)  # the tags of the first instances (lab up --tag)
         self.variant: Variant = variant
         self.ready = False
         self.host = f"lab-{config.lab_id}"
@@ -100,7 +103,9 @@ class LabService:
             log.info("reloaded %d server records", len(self.store.all()))
             return
         self.store.save()
-        records = [self.new_record() for _ in range(self.initial_instances)]
+        records = [
+            self.new_record(tags=self.initial_tags) for _ in range(self.initial_instances)
+        ]
         log.info("provisioning %d instances", len(records))
         futures = [asyncio.wrap_future(self.machine.provision(r)) for r in records]
         task = asyncio.create_task(self._until_provisioned(futures))
@@ -149,8 +154,12 @@ class LabService:
         family: Family = "debian",
         volume_backed: bool = False,
         network_name: Network = "public",
+        *,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, str] | None = None,
     ) -> ServerRecord:
-        """Allocate index, address, MAC and id for a new instance and record it (BUILD).
+        """Allocate index, address, MAC and id for a new instance and record it (BUILD), with
+        the ``tags`` and ``metadata`` nova's create request can carry (once each tag).
 
         A ``private`` instance gets its address on the private network behind the bastion.
         """
@@ -178,7 +187,11 @@ class LabService:
                 network=network_name,
             )
             record = ServerRecord(
-                spec=spec, image_id=self.images.guests[family].id, flavor_id=FLAVOR_ID
+                spec=spec,
+                image_id=self.images.guests[family].id,
+                flavor_id=FLAVOR_ID,
+                metadata=dict(metadata or {}),
+                tags=list(dict.fromkeys(tags)),
             )
             self.store.add(record)
         return record

@@ -1,0 +1,119 @@
+"""`cloudrescue fleet fix-ssh-keys` on the lab (run as root): how it scales, beside the peer.
+
+Prints, from one run on one lab (default transition and announce delays, as a cloud paces):
+- the wall time of `fleet fix-ssh-keys` on 1, 10 and 50 instances broken with `lost-key`
+  (`--concurrency` = the fleet's size), and the ratio 50 : 1 (target: <= 3);
+- the peer, measured in the same run: a serial shell loop of single `cloudrescue fix-ssh-keys`
+  over the same 10 instances (what an operator writes without a fleet command), and the
+  speed-up of the fleet command (target: >= 5x);
+- the API requests per instance of each run, counted in the lab API's request log (target: no
+  more than a single run's), and the peak RSS of the cloudrescue process (wait4's ru_maxrss).
+
+Usage: .venv/bin/python benchmarks/fleet_bench.py [--sizes 1,10,50] [--serial 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+REQUEST = re.compile(r" cloudrescue\.lab\.api: (GET|POST|PUT|DELETE) /(compute|identity|image)")
+
+
+def cli(env: dict[str, str], *args: str, check: bool = True) -> tuple[float, int]:
+    """Run ``cloudrescue ARGS``: (wall seconds, peak RSS in MiB)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [str(BIN / "cloudrescue"), *args], env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if check and os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"cloudrescue {' '.join(args)} failed: {stderr.strip()[-400:]}")
+    return wall, usage.ru_maxrss // 1024
+
+
+def requests(log: Path, since: int) -> tuple[int, int]:
+    """API requests logged after byte ``since``, and the log's end."""
+    data = log.read_bytes()
+    return len(REQUEST.findall(data[since:].decode(errors="replace"))), len(data)
+
+
+def broken_fleet(state: Path, env: dict[str, str], count: int) -> tuple[str, list[str]]:
+    from cloudrescue.lab.lifecycle import admin
+
+    client = admin(state)
+    tag = f"b{uuid.uuid4().hex[:6]}"
+    names = [f"{tag}-{n}" for n in range(1, count + 1)]
+    with ThreadPoolExecutor(min(count, 8)) as pool:
+        list(pool.map(lambda name: client.add({"name": name, "tags": [tag]}), names))
+        list(pool.map(lambda name: client.break_instance(name, "lost-key"), names))
+    return tag, names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="1,10,50")
+    parser.add_argument("--serial", type=int, default=10)
+    args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="cloudrescue-fleet-bench-") as base:
+        state = Path(base, "lab")
+        env = {
+            **os.environ,
+            "OS_CLIENT_CONFIG_FILE": str(Path(base, "clouds.yaml")),
+            "OS_CLOUD": "lab",
+            "CLOUDRESCUE_STATE_DIR": str(Path(base, "state")),
+        }
+        os.environ.update(env)
+        subprocess.run([str(BIN / "cloudrescue"), "lab", "up", "--state-dir", str(state),
+                        "--instances", "0"], env=env, check=True, capture_output=True)  # fmt: skip
+        try:
+            key = str(state / "lab_key.pub")
+            log = state / "daemon.log"
+            rows: list[tuple[str, int, float, float, int]] = []
+            for size in sizes:
+                tag, _ = broken_fleet(state, env, size)
+                _, mark = requests(log, 0)
+                wall, rss = cli(env, "fleet", "fix-ssh-keys", "--tag", tag, "--key", key,
+                                "--yes", "-q", "--concurrency", str(size))  # fmt: skip
+                count, _ = requests(log, mark)
+                rows.append((f"fleet fix-ssh-keys x{size}", size, wall, count / size, rss))
+            _, names = broken_fleet(state, env, args.serial)
+            _, mark = requests(log, 0)
+            started, peak = time.perf_counter(), 0
+            for name in names:
+                _, rss = cli(env, "fix-ssh-keys", name, "--key", key, "--yes", "-q")
+                peak = max(peak, rss)
+            serial = time.perf_counter() - started
+            count, _ = requests(log, mark)
+            rows.append((f"serial fix-ssh-keys x{args.serial}", args.serial, serial,
+                         count / args.serial, peak))  # fmt: skip
+        finally:
+            subprocess.run([str(BIN / "cloudrescue"), "lab", "down", "--state-dir", str(state)],
+                           env=env, check=False, capture_output=True)  # fmt: skip
+    print(f"{'run':28s} {'wall s':>8s} {'s/inst':>7s} {'req/inst':>9s} {'peak MiB':>9s}")
+    for label, size, wall, per_instance, rss in rows:
+        print(f"{label:28s} {wall:8.1f} {wall / size:7.1f} {per_instance:9.1f} {rss:9d}")
+    walls = {size: wall for _, size, wall, _, _ in rows[:-1]}
+    if 1 in walls and max(walls) > 1:
+        print(f"x{max(walls)} / x1 wall time: {walls[max(walls)] / walls[1]:.2f}  (target <= 3)")
+    same = [wall for label, size, wall, _, _ in rows[:-1] if size == args.serial]
+    if same:
+        print(f"serial x{args.serial} / fleet x{args.serial}: {serial / same[0]:.1f}x  "
+              "(target >= 5)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

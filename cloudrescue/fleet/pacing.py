@@ -1,0 +1,88 @@
+"""How a fleet command paces itself (docs/fleet.md, "Batches and concurrency"): pure
+arithmetic on counts, checked when the options are read.
+
+* ``--batches 1,5,25%``: the selection is cut into batches, in order; batch *k* has the *k*-th
+  size, the last size repeating until every instance has a batch (the final batch takes what
+  is left). A size is a count (1 or more) or a whole percentage (1 to 100) of the selection,
+  rounded up. No ``--batches``: one batch of everything. A batch starts only once the one
+  before it succeeded.
+* ``--concurrency N``: at most N instances in flight, with a slow start: the limit steps
+  through 1, 2, 4 ... (doubling) up to N (``slow_start``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cloudrescue.errors import InvalidInputError
+
+
+@dataclass(frozen=True)
+class BatchSize:
+    """One size of ``--batches``: ``value`` instances, or ``value`` % of the selection."""
+
+    value: int
+    percent: bool = False
+
+    def of(self, total: int) -> int:
+        """The size for a selection of ``total`` instances (a percentage rounded up, >= 1)."""
+        return max(1, -(-self.value * total // 100)) if self.percent else self.value
+
+
+def parse_batches(text: str) -> tuple[BatchSize, ...]:
+    """The sizes of a ``--batches`` value (``1,5,25%``); ``InvalidInputError`` when bad."""
+    sizes: list[BatchSize] = []
+    for word in text.split(","):
+        word = word.strip()
+        number = word.removesuffix("%")
+        percent = word.endswith("%")
+        value = int(number) if number.isascii() and number.isdigit() else 0
+        if value < 1 or (percent and value > 100):
+            raise InvalidInputError(
+                f"--batches {text!r}: {word!r} is not a size: expected a count (1 or more) or "
+                "a percentage (1% to 100%), e.g. 1,5,25%"
+            )
+        sizes.append(BatchSize(value, percent))
+    return tuple(sizes)
+
+
+def batch_sizes(total: int, sizes: tuple[BatchSize, ...]) -> list[int]:
+    """How many instances each batch of a ``total``-instance selection holds, in order."""
+    if not sizes:
+        return [total] if total else []
+    cut: list[int] = []
+    while sum(cut) < total:
+        size = sizes[min(len(cut), len(sizes) - 1)].of(total)
+        cut.append(min(size, total - sum(cut)))
+    return cut
+
+
+def slow_start(concurrency: int) -> list[int]:
+    """The in-flight limits a run steps through: 1, 2, 4 ... doubling, then ``concurrency``."""
+    steps = [1]
+    while steps[-1] * 2 < concurrency:
+        steps.append(steps[-1] * 2)
+    return steps if steps[-1] == concurrency else [*steps, concurrency]
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """``--concurrency`` and ``--batches``, checked."""
+
+    concurrency: int
+    batches: tuple[BatchSize, ...] = ()
+
+    @classmethod
+    def parse(cls, concurrency: int, batches: str | None) -> Pacing:
+        """The pacing the options give (``InvalidInputError`` for a bad one)."""
+        if concurrency < 1:
+            raise InvalidInputError(f"--concurrency {concurrency}: 1 or more")
+        return cls(concurrency, parse_batches(batches) if batches is not None else ())
+
+    def batch_sizes(self, total: int) -> list[int]:
+        """See ``batch_sizes``."""
+        return batch_sizes(total, self.batches)
+
+    def slow_start(self) -> list[int]:
+        """See ``slow_start``."""
+        return slow_start(self.concurrency)
