@@ -54,6 +54,9 @@ TRUSTED_HOST_KEY_WAIT = 15.0
 UNRESCUE_ATTEMPTS = 3
 SETTLE_INTERVAL = 0.5
 SETTLE_LIMIT = 10.0
+# The wait for RESCUE polls faster: the sooner RESCUE is seen, the less of the rescue's own
+# console output (its host-key block comes seconds later) falls before the baseline.
+RESCUE_POLL_INTERVAL = 0.5
 
 
 class LeftInRescueError(CloudRescueError):
@@ -235,14 +238,16 @@ class RescueWorkflow:
     def _rescue_image(self) -> ImageInfo | None:
         return self.backend.find_image(self.settings.image) if self.settings.image else None
 
-    def _wait(self, server: ServerInfo, targets: frozenset[str]) -> ServerInfo:
+    def _wait(
+        self, server: ServerInfo, targets: frozenset[str], interval: float | None = None
+    ) -> ServerInfo:
         return wait_for_status(
             self.backend,
             server.id,
             targets,
             timeout=self.settings.state_timeout,
             events=self.events,
-            interval=self.settings.poll_interval,
+            interval=min(self.settings.poll_interval, interval or self.settings.poll_interval),
             clock=self._clock,
             sleep=self._sleep,
         )
@@ -271,14 +276,16 @@ class RescueWorkflow:
             console = again
         return console
 
-    def _announced_host_keys(self, server: ServerInfo) -> AnnouncedHostKeys | None:
+    def _announced_host_keys(
+        self, server: ServerInfo, baseline: str
+    ) -> AnnouncedHostKeys | None:
         """The rescue's host keys: printed on the console after the instance reached RESCUE.
 
-        The baseline is read once the instance is in RESCUE, when its guest is off, so nothing
-        the guest printed (while shutting down, or in earlier boots) can pass for the rescue's.
-        Two different announcements since then are refused: one of them is not the rescue's.
+        ``baseline`` is the console as read the moment the instance was seen in RESCUE, when
+        its guest is off, so nothing the guest printed (while shutting down, or in earlier
+        boots) can pass for the rescue's. Two different announcements since then are refused:
+        one of them is not the rescue's.
         """
-        baseline = self._console(server)
         trust = self.settings.trust_host_key
         limit = self.settings.host_key_timeout
         if trust:
@@ -322,9 +329,12 @@ class RescueWorkflow:
         self, server: ServerInfo, run_id: str, password: str, address: str
     ) -> RescuedInstance:
         """After the rescue request: wait for RESCUE, read the host keys, log in."""
-        rescued_server = self._wait(server, frozenset({"RESCUE"}))
+        rescued_server = self._wait(server, frozenset({"RESCUE"}), RESCUE_POLL_INTERVAL)
+        # The baseline first, before anything else: the rescue prints its keys some seconds
+        # after RESCUE, and a block printed before this read is not taken (fails closed).
+        baseline = self._console(server)
         self.journal.update(run_id, "rescued")
-        announced = self._announced_host_keys(server)
+        announced = self._announced_host_keys(server, baseline)
         self.events.stage(f"logging in to the rescue system at {address}")
         first: list[str] = []  # the fingerprint the first login verified
 

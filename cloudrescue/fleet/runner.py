@@ -355,11 +355,11 @@ def run_fleet(
         interrupted = True
         scheduler.cancel.set()
         in_flight = [o.server.name for o in outcomes if o.stage]
-        observer.note(
-            f"interrupted: restoring the {len(in_flight)} instance(s) in flight and starting no "
-            "other (press Ctrl-C again to leave them as they are)"
-        )
-        try:
+        try:  # from here on, a second Ctrl-C abandons them
+            observer.note(
+                f"interrupted: restoring the {len(in_flight)} instance(s) in flight and starting "
+                "no other (press Ctrl-C again to leave them as they are)"
+            )
             with scheduler.changed:
                 scheduler.wait_until(lambda: scheduler.in_flight == 0)
         except KeyboardInterrupt:

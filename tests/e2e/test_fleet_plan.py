@@ -48,7 +48,9 @@ def fleet(lab: E2ELab) -> Iterator[dict[str, str]]:
     entries = [(name, name) for name in FLEET] + [(f"{TWIN}#2", TWIN)]
     with ThreadPoolExecutor(len(entries)) as pool:
         ids = dict(pool.map(add, entries))
-    config = OpenStackConfig(config_files=[lab.env["OS_CLIENT_CONFIG_FILE"]])
+    config = OpenStackConfig(
+        config_files=[lab.env["OS_CLIENT_CONFIG_FILE"]], load_envvars=False
+    )  # this process's OS_* (a developer's shell) must not choose another cloud
     conn = openstack.connection.Connection(config=config.get_one("lab"))
     conn.compute.reset_server_state(ids[f"{TWIN}#2"], "error")
     try:

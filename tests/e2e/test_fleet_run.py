@@ -41,7 +41,9 @@ def in_error(lab: E2ELab, server_id: str) -> None:
     import openstack
     from openstack.config import OpenStackConfig
 
-    config = OpenStackConfig(config_files=[lab.env["OS_CLIENT_CONFIG_FILE"]])
+    config = OpenStackConfig(
+        config_files=[lab.env["OS_CLIENT_CONFIG_FILE"]], load_envvars=False
+    )  # this process's OS_* (a developer's shell) must not choose another cloud
     conn = openstack.connection.Connection(config=config.get_one("lab"))
     conn.compute.reset_server_state(server_id, "error")
 

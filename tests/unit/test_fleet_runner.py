@@ -193,3 +193,34 @@ def test_a_bad_error_budget_is_refused(text: str) -> None:
 
 def test_no_budget_never_stops() -> None:
     assert not ErrorBudget.parse(None).exceeded(1000, 1000)
+
+
+def test_a_second_ctrl_c_abandons_the_instances_in_flight() -> None:
+    """The first Ctrl-C lands while web-2 runs a step that takes long (no safe point); the
+    second (``interrupt_main``, as a signal would) lands while the scheduler waits for it."""
+    import _thread
+
+    from cloudrescue.fleet.runner import FleetAbandonedError
+
+    stop = threading.Event()
+
+    def repair(server: ServerInfo, events: InstanceEvents) -> Any:
+        while server.name == "web-2" and not stop.is_set():
+            threading.Event().wait(0.01)  # a long step: no safe point
+        return FakeReport()
+
+    class Impatient(Recorder):
+        def started(self, outcome: Outcome) -> None:
+            if outcome.server.name == "web-3":
+                raise KeyboardInterrupt
+
+        def note(self, message: str) -> None:
+            super().note(message)
+            _thread.interrupt_main()  # pressed again while the scheduler waits
+
+    try:
+        left = r"1 instance\(s\) left as they were \(web-2\)"
+        with pytest.raises(FleetAbandonedError, match=left):
+            run_fleet(servers(4), Pacing(2), ErrorBudget(), repair, Impatient())
+    finally:
+        stop.set()
