@@ -9,15 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cloudrescue.cli.completion import playbook_names
 from cloudrescue.cli.options import (
     ParamOptions,
     PasswordOptions,
+    PlaybookRef,
     RateOptions,
     RepairOptions,
     RescueOptions,
     SelectionOptions,
     SshKeysOptions,
+    Yes,
     environment,
     state,
     takes_options,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from cloudrescue.fleet.selection import Selected
     from cloudrescue.playbook.schema import Playbook
 
+FleetOptions = tuple[RepairOptions, RescueOptions, SelectionOptions, RateOptions, OutputOptions]
 FIRST_NAMES = 5  # how many names the confirmation shows
 Report = Annotated[
     Path | None,
@@ -135,7 +137,7 @@ def execute(
     playbook: Playbook,
     given: Mapping[str, Sequence[str]],
     secret: SecretSource,
-    options: tuple[RepairOptions, RescueOptions, SelectionOptions, RateOptions, OutputOptions],
+    options: FleetOptions,
     report_file: Path | None,
     *,
     command: str,
@@ -276,14 +278,7 @@ def _secrets(ctx: typer.Context, flag: str, from_stdin: bool) -> SecretSource:
 @takes_options
 def run_playbook(
     ctx: typer.Context,
-    playbook: Annotated[
-        str,
-        typer.Argument(
-            help="Playbook name (`cloudrescue playbooks list`) or a .yaml file.",
-            show_default=False,
-            autocompletion=playbook_names,
-        ),
-    ],
+    playbook: PlaybookRef,
     selection: SelectionOptions,
     rate: RateOptions,
     repair: RepairOptions,
@@ -303,8 +298,7 @@ def run_playbook(
     loaded = catalog.find(playbook)
     given = params.given()
     secret = _secrets(ctx, "--secret-stdin", params.secret_stdin)
-    as_file = Path(playbook).suffix in (".yaml", ".yml")
-    source = str(Path(playbook).resolve()) if as_file else playbook
+    source = str(Path(playbook).resolve()) if catalog.is_file_reference(playbook) else playbook
     options = (repair, rescue, selection, rate, output)
     execute(ctx, loaded, given, secret, options, report, command=f"run {loaded.name}",
             source=source)  # fmt: skip
@@ -315,7 +309,7 @@ def _named(
     name: str,
     given: Mapping[str, Sequence[str]],
     secret: SecretSource,
-    options: tuple[RepairOptions, RescueOptions, SelectionOptions, RateOptions, OutputOptions],
+    options: FleetOptions,
     report: Path | None,
 ) -> None:
     """A named fix's fleet command: its shipped playbook, journalled under its name."""
@@ -449,7 +443,7 @@ def resume(
             "same playbook and parameters; those done are skipped.",
         ),
     ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    yes: Yes = False,
     disk: Annotated[
         str | None,
         typer.Option(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_type_hints
 
 import typer
 
-from cloudrescue.cli.completion import instance_names
+from cloudrescue.cli.completion import instance_names, playbook_names
 from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.output import OutputOptions
 
@@ -166,6 +166,14 @@ def environment(ctx: typer.Context) -> Environment:
 Instance = Annotated[
     str,
     typer.Argument(help="Instance name or ID.", show_default=False, autocompletion=instance_names),
+]
+PlaybookRef = Annotated[
+    str,
+    typer.Argument(
+        help="Playbook name (`cloudrescue playbooks list`) or a .yaml file.",
+        show_default=False,
+        autocompletion=playbook_names,
+    ),
 ]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 Timeout = Annotated[

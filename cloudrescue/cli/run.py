@@ -8,16 +8,16 @@ drift apart. Every one takes the repair and rescue option groups whole (``cli/op
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import typer
 
-from cloudrescue.cli.completion import playbook_names
 from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.options import (
     Instance,
     ParamOptions,
     PasswordOptions,
+    PlaybookRef,
     RepairOptions,
     RescueOptions,
     SshKeysOptions,
@@ -117,14 +117,7 @@ def secret_source(env: Environment, flag: str, from_stdin: bool) -> SecretSource
 def run(
     ctx: typer.Context,
     instance: Instance,
-    playbook: Annotated[
-        str,
-        typer.Argument(
-            help="Playbook name (`cloudrescue playbooks list`) or a .yaml file.",
-            show_default=False,
-            autocompletion=playbook_names,
-        ),
-    ],
+    playbook: PlaybookRef,
     repair: RepairOptions,
     rescue: RescueOptions,
     output: OutputOptions,

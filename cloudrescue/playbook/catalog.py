@@ -60,8 +60,14 @@ def shipped_description(name: str) -> str:
     return description if isinstance(description, str) else ""
 
 
+def is_file_reference(reference: str) -> bool:
+    """Whether ``reference`` names a playbook file (a .yaml/.yml name or a path), not a
+    shipped playbook."""
+    return reference.endswith((".yaml", ".yml")) or "/" in reference
+
+
 def find(reference: str) -> Playbook:
     """A playbook by shipped name, or from a file when ``reference`` is a path."""
-    if reference.endswith((".yaml", ".yml")) or "/" in reference:
+    if is_file_reference(reference):
         return load_file(Path(reference))
     return load_shipped(reference)
