@@ -4,7 +4,7 @@
 as_root() {
   ((EUID == 0)) && return 0
   if command -v sudo >/dev/null 2>&1; then
-    exec sudo --preserve-env=CLOUDRESCUE_LAB_DIR,CLOUDRESCUE_STATE_DIR,PYTHON -- "$0" "$@"
+    exec sudo --preserve-env=CLOUDRESCUE_LAB_DIR,CLOUDRESCUE_STATE_DIR,CLOUDRESCUE_TEST_WORKERS,PYTHON -- "$0" "$@"
   fi
   echo "$(basename "$0"): needs root (and sudo is not installed): run it as root" >&2
   exit 1

@@ -135,7 +135,8 @@ def up(
         typer.Option(
             "--announce-delay",
             min=0,
-            help="Seconds from RESCUE until the rescue prints its SSH host keys on the console.",
+            help="Seconds from a client first seeing RESCUE until the rescue prints its SSH host "
+            "keys on the console.",
         ),
     ] = DEFAULT_ANNOUNCE_DELAY,
     tag: Tags = None,

@@ -80,7 +80,7 @@ class LabConfig:
     gateway: str
     cloud_name: str = "lab"
     transition_delay: float = 1.0
-    announce_delay: float = DEFAULT_ANNOUNCE_DELAY  # RESCUE -> the rescue's host-key block
+    announce_delay: float = DEFAULT_ANNOUNCE_DELAY  # RESCUE seen -> the rescue's host-key block
     created: str = ""
     daemon_pid: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)

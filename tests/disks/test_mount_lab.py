@@ -25,7 +25,9 @@ from cloudrescue.remote.local import LocalHost
 
 from .conftest import VG_NAME, DiskLab
 
-pytestmark = pytest.mark.lab
+# alone: clean_after compares the machine's whole mount table (and the disk lab's volume group
+# has a fixed name)
+pytestmark = [pytest.mark.lab, pytest.mark.alone]
 
 
 def mountpoints() -> list[str]:

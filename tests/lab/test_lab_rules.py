@@ -185,18 +185,46 @@ def machine(tmp_path: Path) -> Iterator[tuple[Machine, FakeRuntime, list[float]]
     machine.stop()
 
 
-def test_rescue_announces_its_host_keys_after_rescue(
+def _record(states: Machine) -> ServerRecord:
+    record = states.store.get(SPEC.id)
+    assert record is not None
+    return record
+
+
+def test_rescue_announces_its_host_keys_after_a_client_saw_rescue(
     machine: tuple[Machine, FakeRuntime, list[float]],
 ) -> None:
-    states, runtime, _ = machine
+    """The block comes ``announce_delay`` after RESCUE was first served, not before."""
+    states, runtime, delay = machine
     states.rescue(SPEC.id, RescueRequest("secret", "image")).result(timeout=5)
-    done = time.monotonic()
-    record = states.store.get(SPEC.id)
-    assert record is not None and record.status == "RESCUE"
+    record = _record(states)
+    assert record.status == "RESCUE"
     assert runtime.requests[0].defer_host_keys and runtime.announced == []
+    assert not runtime.changed.wait(timeout=delay[0] * 2)  # nobody looked yet
+    seen = time.monotonic()
+    states.rescue_seen(record)
+    states.rescue_seen(record)  # later reads do not push it back
     assert runtime.changed.wait(timeout=5)
     ((when, status),) = runtime.announced
-    assert status == "RESCUE" and when - done >= 0.35
+    assert status == "RESCUE" and when - seen >= 0.35
+
+
+def test_rescue_seen_before_the_announcement_is_scheduled_still_counts(
+    machine: tuple[Machine, FakeRuntime, list[float]],
+) -> None:
+    """A client can read RESCUE between the status change and the scheduling."""
+    states, runtime, _ = machine
+    real_rescue = runtime.rescue
+
+    def rescue_then_seen(spec: InstanceSpec, request: RescueRequest) -> None:
+        real_rescue(spec, request)
+        states.rescue_seen(_record(states))
+
+    runtime.rescue = rescue_then_seen  # type: ignore[method-assign]
+    started = time.monotonic()
+    states.rescue(SPEC.id, RescueRequest("secret", "image")).result(timeout=5)
+    assert runtime.changed.wait(timeout=5)
+    assert time.monotonic() - started < 5  # announce_delay, not the unseen fallback
 
 
 def test_leaving_the_rescue_cancels_the_announcement_and_stop_flushes_it(

@@ -124,6 +124,8 @@ def server_detail(nova: Nova, record: ServerRecord, *, show: bool = False) -> di
         "OS-EXT-STS:power_state": record.power_state,
         "os-extended-volumes:volumes_attached": _volumes(nova, record),
     }
+    if status == "RESCUE":
+        nova.lab.machine.rescue_seen(record)
     if status in ("ERROR", "DELETED") and record.fault:
         server["fault"] = dict(record.fault)
     if status in _PROGRESS_STATUSES:
