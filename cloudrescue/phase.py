@@ -140,7 +140,7 @@ def _reconnect(reconnect: Callable[[], None], events: Events) -> bool:
     return True
 
 
-def _unmount(
+def unmount_disks(
     disks: Disks, name: str, events: Events, reconnect: Callable[[], None]
 ) -> UnmountReport:
     """Undo the disk session; ``DiskStillMountedError`` unless it is all cleanly undone.
@@ -223,4 +223,4 @@ def open_phase(
         if mount == "root":
             events.stage("syncing and unmounting the disk")
     finally:
-        phase.unmount = _unmount(disks, rescued.server.name, events, rescued.host.reconnect)
+        phase.unmount = unmount_disks(disks, rescued.server.name, events, rescued.host.reconnect)

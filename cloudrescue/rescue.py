@@ -72,11 +72,12 @@ class Connect(Protocol):
         self,
         endpoint: Endpoint,
         *,
-        password: str,
+        password: str | None,
         host_keys: HostKeyCheck,
         jump: JumpHost | None,
         wait_seconds: float,
         on_retry: Callable[[str], None] | None,
+        key: Any = None,
     ) -> RemoteHost: ...
 
 
@@ -413,13 +414,14 @@ class RescueWorkflow:
 
     @contextmanager
     def session(
-        self, server: ServerInfo, *, command: str, hold: bool = False
+        self, server: ServerInfo, *, command: str, hold: bool | Callable[[], bool] = False
     ) -> Iterator[RescuedInstance]:
         """Rescue, yield the logged-in rescue system, and unrescue afterwards.
 
         Input is checked (image, address) before the cloud is asked anything. With ``hold``
-        the instance stays in rescue after a *successful* block (``cloudrescue rescue``);
-        any failure or Ctrl-C still unrescues it.
+        (or when ``hold()`` says so once the block is done) the instance stays in rescue after
+        a *successful* block (``cloudrescue rescue``, a kept shell); any failure or Ctrl-C
+        still unrescues it.
         """
         image = self._rescue_image()
         address = pick_address(server, self.settings.address)
@@ -462,7 +464,7 @@ class RescueWorkflow:
             try:
                 if rescued is not None:
                     rescued.host.close()
-                if succeeded and hold:
+                if succeeded and (hold() if callable(hold) else hold):
                     self.journal.update(run_id, "held", note=f"kept in rescue by `{command}`")
                 elif kept is not None:
                     self.journal.update(run_id, "held", note=f"kept in rescue: {kept.message}")
@@ -538,6 +540,36 @@ class RescueWorkflow:
             known_hosts=known_hosts,
             password=rescued.password,
         )
+
+    def reenter(
+        self, entry: JournalEntry, *, address: str, fingerprint: str, key: Any
+    ) -> RescuedInstance:
+        """Log in again to the rescue system a held run left: with the run's own ``key``
+        (``paramiko.PKey``), verifying the host key ``fingerprint`` its first login verified."""
+        server = self.backend.get_server(entry.server_id)
+        mark = read_mark(server)
+        if server.status != "RESCUE" or (mark is not None and mark.run_id != entry.run_id):
+            raise WrongStateError(
+                f"instance {server.name} is no longer in the rescue of run {entry.run_id} "
+                f"(status {server.status})",
+                hint=f"`cloudrescue status {server.name}` shows it",
+            )
+        announced = AnnouncedHostKeys(frozenset({fingerprint}))
+
+        def login() -> RemoteHost:
+            return self._connect(
+                Endpoint(address, username=RESCUE_USER),
+                password=None,
+                key=key,
+                host_keys=HostKeyCheck(announced),
+                jump=self.settings.jump,
+                wait_seconds=self.settings.ssh_timeout,
+                on_retry=lambda why: self.events.detail(f"waiting for sshd: {why}"),
+            )
+
+        self.events.stage(f"logging in to the rescue system at {address} again")
+        host = ReconnectingHost(login)
+        return RescuedInstance(server, entry.run_id, address, host, announced, password="")
 
     def unrescue(self, server: ServerInfo) -> ServerInfo:
         """Take ``server`` out of rescue and close every journal entry open for it."""

@@ -14,9 +14,11 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cloudrescue.cloud.base import Address, ImageInfo, RescueStarted, ServerInfo
 from cloudrescue.disks import AskRoot, MountedGuest, RootFilesystem, UnmountReport
+from cloudrescue.disks.teardown import UndoStep
 from cloudrescue.errors import (
     CloudError,
     ConnectionFailedError,
@@ -24,7 +26,7 @@ from cloudrescue.errors import (
     NotFoundError,
     WrongStateError,
 )
-from cloudrescue.remote.base import CommandResult, FileStat
+from cloudrescue.remote.base import CommandResult, FileStat, TerminalRequest
 from cloudrescue.remote.hostkeys import AnnouncedHostKeys
 from cloudrescue.remote.local import LocalHost
 from cloudrescue.remote.ssh import Endpoint, HostKeyCheck, JumpHost
@@ -276,6 +278,7 @@ class RescueHost(LocalHost):
         self.closed = False
         self.cut = False  # set it: the connection is gone, every operation fails
         self.host_key_fingerprint = fingerprint
+        self.channels: list[FakeChannel] = []
 
     def _at(self, path: str) -> str:
         if self.cut or self.closed:
@@ -340,6 +343,24 @@ class RescueHost(LocalHost):
     def close(self) -> None:
         self.closed = True
 
+    def open_channel(self, command: str, *, terminal: TerminalRequest | None = None) -> Any:
+        self._at("/")
+        channel = FakeChannel(command, terminal)
+        self.channels.append(channel)
+        return channel
+
+
+@dataclass
+class FakeChannel:
+    """A channel a fake rescue opened: what it runs, its PTY; the terminal drives the rest."""
+
+    command: str
+    terminal: TerminalRequest | None
+    closed: bool = False
+
+    def close(self) -> None:
+        self.closed = True
+
 
 @dataclass
 class FakeConnect:
@@ -348,16 +369,19 @@ class FakeConnect:
     cloud: FakeCloud
     root: Path
     hosts: list[RescueHost] = field(default_factory=list)
+    make_host: Callable[[Endpoint, Path, str], RescueHost] = RescueHost
+    refuse: int = 0  # this many logins fail (the rescue cannot be reached)
 
     def __call__(
         self,
         endpoint: Endpoint,
         *,
-        password: str,
+        password: str | None,
         host_keys: HostKeyCheck,
         jump: JumpHost | None,
         wait_seconds: float,
         on_retry: Callable[[str], None] | None,
+        key: Any = None,
     ) -> RescueHost:
         announced: AnnouncedHostKeys | None = host_keys.announced
         presented = rescue_fingerprint(self.cloud.rescue_boots)
@@ -365,12 +389,20 @@ class FakeConnect:
             raise HostKeyError(f"{endpoint.host} presented {presented}: nothing to check")
         if announced is not None and presented not in announced.fingerprints:
             raise HostKeyError(f"{endpoint.host} presented {presented}: not announced")
+        if self.refuse:
+            self.refuse -= 1
+            raise ConnectionFailedError(f"cannot reach the rescue system at {endpoint}")
         wanted = {s.admin_password for s in self.cloud.servers.values() if s.admin_password}
-        if password not in wanted:
+        if key is not None:  # a key authorised for root on the rescue
+            authorized = self.root / "root/.ssh/authorized_keys"
+            lines = authorized.read_text() if authorized.exists() else ""
+            if f"{key.get_name()} {key.get_base64()}" not in lines:
+                raise ConnectionFailedError(f"{endpoint} refused the key")
+        elif password not in wanted:
             if on_retry is not None:
                 on_retry("attempt 1: password refused")
             raise ConnectionFailedError(f"{endpoint} refused the rescue password")
-        host = RescueHost(endpoint, self.root, presented)
+        host = self.make_host(endpoint, self.root, presented)
         self.hosts.append(host)
         return host
 
@@ -413,6 +445,13 @@ class TreeDisks:
     @property
     def leftover(self) -> list[str]:
         return [str(self.tree)] if self.mounted else []
+
+    def undo_steps(self) -> tuple[UndoStep, ...]:
+        return (UndoStep("mount", str(self.tree)),) if self.mounted else ()
+
+    def adopt(self, steps: Sequence[UndoStep]) -> None:
+        if steps:
+            self.mounted = [mounted_guest(self.tree, binds=False)]
 
 
 @dataclass

@@ -73,7 +73,7 @@ def _root(
 
 def register_commands() -> typer.Typer:
     """The app with every command (once: a second call changes nothing)."""
-    from cloudrescue.cli import console, fleet, instances, lab, playbooks, run
+    from cloudrescue.cli import console, fleet, instances, lab, playbooks, run, shell
 
     if app.registered_commands:
         return app
@@ -81,6 +81,7 @@ def register_commands() -> typer.Typer:
     for command in (instances.rescue, instances.unrescue, instances.status, instances.resume):
         app.command()(command)
     run.register(app)
+    shell.register(app)
     app.add_typer(playbooks.app, name="playbooks")
     app.add_typer(console.app, name="console")
     app.add_typer(fleet.app, name="fleet")

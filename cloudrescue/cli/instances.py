@@ -89,6 +89,7 @@ def unrescue(
     """Take an instance out of rescue mode (it reboots) and wait until it is ACTIVE."""
     from cloudrescue.journal import Journal
     from cloudrescue.rescue import RescueSettings, RescueWorkflow
+    from cloudrescue.shell.session import end_held_shell
 
     env = environment(ctx)
     backend = state(ctx).cloud()
@@ -96,6 +97,9 @@ def unrescue(
     confirm(env, f"This reboots {safe(server.name)} out of rescue mode. Continue?", yes=yes)
     with RichEvents(env) as events:
         workflow = RescueWorkflow(backend, Journal(), events, RescueSettings(state_timeout=timeout))
+        ended = end_held_shell(workflow, server)  # a shell left running: end it, unmount
+        if ended is not None:
+            events.note(ended)
         final = workflow.unrescue(server)
     env.out.print(f"[bold]{safe(server.name)}[/] left rescue: {final.status}")
 

@@ -3,7 +3,7 @@
 Library log records (keystoneauth's requests and discovery warnings) never reach the terminal
 unless asked for: errors reach it as one line, from ``cloudrescue.cli.main``. At ``-vv`` the
 API requests are shown, and the secrets they carry (the rescue's ``adminPass``, passwords,
-tokens) are replaced by ``***`` before any handler sees them.
+tokens, a console URL's token) are replaced by ``***`` before any handler sees them.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ import re
 
 from cloudrescue.cli.environment import Environment
 
+# ``=`` may come percent-encoded, once or more: a console URL carries its token in a query
+# parameter's value (``vnc_auto.html?path=%3Ftoken%3D<token>``).
 _SECRET_FIELD = re.compile(
     r"""(?P<key>["']?(?:adminPass|password|secret|token|X-Auth-Token|X-Subject-Token)["']?"""
-    r"""\s*[:=]\s*)(?P<quote>["']?)(?P<value>[^"',}\s]+)(?P=quote)""",
+    r"""\s*(?:[:=]|%(?:25)*3D)\s*)(?P<quote>["']?)(?P<value>[^"',}\s]+)(?P=quote)""",
     re.IGNORECASE,
 )
 LIBRARIES = ("keystoneauth", "openstack", "urllib3", "paramiko")

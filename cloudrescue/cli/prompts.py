@@ -50,6 +50,17 @@ def confirm(env: Environment, question: str, *, yes: bool) -> None:
         raise typer.Abort()
 
 
+def ask_yes(env: Environment, question: str, *, default: bool) -> bool:
+    """A yes/no question on the terminal (``[Y/n]`` or ``[y/N]``: an empty answer is
+    ``default``); end of input is an interruption."""
+    while True:
+        answer = _ask(env, f"{question} {'[Y/n]' if default else '[y/N]'}").strip().lower()
+        if not answer:
+            return default
+        if answer in ("y", "yes", "n", "no"):
+            return answer.startswith("y")
+
+
 def confirm_repair(env: Environment, action: str, *, yes: bool, dry_run: bool) -> None:
     """Ask before rebooting an instance into rescue to repair (or inspect) it."""
     verb = "inspect (dry run, read-only)" if dry_run else "repair"

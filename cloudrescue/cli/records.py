@@ -196,9 +196,49 @@ FLEET_MEMBERS = Record(
     },
 )
 
+CONSOLE_URL = Record(
+    "`cloudrescue console url`",
+    "record",
+    {
+        "type": "nova's console type (`novnc`, `serial`, `spice-html5`...; `--type spice` is "
+        "`spice-html5`)",
+        "protocol": "the console's protocol: `vnc`, `serial`, `spice`, `rdp` or `mks`",
+        "url": "the URL to open, in one click for a web page (noVNC: `vnc_lite.html?path=...`, "
+        "or `vnc.html?autoconnect=1&path=...` with `--vnc-html`, the token kept); it carries "
+        "the console's token, a short-lived credential",
+        "page": "the web page `url` opens (`vnc_lite.html`, `vnc.html`, `spice_auto.html`...); "
+        "null when it names none, as a serial console's `ws://` URL (a websocket client opens "
+        "it)",
+        "cloud_url": "the URL as the cloud answered it",
+    },
+)
+
+SHELL = Record(
+    "`cloudrescue shell`",
+    "record",
+    {
+        "instance": "the instance's name",
+        "instance_id": "the instance's ID",
+        "run": "the cloudrescue run (the journal entry; a reattaching shell keeps the first's)",
+        "exit_status": "the shell's (or the command's) exit status; null when it is unknown "
+        "(left with Ctrl-], the shell goes on, or the connection took it)",
+        "root": "the rescue system's device of the guest's root filesystem (null: mounted by "
+        "an earlier shell of the run)",
+        "kept_in_rescue": "true when the instance stays in rescue (`--keep-rescued`, Ctrl-] k, "
+        "or the answer no)",
+        "shell_running": "true when the shell goes on in tmux on the rescue: `cloudrescue "
+        "shell` reattaches, `cloudrescue unrescue` ends it",
+        "changes": "the watched guest files (under /etc, /home, /root, /boot, /var/spool/cron) "
+        "the shell created, changed or removed: `change` (`created`, `changed`, `removed`), "
+        "`path` (in the guest), `detail` (what changed: mode, owner, size, modified)",
+        "changes_complete": "false when the listing was cut short (time or size bound): "
+        "`changes` may miss some",
+    },
+)
+
 RECORDS = (
     STATUS, RUN, STEP, PLAYBOOKS, PLAYBOOK, LAB, FLEET_PLAN, FLEET_RESULT, FLEET_RUNS,
-    FLEET_MEMBERS,
+    FLEET_MEMBERS, CONSOLE_URL, SHELL,
 )  # fmt: skip
 
 

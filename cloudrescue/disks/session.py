@@ -432,6 +432,14 @@ class DiskSession:
             self._inventory = None
         return report
 
+    def undo_steps(self) -> tuple[UndoStep, ...]:
+        """What ``unmount`` would undo, oldest first (saved so another process can)."""
+        return tuple(self.teardown.steps)
+
+    def adopt(self, steps: Sequence[UndoStep]) -> None:
+        """Take over what another session set up (its ``undo_steps``), to unmount it."""
+        self.teardown.steps = list(steps)
+
     @property
     def leftover(self) -> list[str]:
         """What is still set up on the rescue system (empty once everything was undone)."""

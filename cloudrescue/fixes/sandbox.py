@@ -48,7 +48,9 @@ UNSHARE = ("unshare", "--user", "--map-root-user", "--mount", "--pid", "--fork",
            "--net", "--ipc", "--uts", "--")  # fmt: skip
 TOOLS = "/dev/.cloudrescue-sandbox"
 DEVICE_NODES = "null zero full random urandom tty"
-SANDBOX = f"""
+# Everything but the last step: the guest's mounts made nodev/nosuid, its /proc, /dev, /run,
+# /sys, and the rescue's setpriv bound in. ``$root`` is the guest's root, ``"$@"`` the program.
+SANDBOX_SETUP = f"""
 fail() {{ echo "cloudrescue sandbox: $*" >&2; exit {SETUP_FAILED}; }}
 root=$1; shift
 for dir in proc dev run sys; do
@@ -131,7 +133,11 @@ if [ -d "$root/sys" ]; then
         done
     fi
 fi
-exec chroot -- "$root" "{TOOLS}/${{loader##*/}}" --library-path "{TOOLS}" "{TOOLS}/setpriv" \\
+"""
+# Started through the rescue's loader and setpriv, chrooted, with no capability left.
+SETPRIV = f'"{TOOLS}/${{loader##*/}}" --library-path "{TOOLS}" "{TOOLS}/setpriv"'
+SANDBOX = f"""{SANDBOX_SETUP}
+exec chroot -- "$root" {SETPRIV} \\
     --no-new-privs --bounding-set -all --inh-caps -all --ambient-caps -all -- "$@"
 """
 

@@ -219,6 +219,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def _command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
+
+
 def descendants(pid: int) -> list[int]:
     """Every process below ``pid`` (children first)."""
     found: list[int] = []
@@ -231,9 +238,19 @@ def descendants(pid: int) -> list[int]:
 
 
 def cut_sessions(init_pid: int) -> int:
-    """Kill every SSH session under the sshd run by ``init_pid``; return how many."""
+    """Kill every SSH session under the sshd run by ``init_pid``; return how many.
+
+    Only sshd's sessions, as a cut network would end them: what the sessions started that
+    lives on by itself (a daemon, a tmux server: orphans, adopted by the sshd that is the
+    system's pid 1) is left alone.
+    """
     listeners = children(init_pid)
-    sessions = [child for listener in listeners for child in children(listener)]
+    sessions = [
+        child
+        for listener in listeners
+        for child in children(listener)
+        if _command_name(child) == "sshd"
+    ]
     for session in sessions:
         for pid in [session, *descendants(session)]:
             with contextlib.suppress(ProcessLookupError):

@@ -42,6 +42,7 @@ GUEST_PACKAGES = (
 )
 RESCUE_PACKAGES = (
     "openssh-server",
+    "tmux",  # cloudrescue shell runs in it (a cut connection reattaches)
     "util-linux",
     "fdisk",
     "e2fsprogs",

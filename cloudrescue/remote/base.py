@@ -12,7 +12,7 @@ from __future__ import annotations
 import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from cloudrescue.errors import CloudRescueError, ExitStatus
 
@@ -159,6 +159,15 @@ class Host(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class TerminalRequest:
+    """A PTY for a channel: the terminal type and size (``$TERM``, columns, lines)."""
+
+    term: str
+    columns: int
+    lines: int
+
+
 class RemoteHost(Host, Protocol):
     """A host cloudrescue logged in to (the rescue system): its host key, a connection."""
 
@@ -173,4 +182,9 @@ class RemoteHost(Host, Protocol):
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
+        ...
+
+    def open_channel(self, command: str, *, terminal: TerminalRequest | None = None) -> Any:
+        """A channel running ``command`` (a shell string), with a PTY when ``terminal`` is
+        given (``paramiko.Channel``: the caller reads, writes and closes it)."""
         ...

@@ -11,7 +11,8 @@ cloud-init writes, on the serial console, a block of fingerprints and a block of
 
 Lines may carry prefixes (``ec2: ``, timestamps). The console holds the blocks of every boot,
 and a guest can print anything on it: only what the console printed after a baseline read
-(taken once the instance is in RESCUE, its guest off) can be the rescue's.
+(taken once the instance is in RESCUE, its guest off) can be the rescue's
+(``cloudrescue/cloud/console_log.py:appended_since`` finds it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from cloudrescue.cloud.console_log import appended_since
 from cloudrescue.errors import InvalidInputError
 from cloudrescue.keys import KEY_TYPES, fingerprint_of_blob, parse_public_key
 
@@ -56,9 +58,6 @@ class AnnouncedHostKeys:
         if not self.labels or not self.labels <= set(_ALGORITHMS_BY_LABEL):
             return ALL_HOST_KEY_ALGORITHMS
         return tuple(a for label in sorted(self.labels) for a in _ALGORITHMS_BY_LABEL[label])
-
-
-ANCHOR_LINES = 5
 
 
 def _between(lines: list[str], start: int, end_marker: str) -> tuple[list[str], int]:
@@ -135,21 +134,6 @@ def parse_console(console: str) -> list[AnnouncedHostKeys]:
             fingerprints_end = None
         index += 1
     return [AnnouncedHostKeys(frozenset(p), frozenset(labels)) for p, labels in announcements if p]
-
-
-def appended_since(console: str, baseline: str) -> str:
-    """What the console printed after ``baseline`` (an earlier read of it) was taken.
-
-    Consoles are read whole and grow at the end; when the start was cut off since, the
-    baseline's last lines are looked for; when they are gone too, the log was replaced and
-    all of it is new.
-    """
-    if not baseline or console.startswith(baseline):
-        return console[len(baseline) :]
-    anchor = "\n".join(line for line in baseline.splitlines() if line.strip())
-    anchor = "\n".join(anchor.splitlines()[-ANCHOR_LINES:])
-    found = console.rfind(anchor) if anchor else -1
-    return console[found + len(anchor) :] if found >= 0 else console
 
 
 def announcements_since(console: str, baseline: str) -> list[AnnouncedHostKeys]:

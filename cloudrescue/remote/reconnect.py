@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from cloudrescue.errors import CloudRescueError
-from cloudrescue.remote.base import CommandResult, FileStat, RemoteHost
+from cloudrescue.remote.base import CommandResult, FileStat, RemoteHost, TerminalRequest
 
 
 class ReconnectingHost:
@@ -43,6 +44,9 @@ class ReconnectingHost:
 
     def close(self) -> None:
         self._host.close()
+
+    def open_channel(self, command: str, *, terminal: TerminalRequest | None = None) -> Any:
+        return self._host.open_channel(command, terminal=terminal)
 
     def run(
         self,

@@ -18,13 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 from cloudrescue.errors import ConnectionFailedError, HostKeyError
 from cloudrescue.keys import fingerprint_of_blob
-from cloudrescue.remote.base import CommandResult, CommandTimeoutError, FileStat
+from cloudrescue.remote.base import (
+    CommandResult,
+    CommandTimeoutError,
+    FileStat,
+    TerminalRequest,
+)
 from cloudrescue.remote.hostkeys import ALL_HOST_KEY_ALGORITHMS, AnnouncedHostKeys
 
 if TYPE_CHECKING:
     import paramiko
 
 _CHUNK = 32768
+KEEPALIVE_INTERVAL = 15
 _PID_MARK = "cloudrescue-pid "
 
 
@@ -199,6 +205,25 @@ class SSHHost:
             raise ConnectionFailedError(f"the SSH connection to {self.endpoint} is closed")
         key = transport.get_remote_server_key()
         return f"{key.get_name()} {key.get_base64()}"
+
+    def open_channel(self, command: str, *, terminal: TerminalRequest | None = None) -> Any:
+        """A session channel running ``command``, with a PTY of ``terminal``'s type and size."""
+        import paramiko
+
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise ConnectionFailedError(f"the SSH connection to {self.endpoint} was lost")
+        try:
+            transport.set_keepalive(KEEPALIVE_INTERVAL)  # a silent cut ends the channel too
+            channel = transport.open_session()
+            if terminal is not None:
+                channel.get_pty(term=terminal.term, width=terminal.columns, height=terminal.lines)
+            channel.exec_command(command)
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            raise ConnectionFailedError(
+                f"the SSH connection to {self.endpoint} failed opening a session: {error}"
+            ) from error
+        return channel
 
     def close(self) -> None:
         """Close SFTP, the session and the jump session."""
@@ -379,14 +404,15 @@ class SSHHost:
 def connect(
     endpoint: Endpoint,
     *,
-    password: str,
+    password: str | None,
     host_keys: HostKeyCheck,
+    key: paramiko.PKey | None = None,
     jump: JumpHost | None = None,
     wait_seconds: float = 180.0,
     auth_grace_seconds: float = 45.0,
     on_retry: Callable[[str], None] | None = None,
 ) -> SSHHost:
-    """Log in with a password, retrying while sshd comes up; verify the host key.
+    """Log in with a password (or ``key``), retrying while sshd comes up; verify the host key.
 
     Connection refusals and timeouts are retried for ``wait_seconds``; a refused password is
     retried for ``auth_grace_seconds`` (the rescue may set it after sshd starts), then fails.
@@ -412,6 +438,7 @@ def connect(
                 port=endpoint.port,
                 username=endpoint.username,
                 password=password,
+                pkey=key,
                 look_for_keys=False,
                 allow_agent=False,
                 timeout=10,

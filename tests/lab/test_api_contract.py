@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -359,10 +360,23 @@ def test_console_types(lab: ApiLab) -> None:
     url = f"/servers/{sid}/remote-consoles"
     vnc = {"remote_console": {"protocol": "vnc", "type": "novnc"}}
     assert lab.compute("POST", url, json=vnc, version="2.5").status_code == 404
+    for protocol, kind, shape in (  # as nova's API samples (os-remote-consoles)
+        ("vnc", "novnc", r"http://127\.0\.0\.1:\d+/vnc_auto\.html\?path=%3Ftoken%3D[0-9a-f-]{36}"),
+        ("serial", "serial", r"ws://127\.0\.0\.1:\d+/\?token=[0-9a-f-]{36}"),
+        ("spice", "spice-html5", r"http://127\.0\.0\.1:\d+/spice_auto\.html\?token=[0-9a-f-]{36}"),
+    ):
+        body = {"remote_console": {"protocol": protocol, "type": kind}}
+        answer = lab.compute("POST", url, json=body, version="2.6")
+        assert answer.status_code == 200, answer.text
+        given = answer.json()["remote_console"]
+        assert (given["protocol"], given["type"]) == (protocol, kind)
+        assert re.fullmatch(shape, given["url"]), given["url"]
+    spice_page = requests.get(given["url"], timeout=10)
+    assert spice_page.status_code == 200 and "no VNC server" in spice_page.text
     for protocol, kind, status, message in (
-        ("spice", "spice-html5", 400, "Unavailable console type spice-html5."),
         ("rdp", "rdp-html5", 400, "Unavailable console type rdp."),
         ("vnc", "xvpvnc", 400, "Invalid console type xvpvnc"),
+        ("serial", "novnc", 400, "Invalid console type novnc"),
         ("mks", "webmks", 501, "The requested functionality is not supported."),
     ):
         body = {"remote_console": {"protocol": protocol, "type": kind}}

@@ -29,6 +29,7 @@ KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 FIRST_RUN: dict[str, tuple[str, ExitStatus]] = {
     "rescue": ("web-1 --yes", ExitStatus.USAGE),
     "unrescue": ("web-1 --yes", ExitStatus.USAGE),
+    "shell": ("web-1 --yes --command true", ExitStatus.USAGE),
     "status": ("", ExitStatus.SUCCESS),  # the journal is empty; the cloud is "not checked"
     "resume": ("--yes", ExitStatus.SUCCESS),  # nothing to resume
     "run": ("web-1 fix-firewall --yes", ExitStatus.USAGE),

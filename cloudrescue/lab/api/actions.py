@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from cloudrescue.lab.api import schemas
 from cloudrescue.lab.api import store as st
-from cloudrescue.lab.api.consoles import novnc_url
+from cloudrescue.lab.api.consoles import CONSOLE_TYPES, CONSOLE_URLS
 from cloudrescue.lab.api.error_bodies import NOT_FOUND, NovaError
 from cloudrescue.lab.api.machine import RESCUE, check_state
 from cloudrescue.lab.api.microversion import Version
@@ -118,17 +118,20 @@ async def _console_output(nova: Nova, record: ServerRecord, params: dict[str, An
 
 
 def _console_url(nova: Nova, record: ServerRecord, protocol: str, console_type: str) -> str:
-    """A noVNC URL, or nova's answer for the console types this lab does not have."""
+    """The URL nova's console proxy gives for ``protocol`` / ``console_type`` (as nova's API
+    samples: noVNC's ``vnc_auto.html?path=%3Ftoken%3D...``, ``ws://.../?token=...`` for the
+    serial console, ``spice_auto.html?token=...``), or nova's answer for the console types this
+    lab does not have. Every console is served by the API's own address."""
     if record.vm_state == st.BUILDING:
         raise NovaError(409, f"Instance {record.id} is not ready")
     if protocol == "mks":
         raise NovaError(501, "The requested functionality is not supported.")
-    if protocol != "vnc":
+    if protocol not in CONSOLE_URLS or console_type == "spice-direct":
         raise NovaError(400, f"Unavailable console type {console_type}.")
-    if console_type != "novnc":
+    if console_type != CONSOLE_TYPES[protocol]:
         raise NovaError(400, f"Invalid console type {console_type}")
     token = nova.lab.consoles.issue(record.id)
-    return novnc_url(str(nova.request.base_url), token)
+    return CONSOLE_URLS[protocol](str(nova.request.base_url), token)
 
 
 async def _vnc_console(nova: Nova, record: ServerRecord, params: dict[str, Any]) -> Response:

@@ -1,4 +1,5 @@
-"""noVNC-style console URLs: tokens, and the page behind them (the console log: no VNC here)."""
+"""Console URLs as nova's proxies give them (noVNC, SPICE, serial): tokens, and the page behind
+them (the console log: no VNC or SPICE server here, and nothing answers the serial websocket)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import html
 import threading
 import time
 import uuid
-from urllib.parse import parse_qs, quote
+from collections.abc import Callable
+from urllib.parse import parse_qs, quote, urlsplit, urlunsplit
 
 CONSOLE_TOKEN_TTL = 600.0
-PAGES = ("/vnc_auto.html", "/vnc.html")
+# The pages behind the URLs (noVNC's old and new one-click pages, its full page, SPICE's).
+PAGES = ("/vnc_auto.html", "/vnc_lite.html", "/vnc.html", "/spice_auto.html")
 
 
 class ConsoleTokens:
@@ -42,6 +45,28 @@ class ConsoleTokens:
 def novnc_url(base_url: str, token: str) -> str:
     """``http://host:port/vnc_auto.html?path=%3Ftoken%3D<token>`` as nova's novncproxy gives."""
     return f"{base_url.rstrip('/')}/vnc_auto.html?path={quote(f'?token={token}', safe='')}"
+
+
+def spice_url(base_url: str, token: str) -> str:
+    """``http://host:port/spice_auto.html?token=<token>`` as nova's spicehtml5proxy gives."""
+    return f"{base_url.rstrip('/')}/spice_auto.html?token={token}"
+
+
+def serial_url(base_url: str, token: str) -> str:
+    """``ws://host:port/?token=<token>`` (``wss://`` behind https) as nova's serialproxy
+    gives."""
+    parts = urlsplit(base_url)
+    scheme = "wss" if parts.scheme == "https" else "ws"
+    return urlunsplit((scheme, parts.netloc, "/", f"token={token}", ""))
+
+
+# remote-consoles ``protocol`` -> the one console type the lab has for it, and its URL.
+CONSOLE_TYPES = {"vnc": "novnc", "spice": "spice-html5", "serial": "serial"}
+CONSOLE_URLS: dict[str, Callable[[str, str], str]] = {
+    "vnc": novnc_url,
+    "spice": spice_url,
+    "serial": serial_url,
+}
 
 
 def token_from_query(path: str | None, token: str | None) -> str | None:
