@@ -339,6 +339,8 @@ class _Shell:
                 chroot.finish(self.host, stage)
         changes: list[Change] = []
         complete = before.complete
+        if self.disks.undo_steps():
+            self.workflow.events.stage("syncing and unmounting the disk")
         if self.disks.undo_steps() and before.entries:
             after = take_listing(self.host, stage.root)
             changes, complete = compare(before, after), complete and after.complete

@@ -156,9 +156,12 @@ def test_scripts_get_their_exit_status_and_the_changed_files(
     lab: E2ELab, instance: dict[str, Any], clean: None
 ) -> None:
     name = instance["name"]
-    command = lab.cli("shell", name, "--yes", "--command", "cat /etc/hostname; exit 4")
+    command = lab.cli(
+        "shell", name, "--yes", "--keep-rescued", "--command", "cat /etc/hostname; exit 4"
+    )  # fmt: skip
     assert command.returncode == 4, command.stderr
     assert command.stdout.startswith(GUEST_HOSTNAME)
+    assert in_rescue(lab, name) == "RESCUE"  # kept: the script below logs in to it again
 
     script = "echo made > /etc/made-by-script\nrm /etc/motd\nchmod 600 /etc/issue\n"
     scripted = lab.cli("shell", name, "--yes", "-f", "json", stdin=script)
@@ -175,3 +178,34 @@ def test_scripts_get_their_exit_status_and_the_changed_files(
     read_only = lab.cli("shell", name, "--yes", "--read-only", "--command", "touch /etc/nope")
     assert read_only.returncode != 0
     assert "Read-only file system" in read_only.stderr
+
+
+ESCAPES = r"""
+for where in /proc/1/root/tmp /proc/self/root/../../tmp /../../tmp; do
+    echo pwned > "$where/cr-escaped" 2>/dev/null
+done
+mkdir -p /tmp/jail && chroot /tmp/jail /bin/true 2>/dev/null && echo CHROOT-ALLOWED
+mount -t tmpfs escape /mnt 2>/dev/null && echo MOUNT-ALLOWED
+mknod /tmp/disk b 7 0 2>/dev/null && echo MKNOD-ALLOWED
+[ -w /proc/sys/kernel/core_pattern ] && echo SYSCTL-ALLOWED  # never write it: it is the machine's
+echo h > /proc/sysrq-trigger 2>/dev/null && echo SYSRQ-ALLOWED
+ip link add cr-escape type dummy 2>/dev/null && echo NETADMIN-ALLOWED
+echo "pid1 $(cat /proc/1/comm)"
+"""
+
+
+def test_the_guest_s_programs_cannot_reach_the_rescue_system(
+    lab: E2ELab, instance: dict[str, Any], clean: None
+) -> None:
+    """What the shell runs (here: attempts to get out) is the guest's; it stays in the guest."""
+    name = instance["name"]
+    core_pattern = Path("/proc/sys/kernel/core_pattern").read_text()
+    ran = lab.cli("shell", name, "--yes", "--keep-rescued", "--command", ESCAPES)
+    assert ran.returncode == 0, ran.stderr
+    assert "ALLOWED" not in ran.stdout, ran.stdout
+    assert "pid1 sh\n" in ran.stdout  # its own PID namespace: the rescue's sshd is not there
+    rescue_root = lab.system_root(instance["id"])  # the rescue system's root, as it sees it
+    assert not (rescue_root / "tmp/cr-escaped").exists()
+    assert Path("/proc/sys/kernel/core_pattern").read_text() == core_pattern
+    ended = lab.cli("unrescue", name, "--yes")
+    assert ended.returncode == 0, ended.stderr

@@ -286,6 +286,15 @@ def test_sigterm_takes_the_shell_down_and_unrescues(shell: Shell) -> None:
     assert shell.status == "ACTIVE" and set() == SESSIONS and shell.disks.mounted == []
 
 
+def test_a_closed_terminal_leaves_the_tmux_shell_running_and_held(shell: Shell) -> None:
+    def hangup(shell: Shell, channel: FakeChannel) -> SessionEnd:
+        return SessionEnd(None, None, dropped=False, signal=signal.SIGHUP)
+
+    report = shell.open(hangup)
+    assert report.signal == signal.SIGHUP and report.shell_running and report.kept_in_rescue
+    assert shell.status == "RESCUE" and shell.open_runs() == ["held"] and shell.disks.mounted
+
+
 def test_a_failing_step_on_the_way_in_unmounts_and_unrescues(shell: Shell) -> None:
     def broken(shell: Shell, channel: FakeChannel) -> SessionEnd:
         raise CloudRescueError("the terminal broke")
