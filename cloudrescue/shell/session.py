@@ -257,7 +257,11 @@ class _Shell:
         keep = _keep(self.options, attached, self.terminal, self.name)
         if keep:  # the disk is unmounted: a later shell logs in with the key and mounts it
             self.save(stage, before)
-        return self._report(attached, tuple(changes), complete, kept=keep)
+        report = self._report(attached, tuple(changes), complete, kept=keep)
+        journal = self.workflow.journal
+        state = next(e.state for e in journal.entries() if e.run_id == report.run_id)
+        journal.update(report.run_id, state, note=summary(report))  # kept once it is left
+        return report
 
     def _report(
         self, attached: _Attached, changes: tuple[Change, ...], complete: bool, *, kept: bool

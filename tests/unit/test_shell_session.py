@@ -200,6 +200,8 @@ def test_a_shell_that_edits_files_reports_them_then_unrescues(shell: Shell) -> N
         ("created", "/etc/new.conf"),
     }
     assert shell.status == "ACTIVE" and shell.open_runs() == []
+    [entry] = shell.journal.entries(include_restored=True)
+    assert entry.note == "the shell: 1 created, 1 changed: /etc/hostname, /etc/new.conf"
     assert shell.disks.mounted == [] and shell.terminal.asked == ["web-1"]
     [channel] = shell.connect.hosts[0].channels
     assert "new-session -A -s cloudrescue-" in channel.command and channel.closed
