@@ -9,19 +9,33 @@ Prints, from one run on one lab (default transition and announce delays, as a cl
 - the API requests per instance of each run, counted in the lab API's request log (target: no
   more than a single run's), and the peak RSS of the cloudrescue process (wait4's ru_maxrss).
 
-Usage: .venv/bin/python benchmarks/fleet_bench.py [--sizes 1,10,50] [--serial 10]
+The lab is its own (``lab up --state-dir WORKDIR/lab``, taken down at the end, whatever
+happens), with its own clouds.yaml and journal (``WORKDIR/clouds.yaml``, ``WORKDIR/state``).
+WORKDIR is a temporary directory removed at the end, or ``--workdir DIR``, kept (the lab
+down) with each fleet run's ``--report`` (``fleet-xN.json``: per instance, its result, error
+and seconds per stage) and the lab API's request log (``daemon.log``), so that ``fleet show
+RUN`` can still be read with ``OS_CLIENT_CONFIG_FILE=DIR/clouds.yaml
+CLOUDRESCUE_STATE_DIR=DIR/state``. A partial fleet run (exit 12) prints its run ID and why its
+instances failed.
+
+Usage: .venv/bin/python benchmarks/fleet_bench.py [--sizes 1,10,50] [--serial 10] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,9 +43,9 @@ BIN = Path(sys.executable).parent
 REQUEST = re.compile(r" cloudrescue\.lab\.api: (GET|POST|PUT|DELETE) /(compute|identity|image)")
 
 
-def cli(env: dict[str, str], *args: str, check: bool = True) -> tuple[float, int]:
-    """Run ``cloudrescue ARGS``: (wall seconds, peak RSS in MiB). Exit 12 (some instances
-    failed) is printed, not fatal: the figures of the others still count."""
+def cli(env: dict[str, str], *args: str, check: bool = True) -> tuple[float, int, int]:
+    """Run ``cloudrescue ARGS``: (wall seconds, peak RSS in MiB, exit code). Exit 12 (some
+    instances failed) is printed, not fatal: the figures of the others still count."""
     started = time.perf_counter()
     process = subprocess.Popen(
         [str(BIN / "cloudrescue"), *args], env=env, stdin=subprocess.DEVNULL,
@@ -45,7 +59,47 @@ def cli(env: dict[str, str], *args: str, check: bool = True) -> tuple[float, int
         print(f"(partial) {stderr.strip().splitlines()[-2] if stderr.strip() else ''}")
     elif check and code != 0:
         raise SystemExit(f"cloudrescue {' '.join(args)} failed: {stderr.strip()[-400:]}")
-    return wall, usage.ru_maxrss // 1024
+    return wall, usage.ru_maxrss // 1024, code
+
+
+def why_failed(env: dict[str, str]) -> None:
+    """Print the newest fleet run's ID and its failures, counted by error (from the journal)."""
+
+    def read(*args: str) -> list[dict[str, object]]:
+        done = subprocess.run([str(BIN / "cloudrescue"), *args, "-f", "json"], env=env,
+                              check=True, capture_output=True, text=True)  # fmt: skip
+        rows: list[dict[str, object]] = json.loads(done.stdout)
+        return rows
+
+    try:
+        fleet_id = str(read("fleet", "list")[0]["fleet_id"])
+        members = read("fleet", "show", fleet_id)
+    except (subprocess.CalledProcessError, ValueError, LookupError) as unread:
+        print(f"  (the journal could not be read: {unread})")
+        return
+    results = Counter(str(member["result"]) for member in members)
+    print(f"  fleet run {fleet_id}: {', '.join(f'{k}={v}' for k, v in sorted(results.items()))}")
+    errors = Counter(  # the same error of different instances counted once
+        f"{member['exit_status']}: {str(member['error']).replace(str(member['instance']), 'NAME')}"
+        for member in members
+        if member["result"] == "failed"
+    )
+    for error, count in errors.most_common():
+        print(f"  {count} x {error[:300]}")
+    failed = [str(member["position"]) for member in members if member["result"] == "failed"]
+    if failed:
+        print(f"  failed at positions {', '.join(failed)}")
+
+
+@contextlib.contextmanager
+def workdir(path: str | None) -> Iterator[Path]:
+    """``path`` (made if need be, kept), or a temporary directory (removed)."""
+    if path is not None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        yield Path(path).resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix="cloudrescue-fleet-bench-") as base:
+        yield Path(base)
 
 
 def requests(log: Path, since: int) -> tuple[int, int]:
@@ -70,9 +124,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="1,10,50")
     parser.add_argument("--serial", type=int, default=10)
+    parser.add_argument("--workdir", default=None, help="keep the lab's files, journal, reports")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
-    with tempfile.TemporaryDirectory(prefix="cloudrescue-fleet-bench-") as base:
+    with workdir(args.workdir) as base:
         state = Path(base, "lab")
         env = {
             **os.environ,
@@ -90,21 +145,27 @@ def main() -> None:
             for size in sizes:
                 tag, _ = broken_fleet(state, env, size)
                 _, mark = requests(log, 0)
-                wall, rss = cli(env, "fleet", "fix-ssh-keys", "--tag", tag, "--key", key,
-                                "--yes", "-q", "--concurrency", str(size))  # fmt: skip
+                report = str(Path(base, f"fleet-x{size}.json"))
+                wall, rss, code = cli(env, "fleet", "fix-ssh-keys", "--tag", tag, "--key", key,
+                                      "--yes", "-q", "--concurrency", str(size),
+                                      "--report", report)  # fmt: skip
                 count, _ = requests(log, mark)
+                if code == 12:
+                    why_failed(env)
                 rows.append((f"fleet fix-ssh-keys x{size}", size, wall, count / size, rss))
             _, names = broken_fleet(state, env, args.serial)
             _, mark = requests(log, 0)
             started, peak = time.perf_counter(), 0
             for name in names:
-                _, rss = cli(env, "fix-ssh-keys", name, "--key", key, "--yes", "-q")
+                _, rss, _ = cli(env, "fix-ssh-keys", name, "--key", key, "--yes", "-q")
                 peak = max(peak, rss)
             serial = time.perf_counter() - started
             count, _ = requests(log, mark)
             rows.append((f"serial fix-ssh-keys x{args.serial}", args.serial, serial,
                          count / args.serial, peak))  # fmt: skip
         finally:
+            if args.workdir is not None and (state / "daemon.log").exists():  # lab down drops it
+                shutil.copyfile(state / "daemon.log", Path(base, "daemon.log"))
             subprocess.run([str(BIN / "cloudrescue"), "lab", "down", "--state-dir", str(state)],
                            env=env, check=False, capture_output=True)  # fmt: skip
     print(f"{'run':28s} {'wall s':>8s} {'s/inst':>7s} {'req/inst':>9s} {'peak MiB':>9s}")

@@ -73,7 +73,9 @@ def default_state_dir() -> Path:
     return Path(base) / "cloudrescue"
 
 
-def _now() -> str:
+def timestamp() -> str:
+    """The time as the journal stores it (``started_at``, ``updated_at``; the fleet tables
+    too): UTC, ISO 8601, whole seconds."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
@@ -174,7 +176,7 @@ class Journal:
     def start(self, *, cloud: str, server_id: str, server_name: str, command: str) -> str:
         """Record a rescue about to be requested; returns its run id."""
         run_id = secrets.token_hex(6)
-        now = _now()
+        now = timestamp()
         with self.database() as db:
             db.execute(
                 _INSERT,
@@ -200,7 +202,7 @@ class Journal:
             db.execute(
                 "UPDATE rescues SET state = ?, updated_at = ?, note = COALESCE(?, note) "
                 "WHERE run_id = ?",
-                (state, _now(), note, run_id),
+                (state, timestamp(), note, run_id),
             )
 
     def entries(self, *, include_restored: bool = False) -> list[JournalEntry]:

@@ -15,12 +15,11 @@ import os
 import secrets
 import sqlite3
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cloudrescue.cloud.base import ServerInfo
 from cloudrescue.errors import NotFoundError
-from cloudrescue.journal import Journal, process_alive, process_start
+from cloudrescue.journal import Journal, process_alive, process_start, timestamp
 
 MemberResult = Literal["changed", "ok", "skipped", "failed", "interrupted", "not-started"]
 DONE_RESULTS: tuple[MemberResult, ...] = ("changed", "ok", "skipped", "failed")
@@ -56,10 +55,6 @@ CREATE TABLE IF NOT EXISTS fleet_members (
 )
 """,
 )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass(frozen=True)
@@ -130,7 +125,7 @@ class FleetJournal:
     ) -> str:
         """Record a fleet run and its members (all not-started); returns its fleet id."""
         fleet_id = "f" + secrets.token_hex(5)
-        now = _now()
+        now = timestamp()
         with self._db() as db:
             self._ensure(db)
             db.execute(
@@ -165,7 +160,7 @@ class FleetJournal:
             db.execute(
                 "UPDATE fleet_runs SET state = 'running', pid = ?, pid_start = ?, updated_at = ? "
                 "WHERE fleet_id = ?",
-                (os.getpid(), process_start(os.getpid()), _now(), fleet_id),
+                (os.getpid(), process_start(os.getpid()), timestamp(), fleet_id),
             )
 
     def record(
@@ -183,7 +178,7 @@ class FleetJournal:
             db.execute(
                 "UPDATE fleet_members SET result = ?, error = ?, exit_status = ?, updated_at = ? "
                 "WHERE fleet_id = ? AND server_id = ?",
-                (result, error, exit_status, _now(), fleet_id, server_id),
+                (result, error, exit_status, timestamp(), fleet_id, server_id),
             )
 
     def finish(self, fleet_id: str, state: FleetState) -> None:
@@ -192,7 +187,7 @@ class FleetJournal:
             self._ensure(db)
             db.execute(
                 "UPDATE fleet_runs SET state = ?, updated_at = ? WHERE fleet_id = ?",
-                (state, _now(), fleet_id),
+                (state, timestamp(), fleet_id),
             )
 
     def runs(self) -> list[FleetRun]:

@@ -6,8 +6,10 @@ arithmetic on counts, checked when the options are read.
   is left). A size is a count (1 or more) or a whole percentage (1 to 100) of the selection,
   rounded up. No ``--batches``: one batch of everything. A batch starts only once the one
   before it succeeded.
-* ``--concurrency N``: at most N instances in flight, with a slow start: the limit steps
-  through 1, 2, 4 ... (doubling) up to N (``slow_start``).
+* ``--concurrency N``: at most N instances in flight, with a slow start as TCP's: the limit
+  starts at 1 (``FIRST_LIMIT``) and grows by one with each instance that succeeds, up to N
+  (``raised``; a failure never raises it). Each success also frees its slot, so every round
+  doubles it: 1, 2, 4 ... up to N (``slow_start``, what ``fleet plan`` shows).
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cloudrescue.errors import InvalidInputError
+
+FIRST_LIMIT = 1  # the slow start's in-flight limit when a run begins
 
 
 @dataclass(frozen=True)
@@ -58,8 +62,14 @@ def batch_sizes(total: int, sizes: tuple[BatchSize, ...]) -> list[int]:
 
 
 def slow_start(concurrency: int) -> list[int]:
-    """The in-flight limits a run steps through: 1, 2, 4 ... doubling, then ``concurrency``."""
-    steps = [1]
+    """The in-flight limit at the start of each round of a run whose instances all succeed and
+    take as long: 1, 2, 4 ... doubling, then ``concurrency``.
+
+    The limit itself grows by one per success (``Pacing.raised``), not per round: a round of
+    ``L`` instances in flight ends with the limit at ``2 L`` (each success frees its slot and
+    adds one), and the new slots are filled as each success comes, not once the round is over.
+    """
+    steps = [FIRST_LIMIT]
     while steps[-1] * 2 < concurrency:
         steps.append(steps[-1] * 2)
     return steps if steps[-1] == concurrency else [*steps, concurrency]
@@ -82,6 +92,11 @@ class Pacing:
     def batch_sizes(self, total: int) -> list[int]:
         """See ``batch_sizes``."""
         return batch_sizes(total, self.batches)
+
+    def raised(self, limit: int) -> int:
+        """The in-flight limit after one more instance succeeded: one more, up to
+        ``concurrency`` (a failure leaves it as it is)."""
+        return min(limit + 1, self.concurrency)
 
     def slow_start(self) -> list[int]:
         """See ``slow_start``."""

@@ -21,12 +21,40 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from cloudrescue.cloud.base import CloudBackend, ImageInfo, RescueStarted, ServerInfo
+from cloudrescue.cloud.base import CloudBackend, ServerInfo
 from cloudrescue.errors import CloudRescueError
 
 DEFAULT_INTERVAL = 0.5  # a worker polls each second: it waits at most this for a listing
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class _Forwarded(Generic[P, R]):
+    """A ``SharedPolling`` method that is its backend's own: ``_Forwarded(CloudBackend.rescue)``
+    reads as the backend's ``rescue``, typed as the interface declares it, so mypy checks its
+    calls, and that ``SharedPolling`` still is a ``CloudBackend`` (a method forwarded under
+    another's name would not be)."""
+
+    def __init__(self, method: Callable[Concatenate[CloudBackend, P], R]) -> None:
+        self._name = method.__name__
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any]) -> _Forwarded[P, R]: ...
+
+    @overload
+    def __get__(self, instance: SharedPolling, owner: type[Any]) -> Callable[P, R]: ...
+
+    def __get__(
+        self, instance: SharedPolling | None, owner: type[Any]
+    ) -> _Forwarded[P, R] | Callable[P, R]:
+        if instance is None:
+            return self
+        method: Callable[P, R] = getattr(instance.backend, self._name)
+        return method
 
 
 class SharedPolling:
@@ -40,7 +68,7 @@ class SharedPolling:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self._backend = backend
+        self.backend = backend  # what every call but ``get_server`` goes to, as it is
         self._interval = interval
         self._clock = clock
         self._sleep = sleep
@@ -55,7 +83,7 @@ class SharedPolling:
 
     @property
     def cloud_name(self) -> str:
-        return self._backend.cloud_name
+        return self.backend.cloud_name
 
     def _fetch(self) -> None:
         """Make one listing (this thread was chosen), no sooner than ``interval`` after the
@@ -69,7 +97,7 @@ class SharedPolling:
         snapshot: dict[str, ServerInfo] | None = None
         error: CloudRescueError | None = None
         try:
-            snapshot = {server.id: server for server in self._backend.list_servers()}
+            snapshot = {server.id: server for server in self.backend.list_servers()}
         except CloudRescueError as failure:
             error = failure
         finally:
@@ -100,47 +128,15 @@ class SharedPolling:
                     break
                 self._fetching = True  # this thread makes the next listing
             self._fetch()
-        return found if found is not None else self._backend.get_server(server_id)
+        return found if found is not None else self.backend.get_server(server_id)
 
-    def find_server(self, name_or_id: str) -> ServerInfo:
-        return self._backend.find_server(name_or_id)
-
-    def list_servers(
-        self,
-        *,
-        name_regex: str | None = None,
-        tags: tuple[str, ...] = (),
-        any_tags: tuple[str, ...] = (),
-        not_any_tags: tuple[str, ...] = (),
-        statuses: tuple[str, ...] = (),
-    ) -> list[ServerInfo]:
-        return self._backend.list_servers(
-            name_regex=name_regex,
-            tags=tags,
-            any_tags=any_tags,
-            not_any_tags=not_any_tags,
-            statuses=statuses,
-        )
-
-    def find_image(self, name_or_id: str) -> ImageInfo:
-        return self._backend.find_image(name_or_id)
-
-    def rescue(
-        self, server: ServerInfo, *, admin_password: str, image: ImageInfo | None
-    ) -> RescueStarted:
-        return self._backend.rescue(server, admin_password=admin_password, image=image)
-
-    def unrescue(self, server_id: str) -> None:
-        self._backend.unrescue(server_id)
-
-    def console_output(self, server_id: str, length: int | None = None) -> str:
-        return self._backend.console_output(server_id, length)
-
-    def console_url(self, server_id: str, console_type: str = "novnc") -> str:
-        return self._backend.console_url(server_id, console_type)
-
-    def set_marks(self, server_id: str, marks: Mapping[str, str]) -> None:
-        self._backend.set_marks(server_id, marks)
-
-    def clear_marks(self, server_id: str, keys: tuple[str, ...]) -> None:
-        self._backend.clear_marks(server_id, keys)
+    # everything else is the backend's own, with the interface's signatures
+    find_server = _Forwarded(CloudBackend.find_server)
+    list_servers = _Forwarded(CloudBackend.list_servers)
+    find_image = _Forwarded(CloudBackend.find_image)
+    rescue = _Forwarded(CloudBackend.rescue)
+    unrescue = _Forwarded(CloudBackend.unrescue)
+    console_output = _Forwarded(CloudBackend.console_output)
+    console_url = _Forwarded(CloudBackend.console_url)
+    set_marks = _Forwarded(CloudBackend.set_marks)
+    clear_marks = _Forwarded(CloudBackend.clear_marks)

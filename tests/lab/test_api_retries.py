@@ -1,10 +1,10 @@
 """Refused requests and one bad apple, through ``OpenStackCloud`` on the shared lab (issue 10,
 points 3 and 7): a 429 storm with ``Retry-After`` is waited out and the wait honoured, a 413
-``overLimit`` with an HTTP-date ``Retry-After`` too, a 403 over quota is not retried, a
-``Retry-After`` past the cap is not waited for, a storm that never ends is given up after
-``MAX_ATTEMPTS`` sends (glance's too: openstacksdk's own retries are off, nothing is retried
-twice), ``api_rate`` spaces the requests of several threads; ``rescue_fails`` and ``ssh_cut``
-hit their instance only.
+``overLimit`` with an HTTP-date ``Retry-After`` too (one parametrized test), a 403 over quota
+is not retried, a ``Retry-After`` past the cap is not waited for, a storm that never ends is
+given up after ``MAX_ATTEMPTS`` sends (glance's too: openstacksdk's own retries are off,
+nothing is retried twice), ``api_rate`` spaces the requests of several threads;
+``rescue_fails`` and ``ssh_cut`` hit their instance only.
 
 What the client did is read from the lab's own request log (``daemon.log``: one line per
 request, stamped by the daemon when it answered), and from what is left of a fault's count:
@@ -18,7 +18,7 @@ import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,41 +127,50 @@ def server_path(sid: str) -> str:
 # -- refused requests ------------------------------------------------------------------------
 
 
-def test_a_429_storm_is_waited_out_and_retry_after_honoured(
-    lab: ApiLab, pair: dict[str, Any], cloud: OpenStackCloud
+@pytest.mark.parametrize(
+    ("method", "action", "fault", "answered", "statuses", "least_wait"),
+    [
+        # Each retry came Retry-After (1 s) or more after the refusal: the first one too, where
+        # the backoff alone would have waited 0.25-0.5 s.
+        pytest.param(
+            "GET", "", {"count": 3, "retry_after": 1},
+            lambda cloud, sid: cloud.get_server(sid).name == FAILS,
+            [429, 429, 429, 200], 1.0 - STAMP_SLACK, id="429-seconds-get",
+        ),
+        # ``os-getConsoleOutput`` is a POST: refused by the limiter, so sent again. The date is
+        # 2 s ahead rounded up to a whole second: never less than 2 s of waiting.
+        pytest.param(
+            "POST", "/action",
+            {"count": 1, "status": 413, "retry_after": 2, "retry_after_format": "date"},
+            lambda cloud, sid: "Linux version" in cloud.console_output(sid),
+            [413, 200], 2.0 - 0.05, id="413-over-limit-http-date-post",
+        ),
+    ],
+)  # fmt: skip
+def test_a_refusal_storm_is_waited_out_and_retry_after_honoured(
+    lab: ApiLab,
+    pair: dict[str, Any],
+    cloud: OpenStackCloud,
+    method: str,
+    action: str,
+    fault: dict[str, Any],
+    answered: Callable[[OpenStackCloud, str], bool],
+    statuses: list[int],
+    least_wait: float,
 ) -> None:
+    """A 429 with ``Retry-After`` in seconds, and a 413 ``overLimit`` with an HTTP date: each
+    refusal is sent again, no sooner than it says, until the cloud answers."""
     sid = pair[FAILS]["id"]
     log = RequestLog(lab)
     set_faults(
         lab,
-        api_rate_limit={"count": 3, "method": "GET", "path_regex": f"/servers/{sid}$",
-                        "retry_after": 1},
-    )  # fmt: skip
-    assert cloud.get_server(sid).name == FAILS
-    logged = log.of("GET", server_path(sid), 4)
-    assert [entry.status for entry in logged] == [429, 429, 429, 200]
-    # Each retry came Retry-After (1 s) or more after the refusal: the first one too, where
-    # the backoff alone would have waited 0.25-0.5 s.
-    assert all(gap >= 1.0 - STAMP_SLACK for gap in gaps(logged)), gaps(logged)
-    assert "api_rate_limit" not in lab.admin("GET", "/faults").json()  # all 3 were used
-
-
-def test_a_413_over_limit_with_an_http_date_is_waited_out_on_a_post(
-    lab: ApiLab, pair: dict[str, Any], cloud: OpenStackCloud
-) -> None:
-    """``os-getConsoleOutput`` is a POST: refused by the limiter, so sent again."""
-    sid = pair[FAILS]["id"]
-    log = RequestLog(lab)
-    set_faults(
-        lab,
-        api_rate_limit={"count": 1, "method": "POST", "path_regex": f"/servers/{sid}/action$",
-                        "status": 413, "retry_after": 2, "retry_after_format": "date"},
-    )  # fmt: skip
-    assert "Linux version" in cloud.console_output(sid)
-    logged = log.of("POST", f"{server_path(sid)}/action", 2)
-    assert [entry.status for entry in logged] == [413, 200]
-    # The date is 2 s ahead rounded up to a whole second: never less than 2 s of waiting.
-    assert gaps(logged)[0] >= 2.0 - 0.05, gaps(logged)
+        api_rate_limit={**fault, "method": method, "path_regex": f"/servers/{sid}{action}$"},
+    )
+    assert answered(cloud, sid)
+    logged = log.of(method, f"{server_path(sid)}{action}", len(statuses))
+    assert [entry.status for entry in logged] == statuses
+    assert all(gap >= least_wait for gap in gaps(logged)), gaps(logged)
+    assert "api_rate_limit" not in lab.admin("GET", "/faults").json()  # every refusal was used
 
 
 def test_403_over_quota_is_not_retried(

@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from cloudrescue.errors import InvalidInputError
-from cloudrescue.fleet.pacing import BatchSize, Pacing, batch_sizes, parse_batches, slow_start
+from cloudrescue.fleet.pacing import (
+    FIRST_LIMIT,
+    BatchSize,
+    Pacing,
+    batch_sizes,
+    parse_batches,
+    slow_start,
+)
 
 
 def sizes(text: str | None, total: int) -> list[int]:
@@ -38,6 +45,17 @@ def test_slow_start_doubles_up_to_the_concurrency() -> None:
     assert slow_start(1) == [1]
     assert slow_start(3) == [1, 2, 3]
     assert Pacing.parse(5, None).slow_start() == [1, 2, 4, 5]
+
+
+def test_the_limit_grows_by_one_per_success_up_to_the_concurrency() -> None:
+    pacing = Pacing(10)
+    limit, rounds = FIRST_LIMIT, [FIRST_LIMIT]
+    while limit < pacing.concurrency:  # a round: each of the `limit` in flight succeeds
+        for _ in range(limit):
+            limit = pacing.raised(limit)
+        rounds.append(limit)
+    assert rounds == pacing.slow_start() == [1, 2, 4, 8, 10]
+    assert pacing.raised(10) == 10 and Pacing(1).raised(FIRST_LIMIT) == 1
 
 
 @pytest.mark.parametrize("text", ["", "0", "1,,5", "-1", "101%", "0%", "%", "a", "5%%", "²"])

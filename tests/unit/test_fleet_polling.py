@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cloudrescue.cloud.base import ServerInfo
+from cloudrescue.cloud.base import CloudBackend, ServerInfo
 from cloudrescue.errors import CloudError, NotFoundError
 from cloudrescue.fleet.polling import SharedPolling
 from tests.fakes import FakeClock, FakeCloud
@@ -93,3 +93,22 @@ def test_a_failed_listing_fails_its_waiters_and_the_next_call_lists_again() -> N
         polled.get_server(server.id)
     backend.failing = False
     assert polled.get_server(server.id).status == "ACTIVE"
+
+
+def test_every_other_call_is_the_backends_own() -> None:
+    """Only ``get_server`` is shared: the rest of the interface goes to the backend as it is
+    (``_Forwarded``, typed from ``CloudBackend``)."""
+    clock = FakeClock()
+    cloud = FakeCloud(clock)
+    server = cloud.add("web-1")
+    polled = SharedPolling(cloud, interval=1.0, clock=clock, sleep=clock.sleep)
+    interface = {name for name in vars(CloudBackend) if not name.startswith("_")}
+    assert interface <= set(dir(SharedPolling))
+    assert polled.cloud_name == cloud.cloud_name
+    assert polled.find_server("web-1") == server
+    assert [found.id for found in polled.list_servers(statuses=("ACTIVE",))] == [server.id]
+    polled.set_marks(server.id, {"cloudrescue:run": "r1"})
+    polled.clear_marks(server.id, ("cloudrescue:run",))
+    assert cloud.calls == ["find web-1", "list status=ACTIVE", f"mark {server.id}",
+                           f"unmark {server.id}"]  # fmt: skip
+    assert polled.listings == 0  # a listing asked for is the caller's, not a shared one

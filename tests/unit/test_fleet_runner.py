@@ -1,10 +1,12 @@
 """The fleet scheduler (cloudrescue/fleet/runner.py) driven through a fake repair: batches,
-slow start, the error budget, Ctrl-C at a safe point. No cloud, no sleeping on a clock: the
-fake repairs block on events the test releases."""
+slow start (one more in flight per success, slots refilled at once), the error budget, Ctrl-C
+at a safe point. No cloud, no sleeping on a clock: the fake repairs block on events the test
+releases (a check that something did *not* start waits 0.2 s for it)."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,7 @@ from cloudrescue.errors import CloudRescueError, InvalidInputError
 from cloudrescue.fleet.pacing import Pacing
 from cloudrescue.fleet.runner import (
     ErrorBudget,
+    FleetResult,
     InstanceEvents,
     Outcome,
     run_fleet,
@@ -108,6 +111,161 @@ def test_the_slow_start_runs_one_instance_alone_first() -> None:
 
     result = run_fleet(servers(6), Pacing(4), ErrorBudget(), repair, Recorder())
     assert seen[0] == 1 and seen[1] == 1  # web-2 started only after web-1 ended
+    assert all(o.succeeded for o in result.outcomes)
+
+
+class Gated:
+    """Repairs that each wait for the test to release them: ``started[name]`` is set when one
+    begins, ``release(name, fail=...)`` ends it; ``starts`` records each start with how many
+    repairs were in flight then (itself included)."""
+
+    def __init__(self, count: int) -> None:
+        names = [f"web-{n}" for n in range(1, count + 1)]
+        self.started = {name: threading.Event() for name in names}
+        self._released = {name: threading.Event() for name in names}
+        self._failing: set[str] = set()
+        self.lock = threading.Lock()
+        self.running: set[str] = set()
+        self.starts: list[tuple[str, int]] = []
+
+    def __call__(self, server: ServerInfo, events: InstanceEvents) -> Any:
+        with self.lock:
+            self.running.add(server.name)
+            self.starts.append((server.name, len(self.running)))
+        self.started[server.name].set()
+        assert self._released[server.name].wait(10), f"{server.name} never released"
+        with self.lock:
+            self.running.discard(server.name)
+        if server.name in self._failing:
+            raise CloudRescueError(f"{server.name} broke")
+        return FakeReport()
+
+    def wait_started(self, *names: str) -> None:
+        for name in names:
+            assert self.started[name].wait(5), f"{name} did not start (starts: {self.starts})"
+
+    def not_started(self, name: str) -> bool:
+        """``name`` has not started within a moment (what the scheduler would do at once)."""
+        return not self.started[name].wait(0.2)
+
+    def release(self, *names: str, fail: bool = False) -> None:
+        for name in names:
+            if fail:
+                self._failing.add(name)
+            self._released[name].set()
+
+    def release_all(self) -> None:
+        for event in self._released.values():
+            event.set()
+
+
+def run_gated(
+    count: int, pacing: Pacing, steps: Callable[[Gated], None]
+) -> tuple[Gated, FleetResult]:
+    """Run ``count`` gated repairs in a thread while ``steps`` releases them."""
+    gated = Gated(count)
+    results: list[FleetResult] = []
+    thread = threading.Thread(
+        target=lambda: results.append(
+            run_fleet(servers(count), pacing, ErrorBudget(), gated, Recorder())
+        ),
+        daemon=True,
+    )
+    thread.start()
+    try:
+        steps(gated)
+    finally:
+        gated.release_all()
+        thread.join(10)
+    assert results, "run_fleet did not return"
+    return gated, results[0]
+
+
+def test_the_limit_grows_by_one_per_success_and_refills_at_once() -> None:
+    """Slow start as TCP's: 1 in flight; web-1's success makes it 2 (web-2, web-3); the first
+    success of that round (web-2) makes it 3 while web-3 still runs: web-4 and web-5 start
+    at once, not once the round is over."""
+
+    def steps(gated: Gated) -> None:
+        gated.wait_started("web-1")
+        assert gated.not_started("web-2")  # limit 1
+        gated.release("web-1")
+        gated.wait_started("web-2", "web-3")
+        assert gated.not_started("web-4")  # limit 2
+        gated.release("web-2")
+        gated.wait_started("web-4", "web-5")  # limit 3: web-3 is still in flight
+        assert gated.running == {"web-3", "web-4", "web-5"}
+        assert gated.not_started("web-6")
+        gated.release("web-3")
+        gated.wait_started("web-6")  # limit 4, 3 in flight: web-6 is the last one
+        gated.release("web-4", "web-5", "web-6")
+
+    gated, result = run_gated(6, Pacing(10), steps)
+    assert gated.starts == [("web-1", 1), ("web-2", 1), ("web-3", 2),
+                            ("web-4", 2), ("web-5", 3), ("web-6", 3)]  # fmt: skip
+    assert [o.result for o in result.outcomes] == ["changed"] * 6
+
+
+def test_a_failure_never_raises_the_limit() -> None:
+    """web-1 fails: the limit stays 1 (its slot is filled again: web-2 starts, alone), and a
+    failure in a later round leaves it where the successes put it."""
+
+    def steps(gated: Gated) -> None:
+        gated.wait_started("web-1")
+        gated.release("web-1", fail=True)
+        gated.wait_started("web-2")
+        assert gated.not_started("web-3")  # still 1
+        gated.release("web-2")
+        gated.wait_started("web-3", "web-4")  # 2
+        gated.release("web-3", fail=True)
+        gated.wait_started("web-5")  # still 2: web-3's slot only
+        assert gated.running == {"web-4", "web-5"}
+        assert gated.not_started("web-6")
+        gated.release("web-4")
+        gated.wait_started("web-6", "web-7")  # 3
+        gated.release("web-5", "web-6", "web-7")
+
+    gated, result = run_gated(7, Pacing(10), steps)
+    assert [count for _, count in gated.starts] == [1, 1, 1, 2, 2, 2, 3]
+    assert [o.result for o in result.outcomes] == (
+        ["failed", "changed", "failed"] + ["changed"] * 4
+    )
+
+
+def test_the_limit_stops_at_the_concurrency() -> None:
+    def steps(gated: Gated) -> None:
+        gated.wait_started("web-1")
+        gated.release("web-1")
+        gated.wait_started("web-2", "web-3")  # 2: --concurrency 2
+        gated.release("web-2")
+        gated.wait_started("web-4")
+        assert gated.not_started("web-5")  # 2, not 3
+        assert gated.running == {"web-3", "web-4"}
+        gated.release("web-3", "web-4")
+        gated.wait_started("web-5")
+        gated.release("web-5")
+
+    gated, result = run_gated(5, Pacing(2), steps)
+    assert max(count for _, count in gated.starts) == 2
+    assert all(o.succeeded for o in result.outcomes)
+
+
+def test_each_batch_starts_with_the_limit_the_last_one_left() -> None:
+    """Batches 1, 3: the canary's success makes the limit 2, and the second batch starts two
+    at once (not back at 1)."""
+
+    def steps(gated: Gated) -> None:
+        gated.wait_started("web-1")
+        gated.release("web-1")
+        gated.wait_started("web-2", "web-3")
+        assert gated.not_started("web-4")
+        gated.release("web-2")
+        gated.wait_started("web-4")
+        gated.release("web-3", "web-4")
+
+    gated, result = run_gated(4, Pacing(10, Pacing.parse(10, "1,3").batches), steps)
+    assert [count for _, count in gated.starts] == [1, 1, 2, 2]
+    assert [o.batch for o in result.outcomes] == [1, 2, 2, 2]
     assert all(o.succeeded for o in result.outcomes)
 
 
