@@ -331,11 +331,19 @@ class RescueWorkflow:
     ) -> RescuedInstance:
         """After the rescue request: wait for RESCUE, read the host keys, log in."""
         rescued_server = self._wait(server, frozenset({"RESCUE"}), RESCUE_POLL_INTERVAL)
-        # The baseline first, before anything else: the rescue prints its keys some seconds
-        # after RESCUE, and a block printed before this read is not taken (fails closed).
-        baseline = self._console(server)
-        self.journal.update(run_id, "rescued")
-        announced = self._announced_host_keys(server, baseline)
+        announced: AnnouncedHostKeys | None = None
+        if self.backend.announces_host_keys:
+            # The baseline first, before anything else: the rescue prints its keys some
+            # seconds after RESCUE, and a block printed before this read is not taken.
+            baseline = self._console(server)
+            self.journal.update(run_id, "rescued")
+            announced = self._announced_host_keys(server, baseline)
+        else:
+            self.journal.update(run_id, "rescued")
+            self.events.note(
+                "this cloud shows no console log to read the rescue's host key from: "
+                "trusting it on first use (--trust-host-key)"
+            )
         self.events.stage(f"logging in to the rescue system at {address}")
         first: list[str] = []  # the fingerprint the first login verified
 
@@ -423,6 +431,13 @@ class RescueWorkflow:
         a *successful* block (``cloudrescue rescue``, a kept shell); any failure or Ctrl-C
         still unrescues it.
         """
+        if not self.backend.announces_host_keys and not self.settings.trust_host_key:
+            raise HostKeyError(
+                f"{server.name}: this cloud shows no console log, so the rescue system's SSH "
+                "host key cannot be verified against one (an OVHcloud VPS rescue announces none)",
+                hint="check the key another way if you can (the KVM console), then pass "
+                "--trust-host-key: the fingerprint it trusts is recorded in the journal",
+            )
         image = self._rescue_image()
         address = pick_address(server, self.settings.address)
         run_id = self.journal.start(

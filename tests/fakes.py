@@ -87,6 +87,7 @@ class FakeCloud:
     clock: FakeClock
     transition: float = 3.0
     cloud_name: str = "fake"
+    announces_host_keys: bool = True  # False: a cloud without a console log (an OVH VPS)
     servers: dict[str, FakeServer] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     refuse_rescue: CloudError | None = None

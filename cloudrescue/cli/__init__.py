@@ -73,7 +73,7 @@ def _root(
 
 def register_commands() -> typer.Typer:
     """The app with every command (once: a second call changes nothing)."""
-    from cloudrescue.cli import console, fleet, instances, lab, playbooks, run, shell
+    from cloudrescue.cli import console, diagnose, fleet, instances, lab, playbooks, run, shell
 
     if app.registered_commands:
         return app
@@ -82,6 +82,7 @@ def register_commands() -> typer.Typer:
         app.command()(command)
     run.register(app)
     shell.register(app)
+    diagnose.register(app)
     app.add_typer(playbooks.app, name="playbooks")
     app.add_typer(console.app, name="console")
     app.add_typer(fleet.app, name="fleet")
@@ -115,9 +116,10 @@ def _stop_on_signal(signum: int, frame: object) -> None:
 
 
 def _argument_metavar(argument: typer.core.TyperArgument) -> None:
-    """``INSTANCE`` / ``[INSTANCE]`` in the usage line, as click and ``openstack`` print them
-    (Typer 0.28 writes a required argument as ``{instance}``)."""
-    name = (argument.name or "value").upper()
+    """``INSTANCE`` / ``[INSTANCE]`` / ``PLAYBOOK...`` in the usage line, as click and
+    ``openstack`` print them (Typer 0.28 writes a required argument as ``{instance}``)."""
+    name = argument.metavar or (argument.name or "value").upper()
+    name += "..." if argument.nargs != 1 else ""
 
     def make_metavar(ctx: typer.Context, *, usage: bool = False) -> str:
         return f"[{name}]" if usage and not argument.required else name

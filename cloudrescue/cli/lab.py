@@ -143,8 +143,9 @@ def up(
 ) -> None:
     """Start a lab (needs root): images (cached), network, daemon, instances, clouds.yaml.
 
-    Prints `export OS_CLOUD=lab` for the shell; the lab stays up until `cloudrescue lab down`.
-    `--tag` tags every instance it boots.
+    Prints `export OS_CLOUD=lab` for the shell, and `export CLOUDRESCUE_OVH_CONFIG=...` for
+    its OVH VPS API (`cloudrescue --provider ovh-vps ...`); the lab stays up until
+    `cloudrescue lab down`. `--tag` tags every instance it boots.
     """
     from cloudrescue.cloud.server_fields import checked_tags
     from cloudrescue.lab import lifecycle
@@ -171,6 +172,7 @@ def up(
     if not env.quiet:
         env.err.print(_instances_table(result.instances))
     env.out.print(f"export OS_CLOUD={config.cloud_name}")
+    env.out.print(f"export CLOUDRESCUE_OVH_CONFIG={result.ovh_conf}", soft_wrap=True)
 
 
 @app.command()

@@ -29,7 +29,8 @@ from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.output import OutputOptions
 
 if TYPE_CHECKING:
-    from cloudrescue.cloud.openstack import ConnectionOptions, OpenStackCloud
+    from cloudrescue.cloud.base import CloudBackend
+    from cloudrescue.cloud.openstack import ConnectionOptions
     from cloudrescue.fleet.pacing import Pacing
     from cloudrescue.fleet.runner import ErrorBudget
     from cloudrescue.fleet.selection import Selection
@@ -73,6 +74,15 @@ class GlobalOptions:
     insecure: Annotated[
         bool, typer.Option("--insecure", help="Do not verify the cloud's TLS certificates.")
     ] = False
+    provider: Annotated[
+        str,
+        typer.Option(
+            "--provider",
+            envvar="CLOUDRESCUE_PROVIDER",
+            metavar="PROVIDER",
+            help="openstack (clouds.yaml, OS_*) or ovh-vps (OVHcloud VPS: OVH_*, ovh.conf).",
+        ),
+    ] = "openstack"
     verbose: Annotated[
         int,
         typer.Option(
@@ -91,7 +101,8 @@ class GlobalOptions:
     ] = False
 
 
-GLOBAL_OPTIONS_WITH_VALUE = ("--os-cloud", "--os-region-name", "--os-cacert")
+GLOBAL_OPTIONS_WITH_VALUE = ("--os-cloud", "--os-region-name", "--os-cacert", "--provider")
+PROVIDERS = ("openstack", "ovh-vps")
 GLOBAL_FLAGS = ("--insecure", "--verbose", "-v", "--quiet", "-q", "--debug")
 
 
@@ -129,9 +140,24 @@ class CliState:
     options: GlobalOptions = field(default_factory=GlobalOptions)
     env: Environment = field(default_factory=Environment)
 
-    def cloud(self, *, api_rate: float | None = None) -> OpenStackCloud:
-        """The cloud backend for this invocation (openstacksdk is imported only now); at most
-        ``api_rate`` requests a second when given (``--api-rate``)."""
+    def cloud(self, *, api_rate: float | None = None) -> CloudBackend:
+        """The cloud backend for this invocation (its library is imported only now); at most
+        ``api_rate`` requests a second when given (``--api-rate``). ``--provider ovh-vps``:
+        python-ovh's configuration, and the ovh.conf ``$CLOUDRESCUE_OVH_CONFIG`` names."""
+        import os
+
+        from cloudrescue.errors import InvalidInputError
+
+        provider = self.options.provider
+        if provider not in PROVIDERS:
+            raise InvalidInputError(
+                f"--provider {provider!r}: expected one of {', '.join(PROVIDERS)}"
+            )
+        if provider == "ovh-vps":
+            from cloudrescue.cloud.ovh_vps import CONFIG_VARIABLE, open_ovh_vps
+
+            given = os.environ.get(CONFIG_VARIABLE)
+            return open_ovh_vps(config_file=Path(given) if given else None, api_rate=api_rate)
         from cloudrescue.cloud.openstack import OpenStackCloud
 
         return OpenStackCloud(self._cloud_name(), self.connection(), api_rate=api_rate)
@@ -171,6 +197,15 @@ PlaybookRef = Annotated[
     str,
     typer.Argument(
         help="Playbook name (`cloudrescue playbooks list`) or a .yaml file.",
+        show_default=False,
+        autocompletion=playbook_names,
+    ),
+]
+PlaybookRefs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Playbook names (`cloudrescue playbooks list`) or .yaml files, run in this order.",
+        metavar="PLAYBOOK",
         show_default=False,
         autocompletion=playbook_names,
     ),
@@ -543,6 +578,67 @@ def given_only(values: dict[str, list[str]]) -> dict[str, list[str]]:
     return {name: texts for name, texts in values.items() if texts}
 
 
+@dataclass(frozen=True)
+class DiagnoseOptions:
+    """How ``diagnose`` probes an instance and what it reads (``cli/diagnose.py``)."""
+
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address",
+            metavar="IP",
+            help="Address to probe (default: floating, public, then fixed IP).",
+        ),
+    ] = None
+    port: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--port",
+            metavar="PORT",
+            min=1,
+            max=65535,
+            help="A port the instance's sshd listens on (repeatable). Default: 22.",
+        ),
+    ] = None
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user",
+            metavar="USER",
+            help="User whose keys sshd is asked about. Default: the cloud image's user of "
+            "the OS the console names (Debian: debian, Ubuntu: ubuntu...).",
+            show_default=False,
+        ),
+    ] = None
+    key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--key",
+            metavar="FILE",
+            help="Public key file sshd is asked about, without logging in (repeatable). "
+            "Default: the first that exists of ~/.ssh/id_ed25519.pub, ~/.ssh/id_ecdsa.pub, "
+            "~/.ssh/id_rsa.pub.",
+        ),
+    ] = None
+    playbook: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--playbook",
+            metavar="FILE",
+            help="A playbook file whose symptoms to look for too (repeatable).",
+        ),
+    ] = None
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect-timeout",
+            metavar="SECONDS",
+            min=0.1,
+            help="Seconds a TCP connection to a port may take before it counts as no answer.",
+        ),
+    ] = 3.0
+
+
 GROUPS: tuple[type, ...] = (
     RepairOptions,
     RescueOptions,
@@ -553,6 +649,7 @@ GROUPS: tuple[type, ...] = (
     SshKeysOptions,
     PasswordOptions,
     ParamOptions,
+    DiagnoseOptions,
 )
 
 

@@ -78,6 +78,7 @@ def _playbook_record(playbook: Playbook) -> dict[str, Any]:
         ],
         "message": playbook.message,
         "source": playbook.source,
+        "symptoms": playbook.symptoms.model_dump(mode="json"),
     }
 
 

@@ -55,17 +55,38 @@ RUN = Record(
     {
         "instance": "the instance's name",
         "instance_id": "the instance's ID",
-        "playbook": "the playbook run",
+        "playbook": "the playbook run (several: their names in order, separated by spaces)",
         "dry_run": "true with `--dry-run`: nothing was changed",
-        "changed": "how many steps changed something (would have, in a dry run)",
+        "changed": "how many steps changed something (would have, in a dry run; a failed "
+        "playbook's steps count too, though its changes were restored)",
         "ok": "how many steps found nothing to change",
         "skipped": "how many steps did not apply (their `when` was false)",
         "status": "the instance's status at the end (`ACTIVE` after a run)",
-        "message": "the playbook's closing message (null in a dry run)",
+        "message": "the playbook's closing message (several: one line each; null in a dry run "
+        "or when none has one)",
         "root": "the device of the guest's root filesystem (null: the playbook mounts nothing)",
         "skipped_mounts": "guest fstab entries left unmounted: `mountpoint`, `spec`, `reason`",
         "unmount_problems": "what could not be unmounted cleanly (empty when all went well)",
-        "steps": "each step, in order (fields below)",
+        "steps": "each step of every playbook that ran, in order (fields below)",
+        "result": "`changed`, `ok`, or `failed` (a playbook failed: the exit status is its "
+        "error's, and `playbooks` says which)",
+        "playbooks": "each playbook, in the order given (fields below)",
+    },
+)
+
+PLAYBOOK_RUN = Record(
+    "each of `playbooks`",
+    "item",
+    {
+        "playbook": "the playbook's name",
+        "result": "`changed`, `ok`, `failed` (its own changes were restored from backups; what "
+        "the playbooks before it changed is kept) or `not-run` (an earlier one failed)",
+        "changed": "how many of its steps changed something (would have, in a dry run)",
+        "ok": "how many of its steps found nothing to change",
+        "skipped": "how many of its steps did not apply",
+        "message": "its closing message (null in a dry run, when it failed or has none)",
+        "error": "why it failed, one line (null unless `result` is `failed`)",
+        "steps": "its steps, in order (as `steps`)",
     },
 )
 
@@ -111,6 +132,9 @@ PLAYBOOK = Record(
         "steps": "each step: `name`, `action`, `when`, `params` (the action's parameters)",
         "message": "what it prints after a successful run (`{{ }}` references unrendered)",
         "source": "where it was read from (`playbooks/NAME.yaml`, or the user's file)",
+        "symptoms": "what it cures as `cloudrescue diagnose` sees it: `console` (`pattern`, "
+        "`cause`, `confidence`), `observations` (`name`, `cause`, `confidence`), `deep` (check "
+        "names)",
     },
 )
 
@@ -236,9 +260,73 @@ SHELL = Record(
     },
 )
 
+DIAGNOSIS = Record(
+    "`cloudrescue diagnose`",
+    "record",
+    {
+        "instance": "the instance's name",
+        "instance_id": "the instance's ID",
+        "status": "its status as the cloud reports it (`ACTIVE`, `SHUTOFF`, `ERROR`...)",
+        "task_state": "the task nova runs on it (null: none)",
+        "fault": "nova's fault of an instance in ERROR, `message (code N)` (null: none)",
+        "address": "the address probed (`--address`, else floating, public, then fixed IP; "
+        "null: the instance has none)",
+        "healthy": "true when no problem was found: then `findings` is empty and nothing is "
+        "suggested",
+        "playbook": "the top finding's playbook (null: healthy, or no playbook cures it)",
+        "command": "the top finding's command to run (null: healthy, or no playbook cures it: "
+        "see its `advice`)",
+        "findings": "the findings, the likeliest first (fields below)",
+        "probes": "each port probed, in order (fields below; empty: not probed)",
+        "user": "the user whose keys sshd was asked about (null: none)",
+        "user_guessed": "true when `user` was taken from the OS the console names, not given",
+        "console_lines": "lines in the console log as read (0: empty or not readable)",
+        "boot_line": "the line where the console's last boot starts (what the console is read "
+        "for; null: empty log)",
+        "notes": "what could not be checked, or is worth knowing (one line each)",
+        "seconds": "how long the diagnosis took",
+    },
+)
+
+FINDING = Record(
+    "each of `findings`",
+    "item",
+    {
+        "rank": "its place, from 1 (the likeliest): by confidence, then by the strength of its "
+        "evidence (an API fact 3, a probe 2, a console line 1, summed)",
+        "cause": "what is wrong, one line",
+        "confidence": "`certain` (the cloud API states it), `high`, `medium` or `low`",
+        "playbook": "the playbook that cures it (a shipped name, or a `--playbook` file; null: "
+        "none does)",
+        "command": "the command to run (null without a playbook)",
+        "advice": "what to do by hand when no playbook cures it (null with a playbook)",
+        "evidence": "what was seen: `source` (`api`, `console`, `probe`), `line` (a console "
+        "line's number in the log as read, else null), `text` (as seen: guest text unescaped "
+        "in JSON)",
+    },
+)
+
+PROBE = Record(
+    "each of `probes`",
+    "item",
+    {
+        "port": "the TCP port",
+        "state": "`open`, `refused`, `no-answer` (no answer in `--connect-timeout` seconds), "
+        "`unreachable` (no host or route) or `error`",
+        "detail": "the answer in words",
+        "seconds": "how long the probe took",
+        "banner": "sshd's SSH banner (null: not SSH, or not open)",
+        "host_key": "the SHA256 fingerprint of the host key it presented (not checked)",
+        "auth_methods": "the authentication methods it offers (null: not known)",
+        "keys": "each public key asked about (without logging in): `fingerprint`, `type`, "
+        "`file`, `accepted`",
+        "error": "where the SSH exchange stopped (null: it went through)",
+    },
+)
+
 RECORDS = (
-    STATUS, RUN, STEP, PLAYBOOKS, PLAYBOOK, LAB, FLEET_PLAN, FLEET_RESULT, FLEET_RUNS,
-    FLEET_MEMBERS, CONSOLE_URL, SHELL,
+    STATUS, RUN, PLAYBOOK_RUN, STEP, PLAYBOOKS, PLAYBOOK, LAB, FLEET_PLAN, FLEET_RESULT, FLEET_RUNS,
+    FLEET_MEMBERS, CONSOLE_URL, SHELL, DIAGNOSIS, FINDING, PROBE,
 )  # fmt: skip
 
 

@@ -4,6 +4,7 @@ and as one record for scripts (``-f json``; its fields are documented in docs/ou
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from cloudrescue.cli.environment import Environment
@@ -12,9 +13,11 @@ from cloudrescue.cli.render import printable, safe
 
 if TYPE_CHECKING:
     from cloudrescue.playbook.engine import StepReport
-    from cloudrescue.playbook.runner import RunReport
+    from cloudrescue.playbook.runner import PlaybookRun, RunReport
 
 STATUS_STYLE = {"changed": "yellow", "ok": "green", "skipped": "dim", "failed": "red"}
+RUN_STYLE = {**STATUS_STYLE, "not-run": "dim"}
+COUNTED = ("changed", "ok", "skipped")
 INDENT = " " * 9
 
 
@@ -47,26 +50,54 @@ def _step_record(step: StepReport) -> dict[str, Any]:
     }
 
 
+def _counts(steps: Sequence[StepReport]) -> dict[str, int]:
+    return {status: sum(1 for step in steps if step.status == status) for status in COUNTED}
+
+
+def _playbook_record(run: PlaybookRun, dry_run: bool) -> dict[str, Any]:
+    return {
+        "playbook": run.playbook.name,
+        "result": run.status,
+        **_counts(run.result.steps),
+        "message": None if dry_run else run.result.message,
+        "error": run.error.message if run.error is not None else None,
+        "steps": [_step_record(step) for step in run.result.steps],
+    }
+
+
+def _result(report: RunReport) -> str:
+    """The run's result: ``failed``, else ``changed`` or ``ok``."""
+    return "failed" if report.failed is not None else "changed" if report.changed else "ok"
+
+
 def run_record(report: RunReport) -> dict[str, Any]:
-    """The run as one record (stable field names)."""
+    """The run as one record (stable field names; ``playbooks`` has each playbook's part)."""
     steps = report.result.steps
+    mounts = [run.mount for run in report.runs if run.mount is not None]
+    skipped = {  # the same fstab entry, skipped by several phases, once
+        (skip.mountpoint, skip.spec, skip.reason): None
+        for mount in mounts
+        for skip in mount.skipped
+    }
     return {
         "instance": report.server.name,
         "instance_id": report.server.id,
-        "playbook": report.playbook.name,
+        "playbook": " ".join(run.playbook.name for run in report.runs),
         "dry_run": report.dry_run,
-        "changed": sum(1 for step in steps if step.status == "changed"),
-        "ok": sum(1 for step in steps if step.status == "ok"),
-        "skipped": sum(1 for step in steps if step.status == "skipped"),
+        **_counts(steps),
         "status": report.server.status,
         "message": None if report.dry_run else report.result.message,
-        "root": report.mount.device if report.mount is not None else None,
+        "root": mounts[0].device if mounts else None,
         "skipped_mounts": [
-            {"mountpoint": skip.mountpoint, "spec": skip.spec, "reason": skip.reason}
-            for skip in (report.mount.skipped if report.mount is not None else ())
+            {"mountpoint": mountpoint, "spec": spec, "reason": reason}
+            for mountpoint, spec, reason in skipped
         ],
-        "unmount_problems": list(report.unmount.failed) if report.unmount is not None else [],
+        "unmount_problems": [
+            problem for run in report.runs if run.unmount for problem in run.unmount.failed
+        ],
         "steps": [_step_record(step) for step in steps],
+        "result": _result(report),
+        "playbooks": [_playbook_record(run, report.dry_run) for run in report.runs],
     }
 
 
@@ -91,35 +122,52 @@ def _render_step(env: Environment, step: StepReport, dry_run: bool) -> None:
             out.print(f"{INDENT}would run ({command.where}): {argv}")
 
 
+def _run_label(run: PlaybookRun, dry_run: bool) -> str:
+    return "would change" if dry_run and run.status == "changed" else run.status.replace("-", " ")
+
+
 def _for_people(env: Environment, report: RunReport) -> None:
     out = env.out
     name = safe(report.server.name)
-    if report.mount is not None:
-        for skipped in report.mount.skipped:
+    several = len(report.runs) > 1
+    for run in report.runs:
+        if several:
+            label = f"[{RUN_STYLE[run.status]}]{_run_label(run, report.dry_run)}[/]"
+            out.print(f"[bold]playbook {safe(run.playbook.name)}[/]: {label}")
+        for skipped in run.mount.skipped if run.mount is not None else ():
             out.print(
                 f"[yellow]skipped mount[/] {safe(skipped.mountpoint)} ({safe(skipped.spec)}): "
                 f"{safe(skipped.reason)}"
             )
-    for step in report.result.steps:
-        _render_step(env, step, report.dry_run)
-    counts = {
-        status: sum(1 for step in report.result.steps if step.status == status)
-        for status in ("changed", "ok", "skipped")
-    }
+        for step in run.result.steps:
+            _render_step(env, step, report.dry_run)
+    counts = _counts(report.result.steps)
     verb = "would change" if report.dry_run else "changed"
+    names = ", ".join(run.playbook.name for run in report.runs)
     out.print(
-        f"[bold]{safe(report.playbook.name)}[/] on [bold]{name}[/]: {counts['changed']} {verb}, "
+        f"[bold]{safe(names)}[/] on [bold]{name}[/]: {counts['changed']} {verb}, "
         f"{counts['ok']} ok, {counts['skipped']} skipped."
     )
+    failed = report.failed
     if report.dry_run:
         out.print("Dry run: nothing was changed on the disk.")
-    elif not report.changed:
+    if failed is not None and failed.error is not None:
+        out.print(f"[red]{safe(failed.playbook.name)} failed:[/] {safe(failed.error.message)}")
+        kept = [run.playbook.name for run in report.runs if run.status == "changed"]
+        if kept and not report.dry_run:
+            out.print(f"Kept: what {safe(', '.join(kept))} changed.")
+        not_run = [run.playbook.name for run in report.runs if run.status == "not-run"]
+        if not_run:
+            out.print(f"Not run: {safe(', '.join(not_run))}.")
+    elif not report.dry_run and not report.changed:
         out.print(f"[bold]{name}[/]: ok, nothing needed changing.")
-    if report.unmount is not None and not report.unmount.ok:
-        out.print(f"[red]unmount problems:[/] {safe('; '.join(report.unmount.failed))}")
+    problems = [problem for run in report.runs if run.unmount for problem in run.unmount.failed]
+    if problems:
+        out.print(f"[red]unmount problems:[/] {safe('; '.join(problems))}")
     out.print(f"[bold]{name}[/] is {report.server.status} again.")
-    if report.result.message and not report.dry_run:
-        out.print(safe(report.result.message))
+    for run in report.runs:
+        if run.result.message and not report.dry_run:
+            out.print(safe(run.result.message))
 
 
 def render_run(env: Environment, output: OutputOptions, report: RunReport) -> None:

@@ -31,6 +31,7 @@ class ServerInfo:
     volume_ids: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
     tags: tuple[str, ...] | None = ()  # None: the cloud does not report tags (nova < 2.26)
+    fault: str | None = None  # nova's fault of an ERROR instance: "message (code N)"
 
     @property
     def volume_backed(self) -> bool:
@@ -68,6 +69,13 @@ class CloudBackend(Protocol):
     @property
     def cloud_name(self) -> str:
         """Name of the cloud (clouds.yaml entry or auth URL), for the journal."""
+        ...
+
+    @property
+    def announces_host_keys(self) -> bool:
+        """Whether the rescue system's host keys can be read on the console log (nova's
+        cloud-init prints them). False (an OVHcloud VPS): the rescue workflow reads no
+        console and needs ``--trust-host-key``."""
         ...
 
     def find_server(self, name_or_id: str) -> ServerInfo:

@@ -160,7 +160,20 @@ def _server_info(server: Any) -> ServerInfo:
         volume_ids=volumes,
         metadata=dict(server.metadata or {}),
         tags=tuple(server.tags or ()) if _version_tuple(server.microversion) >= TAGS else None,
+        fault=_fault(getattr(server, "fault", None)),
     )
+
+
+def _fault(fault: Any) -> str | None:
+    """Nova's ``fault`` of a server (ERROR, DELETED) as one line: ``message (code N)``."""
+    if not isinstance(fault, Mapping):
+        return None
+    message = str(fault.get("message") or "").strip()
+    code = fault.get("code")
+    if not message and code is None:
+        return None
+    text = " ".join(message.split()) or "no message"
+    return f"{text} (code {code})" if code is not None else text
 
 
 @dataclass(frozen=True)
@@ -246,6 +259,10 @@ class OpenStackCloud:
     @property
     def cloud_name(self) -> str:
         return self._name
+
+    @property
+    def announces_host_keys(self) -> bool:
+        return True
 
     def _call(self, what: str, func: Callable[[], T]) -> T:
         with _api_errors(what):

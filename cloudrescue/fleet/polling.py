@@ -8,10 +8,14 @@ seconds (0.5) for all of them: 50 instances waiting cost two paginated
 a wait's latency matters: the rescue's host keys are only taken from the console after the
 instance is seen in RESCUE (``rescue.py``), and a worker that sees it late may miss its block.
 
-A caller never gets a state older than its call: ``get_server`` returns the first listing
-*started after* it was called, waiting for it if need be (listings are numbered; one already
+A caller never gets a state from before its instance's last rescue or unrescue request
+(made through this object: the listing that answers it *started after* the request), nor one
+more than ``interval`` older than its call: a listing that ended less than ``interval`` ago
+answers at once, else the caller waits for the next one (listings are numbered; one already
 under way when the call comes is not enough). So a worker that just asked for a rescue sees
-what the cloud answers after that request, never a listing from before it. A server the
+what the cloud answers after that request, and a worker polling for RESCUE sees it as soon as
+any listing shows it (within its own poll), not one listing later: the rescue prints its host
+keys a few seconds after RESCUE, and the console baseline must come before them. A server the
 listing does not show (deleted, or of another project) is asked for directly, so
 ``NotFoundError`` means what it means for a single run. Everything else passes through to
 the backend.
@@ -24,7 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from cloudrescue.cloud.base import CloudBackend, ServerInfo
+from cloudrescue.cloud.base import CloudBackend, ImageInfo, RescueStarted, ServerInfo
 from cloudrescue.errors import CloudRescueError
 
 DEFAULT_INTERVAL = 0.5  # a worker polls each second: it waits at most this for a listing
@@ -79,11 +83,17 @@ class SharedPolling:
         self._fetching = False  # a thread is making the next listing (maybe waiting its turn)
         self._requested = False  # ... and has sent its request
         self._last_fetch = float("-inf")
+        self._last_answer = float("-inf")  # when the last listing was answered
+        self._after_action: dict[str, int] = {}  # server id -> the listing its state needs
         self.listings = 0  # how many listings were made (the benchmark counts them)
 
     @property
     def cloud_name(self) -> str:
         return self.backend.cloud_name
+
+    @property
+    def announces_host_keys(self) -> bool:
+        return self.backend.announces_host_keys
 
     def _fetch(self) -> None:
         """Make one listing (this thread was chosen), no sooner than ``interval`` after the
@@ -106,17 +116,29 @@ class SharedPolling:
                 self._last_fetch = started
                 if snapshot is not None or error is not None:  # else a bug: it propagates
                     self._generation += 1
+                    self._last_answer = self._clock()
                     self._error = error
                     self._snapshot = snapshot if snapshot is not None else self._snapshot
                 self._fetching = self._requested = False
                 self._changed.notify_all()
 
+    def _next_listing(self) -> int:
+        """The number of the first listing that starts from now on (hold ``_changed``): a
+        listing already asked for may not show what was done before, so the one after it
+        (one still waiting for its turn will do)."""
+        return self._generation + (2 if self._requested else 1)
+
     def get_server(self, server_id: str) -> ServerInfo:
-        """The server's state from the first listing started after this call."""
+        """The server's state: from a listing started after its last rescue or unrescue
+        request, answered less than ``interval`` ago (or the next one)."""
         with self._changed:
-            # a listing already asked for may not show what was done before this call: the
-            # one after it, then (one still waiting for its turn will do)
-            needed = self._generation + (2 if self._requested else 1)
+            after_action = self._after_action.get(server_id, 0)
+            recent = self._clock() - self._last_answer < self._interval
+            if recent and self._generation >= after_action and self._error is None:
+                found = self._snapshot.get(server_id)
+                if found is not None:
+                    return found
+            needed = max(after_action, self._next_listing())
         while True:
             with self._changed:
                 while self._fetching and self._generation < needed:
@@ -130,12 +152,24 @@ class SharedPolling:
             self._fetch()
         return found if found is not None else self.backend.get_server(server_id)
 
+    def rescue(
+        self, server: ServerInfo, *, admin_password: str, image: ImageInfo | None
+    ) -> RescueStarted:
+        """The backend's ``rescue``; the server's state is then taken from later listings."""
+        with self._changed:
+            self._after_action[server.id] = self._next_listing()
+        return self.backend.rescue(server, admin_password=admin_password, image=image)
+
+    def unrescue(self, server_id: str) -> None:
+        """The backend's ``unrescue``; the server's state is then taken from later listings."""
+        with self._changed:
+            self._after_action[server_id] = self._next_listing()
+        self.backend.unrescue(server_id)
+
     # everything else is the backend's own, with the interface's signatures
     find_server = _Forwarded(CloudBackend.find_server)
     list_servers = _Forwarded(CloudBackend.list_servers)
     find_image = _Forwarded(CloudBackend.find_image)
-    rescue = _Forwarded(CloudBackend.rescue)
-    unrescue = _Forwarded(CloudBackend.unrescue)
     console_output = _Forwarded(CloudBackend.console_output)
     console_url = _Forwarded(CloudBackend.console_url)
     set_marks = _Forwarded(CloudBackend.set_marks)

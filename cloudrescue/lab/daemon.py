@@ -16,6 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
+from cloudrescue.lab import ovhconf
 from cloudrescue.lab.api.app import create_app
 from cloudrescue.lab.api.auth import Identity
 from cloudrescue.lab.api.service import LabService
@@ -72,6 +73,7 @@ def build_service(
         initial_instances=instances,
         initial_tags=tags,
         variant=variant,
+        ovh_account=ovhconf.read(layout.ovh_conf),
     )
 
 

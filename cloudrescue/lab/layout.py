@@ -86,6 +86,11 @@ class StateLayout:
         return self.root / "clouds.yaml"
 
     @property
+    def ovh_conf(self) -> Path:
+        """python-ovh's INI file for the lab's OVH API (``lab/ovhconf.py``)."""
+        return self.root / "ovh.conf"
+
+    @property
     def lab_key(self) -> Path:
         return self.root / "lab_key"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cloudrescue.errors import ConflictError, LabError, NotFoundError
-from cloudrescue.lab import cloudsyaml, netns, processes
+from cloudrescue.lab import cloudsyaml, netns, ovhconf, processes
 from cloudrescue.lab.admin_client import AdminClient, DaemonUnreachableError
 from cloudrescue.lab.layout import StateLayout
 from cloudrescue.lab.ledger import Ledger
@@ -58,6 +58,7 @@ class UpResult:
     config: LabConfig
     instances: list[dict[str, Any]]
     clouds_yaml: Path
+    ovh_conf: Path  # python-ovh's configuration for the lab's OVH API
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,8 @@ def _write_secrets(state: StateLayout, config: LabConfig) -> dict[str, str]:
         "project_domain_name": "Default",
     }
     _write_secret(state.credentials, json.dumps(credentials, indent=1) + "\n")
+    endpoint = ovhconf.endpoint_url(config.api_port)
+    ovhconf.write(state.ovh_conf, ovhconf.OvhAccount.generate(), endpoint)
     run(
         [
             "ssh-keygen",
@@ -293,7 +296,7 @@ def up(
         except BaseException:
             _down_locked(state)
             raise
-    return UpResult(config, views, path)
+    return UpResult(config, views, path, state.ovh_conf)
 
 
 def _stop_daemon(state: StateLayout) -> None:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from cloudrescue.diagnose.registry import DEEP_CHECKS, OBSERVATIONS
 from cloudrescue.phase import MOUNT_MODES
 from cloudrescue.playbook import SHORT_COMMANDS, catalog
 from cloudrescue.playbook.actions import ACTIONS
@@ -23,6 +24,7 @@ from cloudrescue.playbook.facts import FACTS
 from cloudrescue.playbook.fields import MODE, kind_of
 from cloudrescue.playbook.paramtypes import PARAM_TYPES, key_files
 from cloudrescue.playbook.schema import ParameterSpec, Playbook, PlaybookHead, StepHead
+from cloudrescue.playbook.symptoms import ConsoleSymptom, ObservedSymptom, Symptoms
 
 HEADER = """\
 # Playbooks reference
@@ -42,6 +44,17 @@ Values are referenced as `{{ name }}` (a parameter) or `{{ facts.name }}` (a fac
 substitution, no filters, no expressions, no code. A string that is exactly one reference
 keeps the value's type. Secrets only go to `stdin` and secret fields, never to command lines,
 files or messages.
+"""
+
+
+SYMPTOMS_INTRO = """\
+`cloudrescue diagnose INSTANCE` reads the symptoms of the catalog (the shipped playbooks, and
+the files given with `--playbook FILE`): each console pattern is searched (Python `re.search`)
+in every line of the console log's last boot, each observation is what diagnose sees without
+rescue (the probes of sshd's ports, the console against the API). A match is a finding of the
+playbook, with the playbook's cause, confidence and the line as evidence; findings are ranked
+by confidence (`high`, `medium`, `low`), then by the strength of their evidence. A pattern may
+not match an empty line.
 """
 
 
@@ -142,6 +155,35 @@ def _flow(value: Any) -> str:
     return str(text).strip()
 
 
+def _code(text: str) -> str:
+    """``text`` as inline code, whatever backticks it holds."""
+    fence = "``" if "`" in text else "`"
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def symptoms_section(symptoms: Symptoms) -> str:
+    """What a playbook cures as ``cloudrescue diagnose`` sees it (empty: nothing declared)."""
+    if symptoms.empty:
+        return ""
+    rows = [
+        ["console", _code(item.pattern), item.confidence, item.cause] for item in symptoms.console
+    ]
+    rows += [
+        ["observation", f"`{item.name}`", item.confidence, item.cause]
+        for item in symptoms.observations
+    ]
+    parts = ["Symptoms (`cloudrescue diagnose`):\n\n"]
+    if rows:
+        parts.append(_table(["seen in", "pattern or name", "confidence", "cause"], rows))
+    if symptoms.deep:
+        parts.append(
+            ("\n" if rows else "") + "Deep checks: "
+            + ", ".join(f"`{name}`" for name in symptoms.deep) + "\n"
+        )
+    return "".join(parts)
+
+
 def playbook_section(playbook: Playbook, level: int = 3) -> str:
     """One playbook: description, how to run it, parameters, steps and what it changes."""
     parts = [f"{'#' * level} {playbook.name}\n", f"{playbook.description}\n"]
@@ -161,6 +203,9 @@ def playbook_section(playbook: Playbook, level: int = 3) -> str:
             for name, spec in playbook.parameters.items()
         ]
         parts.append(_table(["parameter", "type", "default", "description"], rows))
+    symptoms = symptoms_section(playbook.symptoms)
+    if symptoms:
+        parts.append(symptoms)
     steps = ["Steps:\n\n"]
     for number, step in enumerate(playbook.steps, start=1):
         steps.append(f"{number}. **{step.name}**: `{step.action.name}`")
@@ -210,6 +255,21 @@ def reference() -> str:
         _model_keys(ParameterSpec),
         "Each step: these keys, plus the parameters of its action.\n",
         _model_keys(StepHead),
+        "### Symptoms\n",
+        SYMPTOMS_INTRO,
+        "`symptoms:` keys (each optional):\n",
+        _model_keys(Symptoms),
+        "Each entry of `console`:\n",
+        _model_keys(ConsoleSymptom),
+        "Each entry of `observations`:\n",
+        _model_keys(ObservedSymptom),
+        "Observations:\n",
+        _table(
+            ["observation", "made when"],
+            [[f"`{item.name}`", item.description] for item in OBSERVATIONS.values()],
+        ),
+        "Deep checks (`deep`; read-only, on the rescued disk):\n",
+        _table(["check", "looks at"], [[f"`{n}`", text] for n, text in DEEP_CHECKS.items()]),
         "### Parameter types\n",
         _table(["type", "values"], parameter_types),
         "### Facts\n",

@@ -3,6 +3,7 @@
 Values come as text (``--param key=value`` or a short command's options); secrets come
 separately (prompt or stdin), never as text from the command line. Key files are read and
 validated here. A default that is a fact stays a ``FactDefault`` until the guest is mounted.
+Several playbooks of one run share the assignments: ``route`` gives each its part.
 """
 
 from __future__ import annotations
@@ -36,6 +37,65 @@ def parse_assignments(items: Sequence[str]) -> dict[str, list[str]]:
             raise InvalidInputError(f"--param {item!r}: expected NAME=VALUE")
         given.setdefault(name.strip(), []).append(value)
     return given
+
+
+def check_distinct(playbooks: Sequence[Playbook]) -> None:
+    """``InvalidInputError`` unless there is at least one playbook and no name twice."""
+    if not playbooks:
+        raise InvalidInputError("no playbook to run")
+    names = [playbook.name for playbook in playbooks]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise InvalidInputError(
+            f"playbook {', '.join(twice)} given twice: each playbook runs once in a rescue"
+        )
+
+
+def _unknown(playbook: Playbook, name: str) -> InvalidInputError:
+    known = ", ".join(playbook.parameters) or "none"
+    return InvalidInputError(
+        f"playbook {playbook.name} has no parameter {name!r} (parameters: {known})"
+    )
+
+
+def route(
+    playbooks: Sequence[Playbook], given: Mapping[str, Sequence[str]]
+) -> list[dict[str, Sequence[str]]]:
+    """Each playbook's share of the ``--param`` assignments, in the playbooks' order.
+
+    ``NAME`` goes to every playbook that declares it; ``PLAYBOOK:NAME`` to that playbook only,
+    where it replaces a plain ``NAME``. A name no playbook declares is refused.
+    """
+    check_distinct(playbooks)
+    by_name = {playbook.name: index for index, playbook in enumerate(playbooks)}
+    shares: list[dict[str, Sequence[str]]] = [{} for _ in playbooks]
+    for key, texts in given.items():
+        target, colon, name = key.rpartition(":")
+        if colon:
+            if target not in by_name:
+                raise InvalidInputError(
+                    f"--param {key}=...: no playbook {target!r} in this run "
+                    f"(playbooks: {', '.join(by_name)})"
+                )
+            playbook = playbooks[by_name[target]]
+            if name not in playbook.parameters:
+                raise _unknown(playbook, name)
+            shares[by_name[target]][name] = texts
+            continue
+        takers = [index for index, playbook in enumerate(playbooks) if name in playbook.parameters]
+        if not takers and len(playbooks) == 1:
+            raise _unknown(playbooks[0], name)
+        if not takers:
+            declared = "; ".join(
+                f"{playbook.name}: {', '.join(playbook.parameters) or 'none'}"
+                for playbook in playbooks
+            )
+            raise InvalidInputError(
+                f"none of these playbooks has a parameter {name!r} ({declared})"
+            )
+        for index in takers:
+            shares[index].setdefault(name, texts)
+    return shares
 
 
 def _keys(name: str, files: Sequence[str]) -> tuple[PublicKey, ...]:
@@ -86,10 +146,7 @@ def resolve(
     of ``secret``; ``InvalidInputError`` for unknown names and bad values."""
     for name in given:
         if name not in playbook.parameters:
-            known = ", ".join(playbook.parameters) or "none"
-            raise InvalidInputError(
-                f"playbook {playbook.name} has no parameter {name!r} (parameters: {known})"
-            )
+            raise _unknown(playbook, name)
     values: dict[str, Resolved] = {}
     for name, spec in playbook.parameters.items():
         texts = given.get(name, [])

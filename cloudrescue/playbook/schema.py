@@ -44,6 +44,7 @@ from cloudrescue.playbook.facts import FACTS
 from cloudrescue.playbook.fields import TEXT, UNCHECKED, LoadContext
 from cloudrescue.playbook.paramtypes import PARAM_TYPES, ParamTypeName, Value
 from cloudrescue.playbook.source import Document, Loc, PlaybookError, PlaybookProblem, parse
+from cloudrescue.playbook.symptoms import NO_SYMPTOMS, Symptoms
 from cloudrescue.playbook.template import TemplateError, references, whole_reference
 
 PLAYBOOK_NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
@@ -197,6 +198,11 @@ class PlaybookHead(BaseModel):
     message: str | None = Field(
         None, description="printed after a successful run; `{{ }}` references allowed"
     )
+    symptoms: Symptoms = Field(
+        NO_SYMPTOMS,
+        description="what it cures as `cloudrescue diagnose` sees it: console patterns, "
+        "observations, deep checks (see below)",
+    )
     steps: list[Any] = Field(min_length=1, description="the steps, run in order")
 
 
@@ -236,6 +242,7 @@ class Playbook:
     message: str | None
     steps: tuple[Step, ...]
     source: str
+    symptoms: Symptoms = NO_SYMPTOMS
 
 
 def _message(error: ErrorDetails, known: list[str]) -> str:
@@ -604,6 +611,7 @@ def load_document(document: Document) -> Playbook:
         message=head.message,
         steps=tuple(steps),
         source=document.source,
+        symptoms=head.symptoms,
     )
 
 

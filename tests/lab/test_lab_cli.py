@@ -92,8 +92,11 @@ def cli_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CliLab]:
 
 
 def test_up_writes_the_state_dir_and_clouds_yaml(cli_lab: CliLab) -> None:
-    assert cli_lab.up.stdout.strip() == "export OS_CLOUD=lab"
-    for name in ("admin-token", "credentials.json", "clouds.yaml", "lab_key"):
+    assert cli_lab.up.stdout.splitlines() == [
+        "export OS_CLOUD=lab",
+        f"export CLOUDRESCUE_OVH_CONFIG={cli_lab.state / 'ovh.conf'}",
+    ]
+    for name in ("admin-token", "credentials.json", "clouds.yaml", "lab_key", "ovh.conf"):
         assert (cli_lab.state / name).stat().st_mode & 0o777 == 0o600, name
     clouds = yaml.safe_load(cli_lab.clouds_yaml.read_text())["clouds"]
     port = cli_lab.config()["api_port"]

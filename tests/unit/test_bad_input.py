@@ -114,6 +114,7 @@ CLOUD_COMMANDS = {
     "rescue": "rescue web-1",
     "fix-ssh-keys": "fix-ssh-keys web-1 --key {tmp}/me.pub --yes",
     "fleet-plan": "fleet plan --all",
+    "diagnose": "diagnose web-1",
 }
 
 # fmt: off
@@ -181,6 +182,25 @@ CASES: list[Case] = [
          "{tmp}/nope.pub: no such key file"),
     Case("user-invalid", "fix-ssh-keys web-1 --key {tmp}/me.pub --user 'bad user' --yes", USAGE,
          "'bad user' is not a valid user or group name", files=KEY),
+    # --- diagnose: its options, checked before the cloud is asked ------------------------------
+    Case("diagnose-key-missing", "diagnose web-1 --key {tmp}/nope.pub", USAGE,
+         "{tmp}/nope.pub: no such key file"),
+    Case("diagnose-key-private", "diagnose web-1 --key {tmp}/id_ed25519", USAGE,
+         "{tmp}/id_ed25519: this is a private key; pass the .pub file",
+         files={"id_ed25519": PRIVATE_KEY}),
+    Case("diagnose-user-invalid", "diagnose web-1 --user 'bad user'", USAGE,
+         "'bad user' is not a valid user or group name"),
+    Case("diagnose-port-zero", "diagnose web-1 --port 0", USAGE, "'--port'"),
+    Case("diagnose-port-too-big", "diagnose web-1 --port 70000", USAGE, "'--port'"),
+    Case("diagnose-connect-timeout-zero", "diagnose web-1 --connect-timeout 0", USAGE,
+         "'--connect-timeout'"),
+    Case("diagnose-address-empty", "diagnose web-1 --address ''", USAGE, "--address is empty"),
+    Case("diagnose-format-unknown", "diagnose web-1 -f xml", USAGE, "--format 'xml'"),
+    Case("diagnose-column-unknown", "diagnose web-1 -c nope", USAGE, "no column 'nope'"),
+    Case("diagnose-playbook-missing", "diagnose web-1 --playbook {tmp}/nope.yaml", USAGE,
+         "{tmp}/nope.yaml: no such playbook file"),
+    Case("diagnose-playbook-invalid", "diagnose web-1 --playbook {tmp}/symptom-bad-pattern.yaml",
+         USAGE, expect("symptom-bad-pattern"), files=invalid("symptom-bad-pattern")),
     # --- playbooks: names and files -------------------------------------------------------------
     Case("run-unknown-playbook", "run web-1 no-such-playbook --yes", NOT_FOUND,
          "no playbook named 'no-such-playbook'"),

@@ -38,6 +38,7 @@ FIRST_RUN: dict[str, tuple[str, ExitStatus]] = {
     "playbooks list": ("", ExitStatus.SUCCESS),
     "playbooks show": ("fix-ssh-keys", ExitStatus.SUCCESS),
     "playbooks validate": ("playbooks/fix-firewall.yaml", ExitStatus.SUCCESS),
+    "diagnose": ("web-1", ExitStatus.USAGE),  # no cloud configured
     "console log": ("web-1", ExitStatus.USAGE),
     "console url": ("web-1", ExitStatus.USAGE),
     "fleet plan": ("--all", ExitStatus.USAGE),  # no cloud configured

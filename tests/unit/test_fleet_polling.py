@@ -14,16 +14,38 @@ from cloudrescue.fleet.polling import SharedPolling
 from tests.fakes import FakeClock, FakeCloud
 
 
-def test_a_state_changed_before_the_call_is_always_seen() -> None:
+def test_after_a_rescue_request_only_later_listings_answer() -> None:
+    """The state after a rescue request is never one listed before it."""
+    clock = FakeClock()
+    cloud = FakeCloud(clock)
+    server = cloud.add("web-1")
+    polled = SharedPolling(cloud, interval=1.0, clock=clock, sleep=clock.sleep)
+    assert polled.get_server(server.id).status == "ACTIVE"
+    polled.rescue(server, admin_password="pw", image=None)
+    seen = polled.get_server(server.id)
+    assert (seen.status, seen.task_state) != ("ACTIVE", None)  # a new listing, not the old one
+    assert [call for call in cloud.calls if call.startswith("get")] == []
+    assert polled.listings == 2 and clock.slept == pytest.approx(1.0)  # at most one a second
+    while polled.get_server(server.id).status != "RESCUE":
+        clock.sleep(1.0)
+    polled.unrescue(server.id)
+    seen = polled.get_server(server.id)
+    assert (seen.status, seen.task_state) != ("RESCUE", None)  # not the listing before it
+
+
+def test_a_listing_answered_within_the_interval_answers_at_once() -> None:
+    """A worker polling for a change sees it as soon as any listing shows it: one answered
+    less than ``interval`` ago serves the call, an older one does not."""
     clock = FakeClock()
     cloud = FakeCloud(clock)
     server = cloud.add("web-1")
     polled = SharedPolling(cloud, interval=1.0, clock=clock, sleep=clock.sleep)
     assert polled.get_server(server.id).status == "ACTIVE"
     cloud.servers[server.id].info = dataclasses.replace(server, status="RESCUE")
-    assert polled.get_server(server.id).status == "RESCUE"  # a new listing, not the old one
-    assert [call for call in cloud.calls if call.startswith("get")] == []
-    assert polled.listings == 2 and clock.slept == pytest.approx(1.0)  # at most one a second
+    clock.sleep(0.5)
+    assert polled.get_server(server.id).status == "ACTIVE" and polled.listings == 1
+    clock.sleep(0.5)  # the last listing is now as old as the interval: a new one
+    assert polled.get_server(server.id).status == "RESCUE" and polled.listings == 2
 
 
 class SlowListing:

@@ -69,7 +69,10 @@ def test_help_shows_no_type_noise(command: str) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["", "run", "fix-ssh-keys", "reset-password", "lab", "status", "fleet plan", "fleet run"],
+    [
+        "", "run", "fix-ssh-keys", "reset-password", "lab", "status", "fleet plan", "fleet run",
+        "diagnose",
+    ],
 )
 def test_help_imports_nothing_heavy(command: str) -> None:
     result = subprocess.run(

@@ -1,8 +1,9 @@
 """A whole playbook run without root: fake cloud, this machine as the rescue, a guest tree.
 
-``run_playbook`` goes session → phase → steps → rollback → unmount → unrescue exactly as on a
-real cloud; only the disk session is a tree under tmp (``TreeDisks``), so every mount phase,
-check mode, rollback on failure and on Ctrl-C is exercised here.
+``run_playbook`` (``run_playbooks`` with one playbook) goes session → phase → steps → rollback
+→ unmount → unrescue exactly as on a real cloud; only the disk session is a tree under tmp
+(``TreeDisks``), so every mount phase, check mode, rollback on failure and on Ctrl-C is
+exercised here. Several playbooks in one rescue: ``test_run_several.py``.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def test_a_playbook_run_mounts_changes_reports_and_unrescues(run: Run) -> None:
     assert report.changed and not report.dry_run
     assert [step.status for step in report.result.steps] == ["changed"]
     assert report.result.message == "renamed on 203.0.113.10"
-    assert report.mount is not None and not report.mount.read_only
-    assert report.unmount is not None and report.unmount.done
+    assert report.runs[0].mount is not None and not report.runs[0].mount.read_only
+    assert report.runs[0].unmount is not None and report.runs[0].unmount.done
     assert report.server.status == "ACTIVE"
     assert [step.status for step in run.steps] == ["changed"]
     assert "applying the fix" in run.events.messages
@@ -143,7 +144,7 @@ def test_check_mode_mounts_read_only_and_changes_nothing(run: Run) -> None:
     before = snapshot(run.tree)
     report = run.play(EDIT, dry_run=True)
     assert report.dry_run and report.changed
-    assert report.mount is not None and report.mount.read_only
+    assert report.runs[0].mount is not None and report.runs[0].mount.read_only
     assert "checking what to change" in run.events.messages
     [change] = report.result.changes
     assert "+repaired" in change.diff
@@ -188,7 +189,7 @@ def test_an_unmounted_phase_knows_the_device_not_the_files(run: Run) -> None:
     [step] = report.result.steps
     [command] = step.outcome.commands
     assert command.output == "/dev/vdb1 ext4"
-    assert report.mount is None and report.unmount is not None
+    assert report.runs[0].mount is None and report.runs[0].unmount is not None
     assert "finding the instance's disk (left unmounted)" in run.events.messages
     run.left_alone()
 
@@ -198,7 +199,7 @@ def test_a_rescue_only_phase_touches_no_disk(run: Run) -> None:
     report = run.play(RESCUE_ONLY)
     assert [step.status for step in run.steps] == ["ok"]
     assert report.result.message == "reached 203.0.113.10"
-    assert report.mount is None and report.unmount is None
+    assert report.runs[0].mount is None and report.runs[0].unmount is None
     assert "running the steps on the rescue system" in run.events.messages
     assert snapshot(run.tree) == before
     assert run.disks.report.done == []

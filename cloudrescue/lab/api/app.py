@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cloudrescue.lab.api import actions, admin, glance, keystone, nova, server_meta
+from cloudrescue.lab.api import actions, admin, glance, keystone, nova, ovh, server_meta
 from cloudrescue.lab.api.consoles import PAGES, console_page, invalid_token_page, token_from_query
 from cloudrescue.lab.api.error_bodies import (
     NOT_FOUND,
@@ -52,6 +52,9 @@ def create_app(lab: LabService) -> FastAPI:
         glance.versions_router,
         glance.router,
         admin.router,
+        ovh.router,
+        ovh.vps_router,
+        ovh.validation_router,
     ):
         app.include_router(router)
     for page in PAGES:

@@ -100,6 +100,31 @@ class GlanceError(ApiError):
         }
 
 
+class OvhError(ApiError):
+    """``{"errorCode": ..., "httpCode": "400 Bad Request", "message": ...}`` as the OVHcloud
+    API answers (python-ovh reads ``errorCode`` and ``message``)."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: dict[str, str] | None = None,
+        *,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(status, message, headers)
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "httpCode": f"{self.status} {http_title(self.status)}",
+            "message": self.message,
+        }
+        if self.code is not None:
+            answer["errorCode"] = self.code
+        return answer
+
+
 class AdminError(ApiError):
     """``{"error": message}`` for the lab's own ``/lab/v1`` API."""
 
@@ -123,4 +148,6 @@ def error_for_path(
         return KeystoneError(status, message, headers)
     if path.startswith("/image"):
         return GlanceError(status, message, headers)
+    if path.startswith("/ovh"):
+        return OvhError(status, message, headers)
     return AdminError(status, message, headers)

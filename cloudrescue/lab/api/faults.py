@@ -107,6 +107,7 @@ class Faults(BaseModel):
     max_limit: int | None = Field(default=None, ge=1, le=1000)
     rescue_fails: InstanceRefs | None = Field(default=None, max_length=1000)
     ssh_cut: InstanceRefs | None = Field(default=None, max_length=1000)
+    ovh_reboot_fails: InstanceRefs | None = Field(default=None, max_length=1000)
 
 
 class FaultState:
@@ -176,6 +177,10 @@ class FaultState:
     def ssh_cut(self, server_id: str, name: str) -> bool:
         """Whether this instance's rescue system is unreachable over SSH (``ssh_cut``)."""
         return _named(self._faults.ssh_cut, server_id, name)
+
+    def ovh_reboot_fails(self, server_id: str, name: str) -> bool:
+        """Whether a reboot task of this VPS ends in ``error`` (``ovh_reboot_fails``)."""
+        return _named(self._faults.ovh_reboot_fails, server_id, name)
 
     def _take(self, name: str, method: str, path: str) -> _Matcher | None:
         """The request fault ``name`` if it hits this request, counting it against it."""

@@ -31,6 +31,7 @@ from cloudrescue.lab.model import (
     Network,
     Variant,
 )
+from cloudrescue.lab.ovhconf import OvhAccount
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,10 @@ class LabService:
         initial_instances: int = 2,
         initial_tags: Sequence[str] = (),
         variant: Variant = "ext4",
+        ovh_account: OvhAccount | None = None,
     ) -> None:
+        from cloudrescue.lab.api.ovh import OvhState
+
         self.config = config
         self.layout = StateLayout(Path(config.state_dir))
         self.identity = identity
@@ -78,6 +82,8 @@ class LabService:
         # The adminPass each instance's last rescue request carried, for tests that check
         # where it went (``GET /lab/v1/instances/{ref}/admin-pass``); in memory only.
         self.admin_passes: dict[str, str | None] = {}
+        # The OVH API's account, netboot modes, tasks and service e-mails (``/ovh/1.0``).
+        self.ovh = OvhState(ovh_account or OvhAccount.generate())
 
     @property
     def endpoint(self) -> str:

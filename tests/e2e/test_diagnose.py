@@ -1,0 +1,143 @@
+"""``cloudrescue diagnose`` without rescue against the lab's breaks (issue 12).
+
+Each scenario breaks a fresh instance of its own (all booted, broken and diagnosed in
+parallel, once for the module); ``diagnose NAME -f json`` must name the scenario's playbook
+first, with evidence, for every scenario the console and the probes can tell apart, and must
+find nothing on a healthy instance. ``root-password`` and ``sudoers`` cannot be told apart
+from outside: the console shows a normal boot and sshd accepts the key (the passwords and the
+sudoers files are on the disk), so for them "no problem found" is the honest answer here.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from .conftest import E2ELab
+
+pytestmark = pytest.mark.lab
+
+# scenario -> the top finding's playbook without rescue (None: not told apart from healthy)
+EXPECTED: dict[str, str | None] = {
+    "lost-key": "fix-ssh-keys",
+    "ssh-symlink": "fix-ssh-keys",
+    "bad-perms": "fix-ssh-keys",
+    "authorized-keys-file": "fix-ssh-keys",
+    "sshd-config": "fix-sshd-config",
+    "firewall": "fix-firewall",
+    "fstab": "fix-fstab",
+    "root-password": None,
+    "disk-full": "disk-full",
+    "network": "fix-network",
+    "sudoers": None,
+}
+ISSUE_SCENARIOS = (  # the ten of issue 12
+    "lost-key", "ssh-symlink", "bad-perms", "sshd-config", "firewall", "fstab",
+    "root-password", "disk-full", "network", "sudoers",
+)  # fmt: skip
+HEALTHY = "healthy"
+
+
+@pytest.fixture(scope="module")
+def diagnosed(lab: E2ELab) -> Iterator[dict[str, tuple[str, dict[str, Any]]]]:
+    """Every scenario (and a healthy instance) on an instance of its own, diagnosed:
+    scenario -> (instance name, the ``-f json`` record)."""
+    tag = f"dg{uuid.uuid4().hex[:6]}"
+    scenarios = [*EXPECTED, HEALTHY]
+    names = {scenario: f"{tag}-{scenario}" for scenario in scenarios}
+    with ThreadPoolExecutor(len(scenarios)) as pool:
+        views = list(pool.map(lambda name: lab.add(name=name), names.values()))
+        broken = [s for s in scenarios if s != HEALTHY]
+        list(pool.map(lambda s: lab.break_(names[s], s), broken))
+        runs = dict(zip(scenarios, pool.map(lambda s: diagnose(lab, names[s]), scenarios),
+                        strict=True))
+    try:
+        yield {scenario: (names[scenario], runs[scenario]) for scenario in scenarios}
+    finally:
+        for view in views:
+            lab.admin.call("DELETE", f"/instances/{view['id']}")
+
+
+def diagnose(lab: E2ELab, name: str, *args: str) -> dict[str, Any]:
+    result = lab.cli("diagnose", name, "--key", f"{lab.key}.pub", "-f", "json", *args,
+                     timeout=60)
+    assert result.returncode == 0, result.stderr
+    record: dict[str, Any] = json.loads(result.stdout)
+    return record
+
+
+@pytest.mark.parametrize("scenario", [s for s, playbook in EXPECTED.items() if playbook])
+def test_the_top_finding_names_the_playbook_with_evidence(
+    diagnosed: dict[str, tuple[str, dict[str, Any]]], scenario: str
+) -> None:
+    name, record = diagnosed[scenario]
+    playbook = EXPECTED[scenario]
+    assert record["playbook"] == playbook, record["findings"]
+    top = record["findings"][0]
+    assert top["rank"] == 1 and top["evidence"]
+    assert top["command"] == record["command"]
+    assert record["command"].startswith(f"cloudrescue run {name} {playbook}")
+    assert not record["healthy"]
+    assert record["seconds"] < 10
+
+
+def test_a_healthy_instance_gets_no_problem_found_and_no_suggestion(
+    diagnosed: dict[str, tuple[str, dict[str, Any]]],
+) -> None:
+    _, record = diagnosed[HEALTHY]
+    assert record["healthy"] and record["findings"] == []
+    assert record["command"] is None and record["playbook"] is None
+    [probe] = record["probes"]
+    assert probe["state"] == "open" and probe["auth_methods"] == ["publickey"]
+    assert [key["accepted"] for key in probe["keys"]] == [True]
+
+
+@pytest.mark.parametrize("scenario", [s for s, playbook in EXPECTED.items() if not playbook])
+def test_what_only_the_disk_shows_is_not_guessed(
+    diagnosed: dict[str, tuple[str, dict[str, Any]]], scenario: str
+) -> None:
+    _, record = diagnosed[scenario]
+    assert record["healthy"] and record["command"] is None
+
+
+def test_at_least_six_of_the_ten_scenarios_are_told_apart_without_rescue(
+    diagnosed: dict[str, tuple[str, dict[str, Any]]],
+) -> None:
+    right = [s for s in ISSUE_SCENARIOS if diagnosed[s][1]["playbook"] == EXPECTED[s]
+             and EXPECTED[s] is not None]
+    assert len(right) >= 6, right
+
+
+def test_the_evidence_is_the_console_line_and_the_probe(
+    diagnosed: dict[str, tuple[str, dict[str, Any]]],
+) -> None:
+    _, record = diagnosed["sshd-config"]
+    evidence = record["findings"][0]["evidence"]
+    lines = [item for item in evidence if item["source"] == "console"]
+    assert any("Bad configuration option: PasswordAuthentcation" in item["text"]
+               for item in lines)
+    assert all(isinstance(item["line"], int) and item["line"] > record["boot_line"] - 1
+               for item in lines)
+    assert any(item["source"] == "probe" and "refused" in item["text"] for item in evidence)
+    _, record = diagnosed["network"]
+    texts = [item["text"] for item in record["findings"][0]["evidence"]]
+    assert any("192.168.100.10" in text for text in texts)
+
+
+def test_for_people_the_table_then_the_evidence_then_the_command(
+    lab: E2ELab, diagnosed: dict[str, tuple[str, dict[str, Any]]],
+) -> None:
+    name, _ = diagnosed["fstab"]
+    shown: subprocess.CompletedProcess[str] = lab.cli("diagnose", name, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].startswith(f"{name} (ACTIVE, ")
+    assert lines[1].split()[:3] == ["#", "confidence", "cause"]
+    assert "Dependency failed for local-fs.target" in shown.stdout
+    assert lines[-1] == f"run: cloudrescue run {name} fix-fstab"
