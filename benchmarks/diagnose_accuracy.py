@@ -9,9 +9,10 @@ and the time the diagnosis took (the whole command, and the diagnosis as it repo
 without Python's start-up and imports); then the confusion matrix (scenario x top finding)
 and the accuracy over issue 12's ten scenarios.
 
-The deep mode (``diagnose --deep``: rescue, read-only checks on the disk) is not built yet: its
-column prints "not measured". ``DEEP_ARGS`` is the hook: set it to the deep mode's arguments
-(``("--deep",)``) and the same run measures that mode too, in the same tables.
+Then the deep mode (``diagnose --deep --yes``: one rescue each, the playbooks that declare deep
+checks run in check mode on the disk mounted read-only), on the same instances, after the
+no-rescue pass, in the same tables. ``DEEP_ARGS`` is its arguments (None: its column says
+"not measured").
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ CURES: dict[str, str] = {  # scenario -> the playbook that cures it (what the to
 }
 ISSUE_SCENARIOS = tuple(list(CURES)[:10])
 NO_RESCUE_ARGS: tuple[str, ...] = ()
-DEEP_ARGS: tuple[str, ...] | None = None
-"""The hook for the deep mode's column: ``diagnose``'s arguments for it (``("--deep",)``)
-once it exists; None: the column says "not measured"."""
+DEEP_ARGS: tuple[str, ...] | None = ("--deep", "--yes")
+"""The deep mode's column: ``diagnose``'s arguments for it; None: the column says "not
+measured"."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ The marker expression decides, not who runs: root and a user select the same tes
 
 The full run (``scripts/test``) runs the tests in pytest-xdist workers, one module to a worker,
 then the tests marked ``alone`` by themselves: those compare the whole machine's state (its
-mount table), which the other workers' labs change.
+mount table), which the other workers' labs change, or were seen disturbed by them.
 """
 
 from __future__ import annotations

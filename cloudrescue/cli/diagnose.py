@@ -7,6 +7,7 @@ scripts. The diagnosis itself is ``cloudrescue.diagnose.engine.diagnose``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,16 +15,20 @@ import typer
 
 from cloudrescue.cli.options import DiagnoseOptions, Instance, environment, state, takes_options
 from cloudrescue.cli.output import OutputOptions, show_list, show_record
-from cloudrescue.cli.records import DIAGNOSIS
+from cloudrescue.cli.records import DIAGNOSIS, RUN
 from cloudrescue.cli.render import safe
 
 if TYPE_CHECKING:
     from cloudrescue.cli.environment import Environment
+    from cloudrescue.cloud.base import CloudBackend
     from cloudrescue.diagnose.catalog import Catalog
     from cloudrescue.diagnose.engine import Diagnosis
     from cloudrescue.diagnose.findings import Finding
     from cloudrescue.diagnose.probe import PortProbe
+    from cloudrescue.diagnose.sources import FindingSource
     from cloudrescue.keys import PublicKey
+    from cloudrescue.playbook.engine import StepReport
+    from cloudrescue.rescue import RescueSettings
 
 EVIDENCE_SHOWN = 6  # evidence lines printed per finding for people (-f json has them all)
 
@@ -38,11 +43,24 @@ refused, no answer within --connect-timeout seconds, or open; when open, sshd's 
 methods it offers, and whether it would accept your public keys for the user, asked without
 logging in (only the public key is sent; never a password).
 
+--deep also rescues the instance once (asks first; --yes), mounts its disk read-only and runs,
+in check mode, every playbook that declares deep checks and needs no parameter without a
+default (the others are skipped, and the notes say so): one that would change something is a
+finding of high confidence, its evidence what it would change; one that would change nothing
+clears its cause. Then it unrescues.
+
 Findings are ranked by confidence (certain: the API says it; high, medium, low), then by the
 strength of their evidence; each comes with its evidence (console lines and their numbers,
-probe results) and the command that cures it. A healthy instance gets "no problem found" and
-no suggestion. Exit status 0 whether a problem is found or not (read `healthy`, `findings` with
--f json); the README's codes when the diagnosis itself fails.
+probe results, what a playbook would change on the disk) and the command that cures it. A
+healthy instance gets "no problem found" and no suggestion. Exit status 0 whether a problem is
+found or not (read `healthy`, `findings` with -f json); the README's codes when the diagnosis
+itself fails.
+
+--fix then applies the suggested playbooks (those of the findings of at least medium
+confidence that need no parameter without a default, each once, in rank order) in one rescue,
+after a confirmation that lists them (--yes), and prints the run report as `run` does (-f json:
+the run's record, the diagnosis in one line on stderr), with `run`'s exit status. Nothing
+suggested: nothing is done, exit status 0.
 """
 
 
@@ -93,32 +111,145 @@ def diagnose(
     options: DiagnoseOptions,
     output: OutputOptions,
 ) -> None:
-    """The command (its help is ``HELP``): inputs checked, the diagnosis, the report."""
+    """The command (its help is ``HELP``): inputs checked, the diagnosis, the report; with
+    --deep the read-only checks of the rescued disk, with --fix the suggested playbooks."""
+    from cloudrescue.cli.prompts import confirm_repair
+    from cloudrescue.cli.render import RichEvents
     from cloudrescue.diagnose import engine
     from cloudrescue.diagnose.probe import Prober
     from cloudrescue.errors import InvalidInputError
 
     output.chosen()  # a bad -f or -c, key, user or playbook fails before the cloud is asked
-    output.selected(DIAGNOSIS.names)
+    output.selected(RUN.names if options.fix else DIAGNOSIS.names)
     if options.address is not None and not options.address.strip():
         raise InvalidInputError("--address is empty")
+    if options.disk is not None and not options.disk.strip():
+        raise InvalidInputError("--disk is empty: a device, UUID=, LABEL= or LV name")
     user = _user(options.user)
     keys = _keys(options.key)
     catalog = _catalog(options.playbook)
     env = environment(ctx)
     backend = state(ctx).cloud()
-    result = engine.diagnose(
-        backend,
-        instance,
-        catalog=catalog,
-        probe=Prober(connect_timeout=options.connect_timeout),
-        address=options.address,
-        ports=tuple(dict.fromkeys(options.port or engine.DEFAULT_PORTS)),
-        user=user,
-        keys=keys,
-        keys_given=bool(options.key),
-    )
+    settings = _settings(options)
+
+    def run(sources: list[FindingSource]) -> Diagnosis:
+        return engine.diagnose(
+            backend,
+            instance,
+            catalog=catalog,
+            probe=Prober(connect_timeout=options.connect_timeout),
+            address=options.address,
+            ports=tuple(dict.fromkeys(options.port or engine.DEFAULT_PORTS)),
+            user=user,
+            keys=keys,
+            keys_given=bool(options.key),
+            sources=sources,
+        )
+
+    if options.deep:
+        from cloudrescue.diagnose.deep import DeepSource, select
+        from cloudrescue.journal import Journal
+        from cloudrescue.phase import DiskChoice
+        from cloudrescue.rescue import RescueWorkflow
+
+        server = backend.find_server(instance)
+        checked, skipped = select(
+            catalog.entries, {"key": [str(path) for path in options.key or []]}
+        )
+        if checked:
+            confirm_repair(env, f"{server.name} ({server.id})", yes=options.yes, dry_run=True)
+        with RichEvents(env) as events:
+            deep = DeepSource(
+                RescueWorkflow(backend, Journal(), events, settings),
+                checked,
+                skipped,
+                disk=DiskChoice(options.disk),
+            )
+            result = run([deep])
+    else:
+        result = run([])
+    if options.fix:
+        if output.for_people:
+            _for_people(env, result)
+        else:  # stdout has the run's record: the diagnosis in one line on stderr
+            env.err.print(safe_report(result), highlight=False)
+        _fix(env, output, options, catalog, result, RescueWorkflowParts(backend, settings))
+        return
     show_record(env, output, diagnosis_record(result), for_people=lambda: _for_people(env, result))
+
+
+def safe_report(result: Diagnosis) -> str:
+    """One line on the diagnosis (stderr, when --fix prints its run report as a record)."""
+    top = result.top
+    if top is None:
+        return f"{safe(result.server.name)}: no problem found"
+    return f"{safe(result.server.name)}: {safe(top.cause)}"
+
+
+def _settings(options: DiagnoseOptions) -> RescueSettings:
+    from cloudrescue.cli.options import RescueOptions
+
+    return RescueOptions(address=options.address).settings()
+
+
+@dataclass(frozen=True)
+class RescueWorkflowParts:
+    """What a rescue of the command needs: the cloud it asked, and the rescue settings."""
+
+    backend: CloudBackend
+    settings: RescueSettings
+
+
+def _fix(
+    env: Environment,
+    output: OutputOptions,
+    options: DiagnoseOptions,
+    catalog: Catalog,
+    result: Diagnosis,
+    parts: RescueWorkflowParts,
+) -> None:
+    """Apply the suggested playbooks in one rescue (after a confirmation that lists them),
+    print the run report as `run` does; nothing suggested: nothing done."""
+    from cloudrescue.cli.prompts import confirm, root_chooser
+    from cloudrescue.cli.render import RichEvents
+    from cloudrescue.cli.reports import step_label
+    from cloudrescue.cli.run import finish
+    from cloudrescue.diagnose.fix import suggested
+    from cloudrescue.journal import Journal
+    from cloudrescue.phase import DiskChoice
+    from cloudrescue.playbook.runner import run_playbooks
+    from cloudrescue.rescue import RescueWorkflow
+
+    chosen, left = suggested(result.findings, catalog)
+    for reference, why in left:
+        env.err.print(f"--fix: not applied: {safe(reference)} ({safe(why)})", highlight=False)
+    if not chosen:
+        env.err.print("--fix: no problem found that a playbook fixes: nothing done",
+                      highlight=False)
+        return
+    server = result.server
+    names = ", ".join(item.reference for item in chosen)
+    confirm(
+        env,
+        f"This reboots {server.name} ({server.id}) into rescue mode to run {names}, then "
+        "reboots it normally (downtime of a few minutes). Continue?",
+        yes=options.yes,
+    )
+    with RichEvents(env) as events:
+        workflow = RescueWorkflow(parts.backend, Journal(), events, parts.settings)
+
+        def on_step(report: StepReport) -> None:
+            events.note(f"{step_label(report, False)}: {report.step.name}")
+
+        report = run_playbooks(
+            workflow,
+            server,
+            [(item.playbook, item.values) for item in chosen],
+            dry_run=False,
+            disk=DiskChoice(options.disk, ask=root_chooser(env, events, yes=options.yes)),
+            on_step=on_step,
+        )
+    finish(env, output, report)
 
 
 def _finding_record(rank: int, finding: Finding, instance: str) -> dict[str, Any]:

@@ -24,12 +24,21 @@ from cloudrescue.cli.options import (
     takes_options,
 )
 from cloudrescue.cli.output import OutputOptions, show_list
-from cloudrescue.cli.records import FLEET_MEMBERS, FLEET_PLAN, FLEET_RESULT, FLEET_RUNS
+from cloudrescue.cli.records import (
+    FLEET_DIAGNOSIS,
+    FLEET_MEMBERS,
+    FLEET_PLAN,
+    FLEET_RESULT,
+    FLEET_RUNS,
+)
 
 if TYPE_CHECKING:
     from cloudrescue.cli.environment import Environment
     from cloudrescue.cli.fleet_view import FleetView
     from cloudrescue.cli.run import SecretSource
+    from cloudrescue.cloud.base import ServerInfo
+    from cloudrescue.diagnose.engine import Diagnosis
+    from cloudrescue.diagnose.many import Diagnosed
     from cloudrescue.fleet.journal import FleetRun
     from cloudrescue.fleet.pacing import Pacing
     from cloudrescue.fleet.repair import FleetReport
@@ -80,6 +89,91 @@ def plan(
     show_list(env, output, FLEET_PLAN.names, rows)
     if output.for_people:
         env.out.print(_summary(len(selected), pacing), markup=False, highlight=False)
+
+
+@app.command("diagnose")
+@takes_options
+def diagnose(
+    ctx: typer.Context,
+    selection: SelectionOptions,
+    output: OutputOptions,
+    key: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--key",
+            metavar="FILE",
+            help="Public key file sshd is asked about, without logging in (repeatable; "
+            "default as for `diagnose`).",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", metavar="N", min=1, max=64,
+                     help="Instances diagnosed at a time."),
+    ] = 8,
+) -> None:
+    """Diagnose every selected instance without rescue (as `cloudrescue diagnose`, changing
+    nothing): one line per instance (its top finding and the command that cures it), then a
+    count per cause. Exit status 0 whether problems are found or not."""
+    from cloudrescue.cli.diagnose import _catalog, _keys
+    from cloudrescue.diagnose import engine
+    from cloudrescue.diagnose.many import diagnose_many
+    from cloudrescue.diagnose.probe import Prober
+    from cloudrescue.fleet.selection import resolve
+
+    env = environment(ctx)
+    output.chosen()
+    output.selected(FLEET_DIAGNOSIS.names)
+    chosen = selection.selection(env)
+    keys = _keys(key)
+    catalog = _catalog(None)
+    backend = state(ctx).cloud()
+    selected = resolve(backend, chosen)
+    prober = Prober()
+
+    def one(server: ServerInfo) -> Diagnosis:
+        return engine.diagnose(backend, server.id, catalog=catalog, probe=prober, keys=keys,
+                               keys_given=bool(key))
+
+    results = diagnose_many([item.server for item in selected], one, workers=concurrency)
+    show_list(env, output, FLEET_DIAGNOSIS.names, diagnosis_rows(results))
+    if output.for_people:
+        _cause_counts(env, results)
+
+
+def diagnosis_rows(results: Sequence[Diagnosed]) -> list[dict[str, Any]]:
+    """The rows of ``fleet diagnose`` (``FLEET_DIAGNOSIS``'s fields)."""
+    rows: list[dict[str, Any]] = []
+    for item in results:
+        found = item.diagnosis
+        top = found.top if found is not None else None
+        rows.append(
+            {
+                "instance": item.server.name,
+                "instance_id": item.server.id,
+                "status": found.server.status if found is not None else item.server.status,
+                "healthy": found.healthy if found is not None else None,
+                "cause": item.cause,
+                "confidence": top.confidence if top is not None else None,
+                "playbook": top.playbook if top is not None else None,
+                "command": top.command(item.server.name) if top is not None else None,
+                "findings": len(found.findings) if found is not None else 0,
+                "error": item.error.message if item.error is not None else None,
+            }
+        )
+    return rows
+
+
+def _cause_counts(env: Environment, results: Sequence[Diagnosed]) -> None:
+    from cloudrescue.cli.render import safe
+    from cloudrescue.diagnose.many import count_causes
+
+    count = len(results)
+    env.out.print(f"{count} instance{'s' if count != 1 else ''} diagnosed, by cause:",
+                  highlight=False)
+    for cause, playbook, times in count_causes(results):
+        cure = f" ({playbook})" if playbook else ""
+        env.out.print(f"  {times:4}  {safe(cause)}{safe(cure)}", highlight=False)
 
 
 def plan_rows(selected: list[Selected], pacing: Pacing) -> list[dict[str, Any]]:

@@ -637,6 +637,30 @@ class DiagnoseOptions:
             help="Seconds a TCP connection to a port may take before it counts as no answer.",
         ),
     ] = 3.0
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Also rescue once, mount the disk read-only and run the playbooks that "
+            "declare deep checks in check mode (asks first; --yes).",
+        ),
+    ] = False
+    fix: Annotated[
+        bool,
+        typer.Option(
+            "--fix",
+            help="Then apply the suggested playbooks in one rescue (asks first; --yes).",
+        ),
+    ] = False
+    yes: Yes = False
+    disk: Annotated[
+        str | None,
+        typer.Option(
+            "--disk",
+            metavar="DEVICE|UUID=|LABEL=",
+            help="Which filesystem is the instance's root (--deep, --fix).",
+        ),
+    ] = None
 
 
 GROUPS: tuple[type, ...] = (

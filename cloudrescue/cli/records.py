@@ -300,9 +300,27 @@ FINDING = Record(
         "none does)",
         "command": "the command to run (null without a playbook)",
         "advice": "what to do by hand when no playbook cures it (null with a playbook)",
-        "evidence": "what was seen: `source` (`api`, `console`, `probe`), `line` (a console "
+        "evidence": "what was seen: `source` (`api`, `console`, `probe`, `deep`: what a "
+        "playbook would change on the disk, with `--deep`), `line` (a console "
         "line's number in the log as read, else null), `text` (as seen: guest text unescaped "
         "in JSON)",
+    },
+)
+
+FLEET_DIAGNOSIS = Record(
+    "`cloudrescue fleet diagnose`",
+    "list",
+    {
+        "instance": "the instance's name",
+        "instance_id": "the instance's ID",
+        "status": "its status as the cloud reports it",
+        "healthy": "true when no problem was found (nothing to change)",
+        "cause": "the top finding's cause, `no problem found`, or `diagnosis failed`",
+        "confidence": "the top finding's confidence (null: none)",
+        "playbook": "the playbook that cures the top finding (null: none, or none does)",
+        "command": "the command to run for it (null without a playbook)",
+        "findings": "how many findings the diagnosis has (`diagnose NAME` shows them)",
+        "error": "why the diagnosis failed (null: it did not)",
     },
 )
 
@@ -326,7 +344,7 @@ PROBE = Record(
 
 RECORDS = (
     STATUS, RUN, PLAYBOOK_RUN, STEP, PLAYBOOKS, PLAYBOOK, LAB, FLEET_PLAN, FLEET_RESULT, FLEET_RUNS,
-    FLEET_MEMBERS, CONSOLE_URL, SHELL, DIAGNOSIS, FINDING, PROBE,
+    FLEET_MEMBERS, CONSOLE_URL, SHELL, DIAGNOSIS, FINDING, PROBE, FLEET_DIAGNOSIS,
 )  # fmt: skip
 
 

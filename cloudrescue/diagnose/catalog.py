@@ -56,6 +56,8 @@ class Catalog:
     signatures: tuple[Signature, ...]
     claims: tuple[_Claim, ...]
     playbooks: tuple[str, ...]
+    entries: tuple[tuple[str, Playbook], ...] = ()
+    """The ``(reference, playbook)`` pairs it was made of (``diagnose --deep`` runs some)."""
 
     @classmethod
     def of(cls, playbooks: Sequence[tuple[str, Playbook]]) -> Catalog:
@@ -74,6 +76,7 @@ class Catalog:
             (*signatures, *BUILTIN),
             tuple(claims),
             tuple(reference for reference, _ in playbooks),
+            tuple(playbooks),
         )
 
     @classmethod

@@ -144,7 +144,9 @@ def diagnose(
     ``user``, the cloud user of the OS the console names. ``keys_given``: the keys were
     chosen by the user (a suggested fix names their files; default keys it leaves to the
     playbook's own default). ``sources`` are more sources of findings, after the API, the
-    console and the observations.
+    console and the observations (``deep.DeepSource``); a source's ``notes``, if it has
+    them, join the diagnosis's notes, and the findings of the keys in its ``cleared`` (the
+    playbooks a deep check found nothing to change for) are dropped.
     """
     start = clock()
     notes: list[str] = []
@@ -170,5 +172,13 @@ def diagnose(
     )
     every: list[FindingSource] = [ApiSource(), ConsoleSource(catalog), ObservationSource(catalog)]
     every += sources
-    findings = judge(finding for source in every for finding in source.findings(seen))
+    found = [finding for source in every for finding in source.findings(seen)]
+    cleared: set[str] = set()
+    for source in every:  # what a source cleared or could not check (the deep checks)
+        cleared |= {str(key) for key in getattr(source, "cleared", ())}
+        notes += [str(note) for note in getattr(source, "notes", ())]
+    dropped = sorted({finding.key for finding in found if finding.key in cleared})
+    if dropped:
+        notes.append(f"the disk clears what was suspected of {', '.join(dropped)}")
+    findings = judge(finding for finding in found if finding.key not in cleared)
     return Diagnosis(seen, tuple(findings), tuple(notes), round(clock() - start, 3))

@@ -5,7 +5,9 @@ parallel, once for the module); ``diagnose NAME -f json`` must name the scenario
 first, with evidence, for every scenario the console and the probes can tell apart, and must
 find nothing on a healthy instance. ``root-password`` and ``sudoers`` cannot be told apart
 from outside: the console shows a normal boot and sshd accepts the key (the passwords and the
-sudoers files are on the disk), so for them "no problem found" is the honest answer here.
+sudoers files are on the disk), so for them "no problem found" is the honest answer here;
+``--deep`` (one rescue, the disk read-only, the playbooks in check mode) sees them, and
+``--fix`` applies what a diagnosis suggests in one rescue.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+
+from tests.lab.labkit import key_login
 
 from .conftest import E2ELab
 
@@ -141,3 +145,43 @@ def test_for_people_the_table_then_the_evidence_then_the_command(
     assert lines[1].split()[:3] == ["#", "confidence", "cause"]
     assert "Dependency failed for local-fs.target" in shown.stdout
     assert lines[-1] == f"run: cloudrescue run {name} fix-fstab"
+
+
+def test_deep_sees_on_the_disk_what_the_console_and_the_probes_cannot(lab: E2ELab) -> None:
+    name = lab.add()["name"]
+    lab.break_(name, "sudoers")
+    result = lab.cli("diagnose", name, "--key", f"{lab.key}.pub", "--deep", "--yes",
+                     "-f", "json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["playbook"] == "fix-sudoers", record["findings"]
+    assert record["command"] == f"cloudrescue run {name} fix-sudoers"
+    top = record["findings"][0]
+    assert top["confidence"] == "high"
+    texts = [item["text"] for item in top["evidence"] if item["source"] == "deep"]
+    assert any(text.startswith("/etc/sudoers.d/90-cloud-init-users: ") and "0666" in text
+               for text in texts), texts
+    assert any(text.startswith("/etc/sudoers.d/99-deploy: ") for text in texts), texts
+    # one rescue, read-only: the disk is as the break left it, the instance back
+    assert "deep: skipped reset-password (needs password)" in record["notes"]
+    assert any(note.startswith("deep: nothing to change for ") and "fix-fstab" in note
+               for note in record["notes"])
+    finished = json.loads(lab.cli("status", "--finished", "-f", "json").stdout)
+    assert [row["state"] for row in finished if row["instance"] == name] == ["restored"]
+
+
+def test_fix_applies_the_suggestion_and_the_instance_answers_again(lab: E2ELab) -> None:
+    instance = lab.add()
+    name, address = instance["name"], instance["address"]
+    lab.break_(name, "fstab")
+    assert key_login(address, "debian", lab.key) != "ok"
+    result = lab.cli("diagnose", name, "--key", f"{lab.key}.pub", "--fix", "--yes",
+                     timeout=300)
+    assert result.returncode == 0, result.stderr
+    shown = result.stdout.splitlines()
+    assert shown[0].startswith(f"{name} (ACTIVE, ")
+    assert f"run: cloudrescue run {name} fix-fstab" in shown
+    assert shown[-1] == f"{name} is ACTIVE again."
+    assert f"fix-fstab on {name}: 1 changed, 0 ok, 0 skipped." in shown
+    assert any("rewrote /etc/fstab" in line for line in shown)
+    assert key_login(address, "debian", lab.key) == "ok"

@@ -21,7 +21,11 @@ from cloudrescue.remote.hostkeys import newest_announcement
 from .conftest import RuntimeLab
 from .labkit import key_login, run_ssh, ssh_client, tcp_open
 
-pytestmark = pytest.mark.lab
+# alone: twice in full parallel runs, test_fstab_failure_boots_into_emergency_mode booted its
+# broken instance "running" (the damage not seen by the second boot) while other labs worked on
+# the machine; never alone, nor beside two heavy modules. Until that is understood, these run
+# by themselves.
+pytestmark = [pytest.mark.lab, pytest.mark.alone]
 
 ROOT_FSTYPE = {"rescue": "ext4", "xfs": "xfs", "btrfs": "btrfs", "lvm": "ext4", "rhel": "ext4"}
 UNREACHABLE_BY = {

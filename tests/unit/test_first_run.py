@@ -42,6 +42,7 @@ FIRST_RUN: dict[str, tuple[str, ExitStatus]] = {
     "console log": ("web-1", ExitStatus.USAGE),
     "console url": ("web-1", ExitStatus.USAGE),
     "fleet plan": ("--all", ExitStatus.USAGE),  # no cloud configured
+    "fleet diagnose": ("--all", ExitStatus.USAGE),  # no cloud configured
     "fleet run": ("fix-firewall --all --yes", ExitStatus.USAGE),
     "fleet fix-ssh-keys": ("--all --key me.pub --yes", ExitStatus.USAGE),
     "fleet reset-password": ("--all --password-stdin --yes", ExitStatus.USAGE),  # no password
