@@ -205,6 +205,14 @@ class Journal:
                 (state, timestamp(), note, run_id),
             )
 
+    def note(self, run_id: str, note: str) -> None:
+        """Replace a rescue's note, its state as it is."""
+        with self.database() as db:
+            db.execute(
+                "UPDATE rescues SET updated_at = ?, note = ? WHERE run_id = ?",
+                (timestamp(), note, run_id),
+            )
+
     def entries(self, *, include_restored: bool = False) -> list[JournalEntry]:
         """Rescues, newest first; by default only those not restored yet."""
         query = _SELECT

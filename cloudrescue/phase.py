@@ -78,7 +78,7 @@ DiskOpener = Callable[[Host, str], Disks]
 """Opens a disk session on the rescue host with the given mountpoint."""
 
 
-def open_disk_session(host: Host, mountpoint: str) -> Disks:
+def open_disk_session(host: Host, mountpoint: str) -> DiskSession:
     """The real disk session: ``lsblk``, LVM, probe mounts, fstab, binds on the rescue."""
     return DiskSession(host, mountpoint=mountpoint)
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from cloudrescue.cloud.base import ServerInfo
-from cloudrescue.disks import MountedGuest, RootFilesystem, UnmountReport
+from cloudrescue.disks import MountedGuest
 from cloudrescue.disks.teardown import UndoStep
 from cloudrescue.errors import CloudRescueError, ExitStatus, KeptInRescueError
 from cloudrescue.journal import JournalEntry
-from cloudrescue.phase import DiskChoice, unmount_disks
+from cloudrescue.phase import DiskChoice, Disks, open_disk_session, unmount_disks
 from cloudrescue.remote.base import Host, TerminalRequest
 from cloudrescue.remote.reconnect import ReconnectingHost
 from cloudrescue.rescue import RescuedInstance, RescueWorkflow
@@ -47,35 +47,20 @@ class ShellDetachedError(KeptInRescueError):
     exit_status = ExitStatus.CONNECTION
 
 
-class ShellDisks(Protocol):
-    """The disk session a shell needs (``DiskSession``; a local tree in unit tests)."""
+class ShellDisks(Disks, Protocol):
+    """A disk session a shell can leave mounted for another process to take over
+    (``DiskSession``; a local tree in unit tests)."""
 
-    report: UnmountReport
+    def undo_steps(self) -> tuple[UndoStep, ...]:
+        """What unmounting would undo, oldest first (saved with the shell)."""
+        ...
 
-    def choose_root(
-        self, *, disk: str | None, volume_id: str | None, ask: Any
-    ) -> RootFilesystem: ...
-
-    def mount(self, *, root: RootFilesystem, chroot: bool, read_only: bool) -> MountedGuest: ...
-
-    def unmount(self) -> UnmountReport: ...
-
-    def undo_steps(self) -> tuple[UndoStep, ...]: ...
-
-    def adopt(self, steps: Sequence[UndoStep]) -> None: ...
-
-    @property
-    def leftover(self) -> list[str]: ...
+    def adopt(self, steps: Sequence[UndoStep]) -> None:
+        """Take over what another session set up, to unmount it."""
+        ...
 
 
 ShellDiskOpener = Callable[[Host, str], ShellDisks]
-
-
-def open_shell_disks(host: Host, mountpoint: str) -> ShellDisks:
-    """The real disk session on the rescue system."""
-    from cloudrescue.disks import DiskSession
-
-    return DiskSession(host, mountpoint=mountpoint)
 
 
 class ShellTerminal(Protocol):
@@ -258,9 +243,7 @@ class _Shell:
         if keep:  # the disk is unmounted: a later shell logs in with the key and mounts it
             self.save(stage, before)
         report = self._report(attached, tuple(changes), complete, kept=keep)
-        journal = self.workflow.journal
-        state = next(e.state for e in journal.entries() if e.run_id == report.run_id)
-        journal.update(report.run_id, state, note=summary(report))  # kept once it is left
+        self.workflow.journal.note(report.run_id, summary(report))  # kept once it is left
         return report
 
     def _report(
@@ -390,7 +373,7 @@ def open_shell(
     options: ShellOptions,
     terminal: ShellTerminal,
     *,
-    open_disks: ShellDiskOpener = open_shell_disks,
+    open_disks: ShellDiskOpener = open_disk_session,
 ) -> ShellReport:
     """Open a root shell on ``server``'s disk through rescue mode (or reattach to the one a
     kept shell left); always take it down, unmount and unrescue, unless kept on purpose."""
@@ -470,7 +453,7 @@ def _take_over(
 
 
 def end_held_shell(
-    workflow: RescueWorkflow, server: ServerInfo, *, open_disks: ShellDiskOpener = open_shell_disks
+    workflow: RescueWorkflow, server: ServerInfo, *, open_disks: ShellDiskOpener = open_disk_session
 ) -> str | None:
     """Take down the shell a run left on ``server`` (before ``unrescue``): end it, unmount
     the disk; what was done, or ``None`` when no shell was left there."""
