@@ -4,32 +4,23 @@ token only ever reaches stdout."""
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 
 import pytest
 import yaml
 
-from cloudrescue.cli import main
 from cloudrescue.cli.console import _for_people, url_record
-from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.logs import RedactSecrets, redact
 from cloudrescue.cli.output import OutputOptions, show_record
 from cloudrescue.cli.records import CONSOLE_URL
 from cloudrescue.cloud.console_urls import console_link
+from tests.piped import piped, run_main
 
 TOKEN = "b60bcfc3-5fd4-4d21-986c-e83379107819"
 NOVA_URL = f"http://example.com:6080/vnc_auto.html?path=%3Ftoken%3D{TOKEN}"
 
 
-def run(*argv: str) -> tuple[int, str, str]:
-    """The CLI in this process, with stdout a pipe, no cloud configured (``main`` exits)."""
-    out, err = io.StringIO(), io.StringIO()
-    env = Environment(stdin=io.StringIO(), stdout=out, stderr=err)
-    with pytest.raises(SystemExit) as done:
-        main(["--os-cloud", "no-such-cloud", *argv], env)
-    return int(done.value.code or 0), out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -51,15 +42,12 @@ def run(*argv: str) -> tuple[int, str, str]:
     ],
 )
 def test_bad_input_is_one_line_before_the_cloud_is_asked(argv: str, message: str) -> None:
-    code, out, err = run(*argv.split())
+    code, out, err = run_main("--os-cloud", "no-such-cloud", *argv.split())
     assert (code, out) == (2, "")
     assert err.startswith("cloudrescue: error: ") and message in err.splitlines()[0]
     assert "no-such-cloud" not in err and "Traceback" not in err
 
 
-def piped() -> tuple[Environment, io.StringIO, io.StringIO]:
-    out, err = io.StringIO(), io.StringIO()
-    return Environment(stdin=io.StringIO(), stdout=out, stderr=err), out, err
 
 
 def test_the_record_is_the_documented_one_in_every_format() -> None:

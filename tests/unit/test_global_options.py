@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
 
-from cloudrescue.cli import main
-from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.options import hoist_global_options
 from cloudrescue.errors import InvalidInputError
+from tests.piped import run_main
 
 
 @pytest.mark.parametrize(
@@ -41,22 +39,16 @@ def test_a_global_option_without_its_value_is_a_usage_error(argv: list[str]) -> 
         hoist_global_options(argv)
 
 
-def run(*argv: str) -> tuple[int, str, str]:
-    """The CLI in this process, with stdout a pipe (``main`` always exits)."""
-    out, err = io.StringIO(), io.StringIO()
-    env = Environment(stdin=io.StringIO(), stdout=out, stderr=err)
-    with pytest.raises(SystemExit) as done:
-        main(list(argv), env)
-    return int(done.value.code or 0), out.getvalue(), err.getvalue()
 
 
 def test_options_after_the_command_are_taken() -> None:
-    code, out, err = run("playbooks", "list", "-f", "json", "-c", "name", "--os-cloud", "x", "-q")
+    argv = ("playbooks", "list", "-f", "json", "-c", "name", "--os-cloud", "x", "-q")
+    code, out, err = run_main(*argv)
     assert (code, err) == (0, "")
     assert {"name": "fix-ssh-keys"} in json.loads(out)
 
 
 def test_an_empty_cloud_name_is_refused_wherever_it_is() -> None:
-    code, out, err = run("console", "log", "web-1", "--os-cloud", "")
+    code, out, err = run_main("console", "log", "web-1", "--os-cloud", "")
     assert (code, out) == (2, "")
     assert err.startswith("cloudrescue: error: --os-cloud (or OS_CLOUD) is empty")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.instances import _cloud_row, _journal_row
 from cloudrescue.cli.output import OutputOptions, show_list
 from cloudrescue.cli.records import FLEET_PLAN, PLAYBOOK, RUN, STATUS, STEP, markdown
@@ -21,6 +20,7 @@ from cloudrescue.errors import InvalidInputError
 from cloudrescue.journal import Journal
 from cloudrescue.marks import marks_for, read_mark
 from cloudrescue.rescue import CloudRescue
+from tests.piped import piped
 
 from .test_runner import EDIT, Run
 
@@ -28,10 +28,6 @@ REPO = Path(__file__).resolve().parents[2]
 LONG = "db-" + "a-very-long-name-" * 8 + "end"
 
 
-def piped() -> tuple[Environment, io.StringIO]:
-    """An environment whose stdout is a pipe (what a script reads)."""
-    out = io.StringIO()
-    return Environment(stdin=io.StringIO(), stdout=out, stderr=io.StringIO()), out
 
 
 def test_output_docs_are_up_to_date() -> None:
@@ -65,12 +61,12 @@ def test_run_record_has_the_documented_fields(tmp_path: Path) -> None:
     record = run_record(report)
     assert tuple(record) == RUN.names
     assert [tuple(step) for step in record["steps"]] == [STEP.names]
-    env, out = piped()
+    env, out, _ = piped()
     render_run(env, OutputOptions(format="json"), report)
     shown = json.loads(out.getvalue())
     assert (shown["instance"], shown["changed"], shown["status"]) == ("web-1", 1, "ACTIVE")
     assert shown["steps"][0]["changes"][0]["path"] == "/etc/hostname"
-    env, out = piped()
+    env, out, _ = piped()
     render_run(env, OutputOptions(format="value", columns=["changed", "status"]), report)
     assert out.getvalue() == "1\nACTIVE\n"
 
@@ -85,7 +81,7 @@ COLUMNS = ("name", "id", "alive", "note")
 def test_every_format_prints_every_row_whole_when_piped() -> None:
     printed: dict[str, str] = {}
     for kind in ("table", "json", "yaml", "csv", "value"):
-        env, out = piped()
+        env, out, _ = piped()
         show_list(env, OutputOptions(format=kind), COLUMNS, ROWS)
         printed[kind] = out.getvalue()
     assert json.loads(printed["json"]) == ROWS
@@ -100,7 +96,7 @@ def test_every_format_prints_every_row_whole_when_piped() -> None:
 
 
 def test_columns_choose_and_order_the_fields() -> None:
-    env, out = piped()
+    env, out, _ = piped()
     show_list(env, OutputOptions(format="csv", columns=["id", "name"]), COLUMNS, ROWS)
     assert out.getvalue().splitlines()[:2] == ["id,name", f"0f1e,{LONG}"]
 
@@ -113,7 +109,7 @@ def test_columns_choose_and_order_the_fields() -> None:
     ],
 )
 def test_a_bad_format_or_column_is_one_clear_error(options: OutputOptions, message: str) -> None:
-    env, out = piped()
+    env, out, _ = piped()
     with pytest.raises(InvalidInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
         show_list(env, options, COLUMNS, ROWS)
     assert not out.getvalue()
@@ -122,10 +118,10 @@ def test_a_bad_format_or_column_is_one_clear_error(options: OutputOptions, messa
 def test_control_characters_are_shown_as_text_and_json_keeps_the_string() -> None:
     rows = [{"name": "evil\x1b[2J"}]
     for kind in ("value", "csv", "yaml", "table"):
-        env, out = piped()
+        env, out, _ = piped()
         show_list(env, OutputOptions(format=kind), ("name",), rows)
         assert "\x1b" not in out.getvalue(), kind
-    env, out = piped()
+    env, out, _ = piped()
     show_list(env, OutputOptions(format="json"), ("name",), rows)
     assert json.loads(out.getvalue()) == rows and "\x1b" not in out.getvalue()
 
@@ -142,7 +138,7 @@ def test_fleet_plan_rows_have_the_documented_fields() -> None:
     selected = resolve(cloud, Selection.parse(patterns=["web-*"], tags=["prod"]))
     rows = plan_rows(selected, Pacing.parse(10, "1"))
     assert [tuple(row) for row in rows] == [FLEET_PLAN.names] * 2
-    env, out = piped()
+    env, out, _ = piped()
     show_list(env, OutputOptions(format="json"), FLEET_PLAN.names, rows)
     first, second = json.loads(out.getvalue())
     assert (first["name"], first["address"], first["batch"]) == ("web-1", "203.0.113.10", 1)

@@ -7,15 +7,12 @@ fails has its own changes restored and ends the run, the earlier ones' changes s
 
 from __future__ import annotations
 
-import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from cloudrescue.cli import main
-from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.output import OutputOptions
 from cloudrescue.cli.records import PLAYBOOK_RUN, RUN, STEP
 from cloudrescue.cli.reports import run_record
@@ -27,6 +24,7 @@ from cloudrescue.playbook.params import resolve, route
 from cloudrescue.playbook.paramtypes import Secret
 from cloudrescue.playbook.runner import RunReport, run_playbooks
 from cloudrescue.playbook.schema import ParameterSpec, Playbook
+from tests.piped import piped, run_main
 from tests.playbook.conftest import load, no_secret, snapshot
 
 from .test_runner import EDIT, FAILING, RESCUE_ONLY, UNMOUNTED, Run
@@ -154,14 +152,11 @@ def test_the_second_failing_keeps_the_first_and_does_not_run_the_rest(run: Sever
     assert len(record["steps"]) == 3
 
 
-def piped() -> tuple[Environment, io.StringIO]:
-    out = io.StringIO()
-    return Environment(stdin=io.StringIO(), stdout=out, stderr=io.StringIO()), out
 
 
 def test_a_failed_run_is_reported_then_exits_with_its_errors_status(run: Several) -> None:
     report = run.plays(EDIT, FAILING, RESCUE_ONLY)
-    env, out = piped()
+    env, out, _ = piped()
     with pytest.raises(FixFailedError) as raised:
         finish(env, OutputOptions(), report)
     assert raised.value.exit_status == ExitStatus.FIX_FAILED
@@ -178,7 +173,7 @@ def test_a_failed_run_is_reported_then_exits_with_its_errors_status(run: Several
     assert "Kept: what edit-hostname changed." in shown
     assert "Not run: rescue-only." in shown
 
-    env, out = piped()
+    env, out, _ = piped()
     with pytest.raises(FixFailedError):
         finish(env, OutputOptions(format="json"), run.plays(EDIT, FAILING))
     assert json.loads(out.getvalue())["result"] == "failed"
@@ -186,7 +181,7 @@ def test_a_failed_run_is_reported_then_exits_with_its_errors_status(run: Several
 
 def test_one_playbook_keeps_its_record_and_report(run: Several) -> None:
     report = run.plays(EDIT, given={"name": ["web-1"]})
-    env, out = piped()
+    env, out, _ = piped()
     finish(env, OutputOptions(), report)
     shown = out.getvalue().splitlines()
     assert shown[0] == "changed  Name the guest"  # no heading: as before there were several
@@ -211,7 +206,7 @@ def test_dry_run_checks_every_playbook_and_changes_nothing(run: Several) -> None
     assert [r.status for r in report.runs] == ["changed", "changed"]
     assert all(r.mount is not None and r.mount.read_only for r in report.runs)
     assert run.events.messages.count("checking what to change") == 2
-    env, out = piped()
+    env, out, _ = piped()
     finish(env, OutputOptions(), report)
     assert "playbook edit-hostname: would change" in out.getvalue()
     assert "Dry run: nothing was changed on the disk." in out.getvalue()
@@ -307,13 +302,6 @@ def test_a_secret_is_asked_once_for_every_playbook_that_declares_it() -> None:
     assert asked == ["password", "token"]
 
 
-def cli(*argv: str) -> tuple[int, str, str]:
-    """The CLI in this process, stdout a pipe, a cloud that does not exist (never reached)."""
-    out, err = io.StringIO(), io.StringIO()
-    env = Environment(stdin=io.StringIO(), stdout=out, stderr=err)
-    with pytest.raises(SystemExit) as done:
-        main(["--os-cloud", "no-such-cloud", *argv], env)
-    return int(done.value.code or 0), out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -333,16 +321,16 @@ def cli(*argv: str) -> tuple[int, str, str]:
 def test_run_refuses_bad_playbook_lists_in_one_line_before_the_cloud(
     argv: str, message: str
 ) -> None:
-    code, out, err = cli("run", "web-1", *argv.split(), "--yes")
+    code, out, err = run_main("--os-cloud", "no-such-cloud", "run", "web-1", *argv.split(), "--yes")
     assert code == ExitStatus.USAGE
     assert out == "" and "Traceback" not in err
     assert err.startswith(f"cloudrescue: error: {message}")
 
 
 def test_run_takes_routed_values_and_only_then_reaches_for_the_cloud() -> None:
-    code, _, err = cli(
-        "run", "web-1", "fix-firewall", "fix-sshd-config", "-p", "fix-firewall:mode=disable",
-        "-p", "fix-sshd-config:mode=default", "--yes",
+    code, _, err = run_main(
+        "--os-cloud", "no-such-cloud", "run", "web-1", "fix-firewall", "fix-sshd-config",
+        "-p", "fix-firewall:mode=disable", "-p", "fix-sshd-config:mode=default", "--yes",
     )  # fmt: skip
     assert code == ExitStatus.USAGE
     assert err.startswith("cloudrescue: error: cloud configuration: Cloud no-such-cloud")

@@ -8,6 +8,7 @@ exercised here. Several playbooks in one rescue: ``test_run_several.py``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,16 @@ from cloudrescue.phase import DiskChoice, Phase, open_phase
 from cloudrescue.playbook.engine import StepReport
 from cloudrescue.playbook.params import resolve
 from cloudrescue.playbook.runner import RunReport, run_playbook
+from cloudrescue.remote.ssh import Endpoint
 from cloudrescue.rescue import RescueSettings, RescueWorkflow
-from tests.fakes import FakeClock, FakeCloud, FakeConnect, RecordingEvents, TreeDisks
+from tests.fakes import (
+    FakeClock,
+    FakeCloud,
+    FakeConnect,
+    RecordingEvents,
+    RescueHost,
+    TreeDisks,
+)
 from tests.playbook.conftest import build_guest, load, no_secret, snapshot
 
 EDIT = """\
@@ -74,7 +83,11 @@ message: "reached {{ facts.address }}"
 class Run:
     """A fake cloud with one instance whose disk is a guest tree."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        make_host: Callable[[Endpoint, Path, str], RescueHost] = RescueHost,
+    ) -> None:
         self.clock = FakeClock()
         self.cloud = FakeCloud(self.clock)
         self.server = self.cloud.add("web-1")
@@ -84,7 +97,7 @@ class Run:
         self.disks = TreeDisks(self.tree)
         self.events = RecordingEvents()
         self.journal = Journal(tmp_path / "state")
-        self.workflow_connect = FakeConnect(self.cloud, self.rescue_root)
+        self.workflow_connect = FakeConnect(self.cloud, self.rescue_root, make_host=make_host)
         self.workflow = RescueWorkflow(
             self.cloud,
             self.journal,

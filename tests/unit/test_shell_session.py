@@ -16,10 +16,8 @@ from typing import Any
 import pytest
 
 from cloudrescue.errors import CloudRescueError
-from cloudrescue.journal import Journal
 from cloudrescue.remote.base import CommandResult, TerminalRequest
 from cloudrescue.remote.ssh import Endpoint
-from cloudrescue.rescue import RescueSettings, RescueWorkflow
 from cloudrescue.shell import saved
 from cloudrescue.shell.session import (
     ShellDetachedError,
@@ -31,14 +29,10 @@ from cloudrescue.shell.session import (
 from cloudrescue.shell.terminal import LeaveChoice, SessionEnd
 from tests.fakes import (
     FakeChannel,
-    FakeClock,
-    FakeCloud,
-    FakeConnect,
-    RecordingEvents,
     RescueHost,
-    TreeDisks,
 )
-from tests.playbook.conftest import build_guest
+
+from .test_runner import Run
 
 
 class TmuxRescue(RescueHost):
@@ -111,34 +105,17 @@ class FakeTerminal:
         return self.unrescue
 
 
-class Shell:
-    """A fake cloud with one instance whose disk is a guest tree, and its journal."""
+class Shell(Run):
+    """``Run``'s fake cloud and guest tree, its rescue with a fake tmux."""
 
     def __init__(self, tmp_path: Path) -> None:
         SESSIONS.clear()
         TmuxRescue.has_tmux = True
-        self.clock = FakeClock()
-        self.cloud = FakeCloud(self.clock)
-        self.server = self.cloud.add("web-1")
-        self.rescue_root = tmp_path / "rescue"
-        self.tree = self.rescue_root / "mnt"
-        build_guest(self.tree)
+        super().__init__(tmp_path, make_host=TmuxRescue)
         for directory in ("root", "run"):  # a rescue system's own
             (self.rescue_root / directory).mkdir()
-        self.disks = TreeDisks(self.tree)
-        self.events = RecordingEvents()
-        self.state = tmp_path / "state"
-        self.journal = Journal(self.state)
-        self.connect = FakeConnect(self.cloud, self.rescue_root, make_host=TmuxRescue)
-        self.workflow = RescueWorkflow(
-            self.cloud,
-            self.journal,
-            self.events,
-            RescueSettings(),
-            connect=self.connect,
-            clock=self.clock,
-            sleep=self.clock.sleep,
-        )
+        self.state = self.journal.path.parent
+        self.connect = self.workflow_connect
 
     def open(self, *turns: Turn, unrescue: bool = True, **options: Any) -> ShellReport:
         self.terminal = FakeTerminal(self, list(turns), unrescue)
