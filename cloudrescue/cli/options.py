@@ -424,6 +424,16 @@ class RateOptions:
             help="Instances in flight at most, after a slow start: 1, 2, 4 ... up to N.",
         ),
     ] = 10
+    slow_start: Annotated[
+        int,
+        typer.Option(
+            "--slow-start",
+            metavar="S",
+            min=1,
+            help="Instances in flight when the run begins; the limit then grows by one per "
+            "success up to --concurrency. --slow-start N (= --concurrency): no ramp.",
+        ),
+    ] = 1
     batches: Annotated[
         str | None,
         typer.Option(
@@ -465,7 +475,7 @@ class RateOptions:
         """The core's ``Pacing``, checked."""
         from cloudrescue.fleet.pacing import Pacing
 
-        return Pacing.parse(self.concurrency, self.batches)
+        return Pacing.parse(self.concurrency, self.batches, self.slow_start)
 
 
 @dataclass(frozen=True)

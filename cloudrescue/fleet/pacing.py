@@ -7,9 +7,10 @@ arithmetic on counts, checked when the options are read.
   rounded up. No ``--batches``: one batch of everything. A batch starts only once the one
   before it succeeded.
 * ``--concurrency N``: at most N instances in flight, with a slow start as TCP's: the limit
-  starts at 1 (``FIRST_LIMIT``) and grows by one with each instance that succeeds, up to N
-  (``raised``; a failure never raises it). Each success also frees its slot, so every round
-  doubles it: 1, 2, 4 ... up to N (``slow_start``, what ``fleet plan`` shows).
+  starts at ``--slow-start S`` (1 by default, ``FIRST_LIMIT``) and grows by one with each
+  instance that succeeds, up to N (``raised``; a failure never raises it). Each success also
+  frees its slot, so every round doubles it: 1, 2, 4 ... up to N (``slow_start``, what
+  ``fleet plan`` shows). ``--slow-start N`` turns the ramp off.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from cloudrescue.errors import InvalidInputError
 
-FIRST_LIMIT = 1  # the slow start's in-flight limit when a run begins
+FIRST_LIMIT = 1  # the slow start's in-flight limit when a run begins, by default
 
 
 @dataclass(frozen=True)
@@ -61,15 +62,15 @@ def batch_sizes(total: int, sizes: tuple[BatchSize, ...]) -> list[int]:
     return cut
 
 
-def slow_start(concurrency: int) -> list[int]:
+def slow_start(concurrency: int, first: int = FIRST_LIMIT) -> list[int]:
     """The in-flight limit at the start of each round of a run whose instances all succeed and
-    take as long: 1, 2, 4 ... doubling, then ``concurrency``.
+    take as long: ``first`` (1, by default), doubling, then ``concurrency``.
 
     The limit itself grows by one per success (``Pacing.raised``), not per round: a round of
     ``L`` instances in flight ends with the limit at ``2 L`` (each success frees its slot and
     adds one), and the new slots are filled as each success comes, not once the round is over.
     """
-    steps = [FIRST_LIMIT]
+    steps = [min(first, concurrency)]
     while steps[-1] * 2 < concurrency:
         steps.append(steps[-1] * 2)
     return steps if steps[-1] == concurrency else [*steps, concurrency]
@@ -77,17 +78,22 @@ def slow_start(concurrency: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Pacing:
-    """``--concurrency`` and ``--batches``, checked."""
+    """``--concurrency``, ``--slow-start`` and ``--batches``, checked."""
 
     concurrency: int
     batches: tuple[BatchSize, ...] = ()
+    first: int = FIRST_LIMIT  # the in-flight limit a run starts with
 
     @classmethod
-    def parse(cls, concurrency: int, batches: str | None) -> Pacing:
-        """The pacing the options give (``InvalidInputError`` for a bad one)."""
+    def parse(cls, concurrency: int, batches: str | None, first: int = FIRST_LIMIT) -> Pacing:
+        """The pacing the options give (``InvalidInputError`` for a bad one). A first limit
+        above ``concurrency`` is ``concurrency`` (no ramp)."""
         if concurrency < 1:
             raise InvalidInputError(f"--concurrency {concurrency}: 1 or more")
-        return cls(concurrency, parse_batches(batches) if batches is not None else ())
+        if first < 1:
+            raise InvalidInputError(f"--slow-start {first}: 1 or more")
+        sizes = parse_batches(batches) if batches is not None else ()
+        return cls(concurrency, sizes, min(first, concurrency))
 
     def batch_sizes(self, total: int) -> list[int]:
         """See ``batch_sizes``."""
@@ -100,4 +106,4 @@ class Pacing:
 
     def slow_start(self) -> list[int]:
         """See ``slow_start``."""
-        return slow_start(self.concurrency)
+        return slow_start(self.concurrency, self.first)

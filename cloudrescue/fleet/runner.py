@@ -8,10 +8,10 @@ comes in as a ``FleetObserver``. The rules (docs/fleet.md, "Running"):
 * batches run one after the other; the next starts only when every instance of the one before
   succeeded (changed, ok or skipped);
 * at most the slow-start limit is in flight, as TCP's slow start paces its segments: the
-  limit starts at 1 and grows by one with each instance that succeeds, up to ``--concurrency``
-  (a failure never raises it), so it doubles each round (1, 2, 4, 8 ...: ``Pacing.slow_start``);
-  a slot is filled again as soon as an instance ends, and each batch starts with the limit where
-  the last one left it;
+  limit starts at ``Pacing.first`` (1 unless ``--slow-start``) and grows by one with each
+  instance that succeeds, up to ``--concurrency`` (a failure never raises it), so it doubles
+  each round (1, 2, 4, 8 ...: ``Pacing.slow_start``); a slot is filled again as soon as an
+  instance ends, and each batch starts with the limit where the last one left it;
 * ``--max-errors``: once the failures exceed it, nothing new starts; the instances in flight
   finish (and are unrescued, as always);
 * Ctrl-C: nothing new starts, and each instance in flight is stopped at its next safe point
@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from cloudrescue.cloud.base import ServerInfo
 from cloudrescue.errors import CloudRescueError, ExitStatus, InvalidInputError
 from cloudrescue.fleet.journal import MemberResult
-from cloudrescue.fleet.pacing import FIRST_LIMIT, Pacing
+from cloudrescue.fleet.pacing import Pacing
 
 if TYPE_CHECKING:
     from cloudrescue.playbook.engine import StepReport
@@ -220,7 +220,7 @@ class _Scheduler:
         self.changed = threading.Condition()
         self.in_flight = 0
         self.failures = 0
-        self.limit = FIRST_LIMIT  # the slow start's in-flight limit, for the whole run
+        self.limit = pacing.first  # the slow start's in-flight limit, for the whole run
 
     def _work(self, outcome: Outcome) -> None:
         events = InstanceEvents(outcome, self.observer, self.cancel, self.clock)

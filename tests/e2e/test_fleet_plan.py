@@ -139,6 +139,9 @@ def test_all_and_the_batches(lab: E2ELab, fleet: dict[str, str]) -> None:
         "3 instances in 3 batches (1, 1, 1), at most 4 at a time (slow start 1, 2, 4); "
         "nothing was changed"
     )
+    ramp = lab.cli("fleet", "plan", "--tag", PROD, "--concurrency", "20", "--slow-start", "6")
+    assert ramp.stdout.splitlines()[-1].endswith("(slow start 6, 12, 20); nothing was changed")
+    assert refused(lab, "--tag", PROD, "--slow-start", "0").returncode == 2
 
 
 def test_typos_and_shared_names_are_refused(lab: E2ELab, fleet: dict[str, str]) -> None:

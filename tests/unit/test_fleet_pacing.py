@@ -47,6 +47,15 @@ def test_slow_start_doubles_up_to_the_concurrency() -> None:
     assert Pacing.parse(5, None).slow_start() == [1, 2, 4, 5]
 
 
+def test_slow_start_s_is_the_first_limit_and_n_turns_the_ramp_off() -> None:
+    assert Pacing.parse(10, None, first=3).slow_start() == [3, 6, 10]
+    assert Pacing.parse(10, None, first=10).slow_start() == [10]
+    assert Pacing.parse(10, None, first=50) == Pacing(10, (), first=10)  # capped: no ramp
+    assert Pacing.parse(4, None).first == FIRST_LIMIT == 1
+    with pytest.raises(InvalidInputError, match="--slow-start 0: 1 or more"):
+        Pacing.parse(10, None, first=0)
+
+
 def test_the_limit_grows_by_one_per_success_up_to_the_concurrency() -> None:
     pacing = Pacing(10)
     limit, rounds = FIRST_LIMIT, [FIRST_LIMIT]

@@ -206,6 +206,28 @@ def test_the_limit_grows_by_one_per_success_and_refills_at_once() -> None:
     assert [o.result for o in result.outcomes] == ["changed"] * 6
 
 
+def test_slow_start_s_starts_s_at_once_then_grows_by_one_per_success() -> None:
+    """``--slow-start 3``: web-1..3 start together; web-1's success makes the limit 4 (web-4
+    and web-5 start, beside web-2 and web-3), and the limit never passes --concurrency 5."""
+
+    def steps(gated: Gated) -> None:
+        gated.wait_started("web-1", "web-2", "web-3")
+        assert gated.not_started("web-4")  # limit 3
+        gated.release("web-1")
+        gated.wait_started("web-4", "web-5")  # limit 4, its slot and one more
+        assert gated.running == {"web-2", "web-3", "web-4", "web-5"}
+        gated.release("web-2")
+        gated.wait_started("web-6", "web-7")  # limit 5 = --concurrency
+        assert gated.not_started("web-8")
+        gated.release("web-3")
+        gated.wait_started("web-8")  # a slot freed, the limit stays 5
+        gated.release_all()
+
+    gated, result = run_gated(8, Pacing.parse(5, None, first=3), steps)
+    assert [count for _, count in gated.starts] == [1, 2, 3, 3, 4, 4, 5, 5]
+    assert all(o.succeeded for o in result.outcomes)
+
+
 def test_a_failure_never_raises_the_limit() -> None:
     """web-1 fails: the limit stays 1 (its slot is filled again: web-2 starts, alone), and a
     failure in a later round leaves it where the successes put it."""
