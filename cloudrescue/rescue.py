@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from cloudrescue.cloud.base import CloudBackend, ImageInfo, RescueStarted, ServerInfo
+from cloudrescue.cloud.base import (
+    CloudBackend,
+    ImageInfo,
+    RescueStarted,
+    ServerInfo,
+    keeps_marks,
+)
 from cloudrescue.cloud.wait import wait_for_status
 from cloudrescue.errors import (
     CloudError,
@@ -602,7 +608,9 @@ class RescueWorkflow:
         """Restore an instance a dead run left in rescue; returns what was done.
 
         The instance's mark decides whose rescue it is: marked by another run, or in rescue
-        with no mark at all, it is someone else's now and is left alone.
+        with no mark at all, it is someone else's now and is left alone. On a cloud that
+        keeps no marks (an OVHcloud VPS: ``keeps_marks``) the journal entry alone says it is
+        this run's: in rescue, it is unrescued.
         """
         try:
             server = self.backend.get_server(entry.server_id)
@@ -611,7 +619,8 @@ class RescueWorkflow:
             return f"{entry.server_name}: no longer exists; journal entry closed"
         mark = read_mark(server)
         in_rescue = server.status == "RESCUE" or server.task_state in ("rescuing", "unrescuing")
-        if (mark is not None and mark.run_id != entry.run_id) or (mark is None and in_rescue):
+        unmarked = mark is None and in_rescue and keeps_marks(self.backend)
+        if (mark is not None and mark.run_id != entry.run_id) or unmarked:
             owner = f"run {mark.run_id}" if mark is not None else "someone else (no mark)"
             note = f"now in the hands of {owner}: left alone"
             self.journal.update(entry.run_id, "restored", note=note)

@@ -73,7 +73,17 @@ def _root(
 
 def register_commands() -> typer.Typer:
     """The app with every command (once: a second call changes nothing)."""
-    from cloudrescue.cli import console, diagnose, fleet, instances, lab, playbooks, run, shell
+    from cloudrescue.cli import (
+        console,
+        diagnose,
+        fleet,
+        instances,
+        lab,
+        ovh,
+        playbooks,
+        run,
+        shell,
+    )
 
     if app.registered_commands:
         return app
@@ -87,6 +97,7 @@ def register_commands() -> typer.Typer:
     app.add_typer(console.app, name="console")
     app.add_typer(fleet.app, name="fleet")
     app.add_typer(lab.app, name="lab")
+    app.add_typer(ovh.app, name="ovh")
     return app
 
 

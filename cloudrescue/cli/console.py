@@ -8,13 +8,14 @@ import typer
 
 from cloudrescue.cli import options
 from cloudrescue.cli.output import OutputOptions, show_record
-from cloudrescue.cli.records import CONSOLE_URL
+from cloudrescue.cli.records import CONSOLE_URL, VNC_CONSOLE
 from cloudrescue.cli.render import printable, safe
 from cloudrescue.cloud.console_urls import CONSOLE_TYPES
 
 if TYPE_CHECKING:
     from cloudrescue.cli.environment import Environment
     from cloudrescue.cloud.console_urls import ConsoleLink
+    from cloudrescue.cloud.ovh_vps import VncAccess
 
 FOLLOW_INTERVAL = 2.0
 _MAIN_TYPES = ("novnc", "serial", "spice")  # the others are nova's rarer console types
@@ -132,6 +133,18 @@ def url(
             "vnc_lite.html (when the display misbehaves).",
         ),
     ] = False,
+    vnc: Annotated[
+        bool,
+        typer.Option(
+            "--vnc",
+            help="An OVHcloud VPS's VNC console (openConsoleAccess, VNC over WebSocket): its "
+            "host, port and wss:// URL.",
+        ),
+    ] = False,
+    show_password: Annotated[
+        bool,
+        typer.Option("--show-password", help="With --vnc: also print the VNC password."),
+    ] = False,
 ) -> None:
     """Print a URL of the instance's remote console (works when SSH does not).
 
@@ -140,9 +153,22 @@ def url(
     --vnc-html, a vnc.html?autoconnect=1) one that keeps its token; a serial console's ws://
     URL is printed as it is. -c cloud_url prints nova's URL unchanged. The URL carries a
     console token, a short-lived credential: it is printed on stdout only.
+
+    On an OVHcloud VPS (--provider ovh-vps) the URL is the VPS API's noVNC one
+    (getConsoleUrl); --vnc asks for its VNC console instead (openConsoleAccess,
+    VNCOverWebSocket) and prints its wss://host:port URL, its password only with
+    --show-password.
     """
     from cloudrescue.cloud.console_urls import PROTOCOLS, console_link, nova_console_type
     from cloudrescue.errors import InvalidInputError
+
+    if vnc or show_password:
+        if not vnc:
+            raise InvalidInputError("--show-password is for --vnc (a VPS's VNC console)")
+        if vnc_html or console_type != "novnc":
+            raise InvalidInputError("--vnc is a VNC console of its own: no --type or --vnc-html")
+        _vnc(ctx, instance, output, show_password)
+        return
 
     kind = nova_console_type(console_type)
     if vnc_html and PROTOCOLS[kind] != "vnc":
@@ -154,6 +180,51 @@ def url(
     server = backend.find_server(instance)
     link = console_link(kind, backend.console_url(server.id, kind), vnc_html=vnc_html)
     show_record(env, output, url_record(link), for_people=lambda: _for_people(env, link, vnc_html))
+
+
+def _vnc(ctx: typer.Context, instance: str, output: OutputOptions, show_password: bool) -> None:
+    """``console url --vnc``: the VNC console of an OVHcloud VPS."""
+    from cloudrescue.cloud.ovh_vps import PROVIDER, OvhVpsCloud
+    from cloudrescue.errors import InvalidInputError
+
+    output.chosen()
+    output.selected(VNC_CONSOLE.names)
+    env = options.environment(ctx)
+    cli = options.state(ctx)
+    backend = cli.cloud() if cli.options.provider == PROVIDER else None
+    if not isinstance(backend, OvhVpsCloud):
+        raise InvalidInputError(
+            "--vnc is for an OVHcloud VPS (--provider ovh-vps); an OpenStack instance's VNC "
+            "console is its noVNC one (--type novnc)"
+        )
+    server = backend.find_server(instance)
+    access = backend.console_access(server.id)
+    record = vnc_record(server.name, access, show_password=show_password)
+    show_record(env, output, record, for_people=lambda: _vnc_for_people(env, record))
+
+
+def vnc_record(
+    instance: str, access: VncAccess, *, show_password: bool
+) -> dict[str, str | int | None]:
+    """What ``console url --vnc -f json|...`` prints (``records.VNC_CONSOLE``)."""
+    return {
+        "instance": instance,
+        "protocol": access.protocol,
+        "host": access.host,
+        "port": access.port,
+        "url": access.url,
+        "password": access.password if show_password else None,
+    }
+
+
+def _vnc_for_people(env: Environment, record: dict[str, str | int | None]) -> None:
+    """The URL on stdout (and the password on a line of its own, when asked for); where and
+    what on stderr."""
+    env.out.out(printable(str(record["url"])), highlight=False)
+    if record["password"] is not None:
+        env.out.out(printable(str(record["password"])), highlight=False)
+    else:
+        _note(env, "VNC over WebSocket; its one-time password: --show-password")
 
 
 def url_record(link: ConsoleLink) -> dict[str, str | None]:

@@ -257,7 +257,7 @@ def resume(
     Without a journal entry (the run was on another machine, or the journal is gone), an
     instance named here is restored when it carries cloudrescue's mark.
     """
-    from cloudrescue.cloud.openstack import open_recorded_cloud
+    from cloudrescue.cloud.recorded import open_recorded_cloud
     from cloudrescue.journal import Journal
     from cloudrescue.rescue import RescueSettings, RescueWorkflow, stranded
 

@@ -83,6 +83,14 @@ class GlobalOptions:
             help="openstack (clouds.yaml, OS_*) or ovh-vps (OVHcloud VPS: OVH_*, ovh.conf).",
         ),
     ] = "openstack"
+    rescue_password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--rescue-password-stdin",
+            help="ovh-vps: once the VPS is in rescue, read the rescue's root password (from "
+            "its rescue e-mail) on stdin instead of from the account's service e-mails.",
+        ),
+    ] = False
     verbose: Annotated[
         int,
         typer.Option(
@@ -103,7 +111,15 @@ class GlobalOptions:
 
 GLOBAL_OPTIONS_WITH_VALUE = ("--os-cloud", "--os-region-name", "--os-cacert", "--provider")
 PROVIDERS = ("openstack", "ovh-vps")
-GLOBAL_FLAGS = ("--insecure", "--verbose", "-v", "--quiet", "-q", "--debug")
+GLOBAL_FLAGS = (
+    "--insecure",
+    "--rescue-password-stdin",
+    "--verbose",
+    "-v",
+    "--quiet",
+    "-q",
+    "--debug",
+)
 
 
 def hoist_global_options(argv: list[str]) -> list[str]:
@@ -144,8 +160,6 @@ class CliState:
         """The cloud backend for this invocation (its library is imported only now); at most
         ``api_rate`` requests a second when given (``--api-rate``). ``--provider ovh-vps``:
         python-ovh's configuration, and the ovh.conf ``$CLOUDRESCUE_OVH_CONFIG`` names."""
-        import os
-
         from cloudrescue.errors import InvalidInputError
 
         provider = self.options.provider
@@ -154,13 +168,32 @@ class CliState:
                 f"--provider {provider!r}: expected one of {', '.join(PROVIDERS)}"
             )
         if provider == "ovh-vps":
-            from cloudrescue.cloud.ovh_vps import CONFIG_VARIABLE, open_ovh_vps
+            from cloudrescue.cli.prompts import rescue_password_reader
+            from cloudrescue.cloud.ovh_vps import open_ovh_vps
 
-            given = os.environ.get(CONFIG_VARIABLE)
-            return open_ovh_vps(config_file=Path(given) if given else None, api_rate=api_rate)
+            reader = None
+            if self.options.rescue_password_stdin:
+                reader = rescue_password_reader(self.env)
+            return open_ovh_vps(
+                config_file=self.ovh_config_file(), api_rate=api_rate, rescue_password=reader
+            )
+        if self.options.rescue_password_stdin:
+            raise InvalidInputError(
+                "--rescue-password-stdin is for --provider ovh-vps (a nova rescue takes the "
+                "password cloudrescue makes)"
+            )
         from cloudrescue.cloud.openstack import OpenStackCloud
 
         return OpenStackCloud(self._cloud_name(), self.connection(), api_rate=api_rate)
+
+    def ovh_config_file(self) -> Path | None:
+        """The ovh.conf ``$CLOUDRESCUE_OVH_CONFIG`` names (read besides python-ovh's own)."""
+        import os
+
+        from cloudrescue.cloud.ovh_vps import CONFIG_VARIABLE
+
+        given = os.environ.get(CONFIG_VARIABLE)
+        return Path(given) if given else None
 
     def _cloud_name(self) -> str | None:
         from cloudrescue.errors import InvalidInputError

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import getpass
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import typer
@@ -115,3 +116,30 @@ def read_secret(
         if first and _ask(env, f"{prompt} (again):", hidden=True) == first:
             return Secret(first)
         env.err.print("  the two entries differ (or are empty): again")
+
+
+def rescue_password_reader(env: Environment) -> Callable[[str], str]:
+    """What ``--rescue-password-stdin`` gives the ovh-vps backend: for each VPS in rescue,
+    one line of stdin (hidden on a terminal), its rescue's root password from its rescue
+    e-mail; never echoed, printed or logged. One VPS at a time."""
+    from cloudrescue.errors import InvalidInputError
+
+    lock = threading.Lock()
+
+    def read(service: str) -> str:
+        with lock:
+            question = f"root password of the rescue of {service} (from its rescue e-mail):"
+            if env.stdin_isatty:
+                line = _ask(env, question, hidden=True)
+            else:
+                env.stderr.write(f"reading the {question[:-1]} on stdin\n")
+                env.stderr.flush()
+                line = env.stdin.readline().rstrip("\r\n")
+        if not line.strip():
+            raise InvalidInputError(
+                f"--rescue-password-stdin: no rescue password for {service} on stdin "
+                "(one line expected)"
+            )
+        return line
+
+    return read

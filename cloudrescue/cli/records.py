@@ -237,6 +237,19 @@ CONSOLE_URL = Record(
     },
 )
 
+VNC_CONSOLE = Record(
+    "`cloudrescue console url --vnc` (an OVHcloud VPS)",
+    "record",
+    {
+        "instance": "the VPS's service name",
+        "protocol": "`VNCOverWebSocket` (what noVNC and browsers speak) or `VNC`",
+        "host": "where the VPS's VNC console answers",
+        "port": "its port",
+        "url": "`wss://host:port` (`VNCOverWebSocket`) or `vnc://host:port`",
+        "password": "the console's one-time VNC password; null unless `--show-password`",
+    },
+)
+
 SHELL = Record(
     "`cloudrescue shell`",
     "record",
@@ -344,7 +357,7 @@ PROBE = Record(
 
 RECORDS = (
     STATUS, RUN, PLAYBOOK_RUN, STEP, PLAYBOOKS, PLAYBOOK, LAB, FLEET_PLAN, FLEET_RESULT, FLEET_RUNS,
-    FLEET_MEMBERS, CONSOLE_URL, SHELL, DIAGNOSIS, FINDING, PROBE, FLEET_DIAGNOSIS,
+    FLEET_MEMBERS, CONSOLE_URL, VNC_CONSOLE, SHELL, DIAGNOSIS, FINDING, PROBE, FLEET_DIAGNOSIS,
 )  # fmt: skip
 
 

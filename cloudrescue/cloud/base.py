@@ -63,6 +63,13 @@ class RescueStarted:
     stable_device: bool = False
 
 
+def keeps_marks(backend: object) -> bool:
+    """Whether ``backend.set_marks`` leaves a mark on the instance that says whose rescue it
+    is. A backend says it does not with a ``keeps_marks = False`` attribute (an OVHcloud VPS
+    has no metadata: its journal entry alone says so); without the attribute it does."""
+    return bool(getattr(backend, "keeps_marks", True))
+
+
 class CloudBackend(Protocol):
     """Operations on one cloud account. Implementations raise ``cloudrescue.errors``."""
 

@@ -422,7 +422,9 @@ class OpenStackCloud:
         self._call(f"metadata of {server_id}", clear)
 
 
-def open_recorded_cloud(name: str, connection: ConnectionOptions | None = None) -> OpenStackCloud:
+def open_recorded_openstack(
+    name: str, connection: ConnectionOptions | None = None
+) -> OpenStackCloud:
     """The cloud a journal entry names (``cloud_name`` when the rescue was started: the
     clouds.yaml entry or ``envvars``, and the region when one was chosen)."""
     cloud, _, region = name.partition(REGION_MARK)

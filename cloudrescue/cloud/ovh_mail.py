@@ -14,7 +14,16 @@ fields)::
 
 The body may be HTML (``<br />`` between the lines): tags are dropped first. An e-mail counts
 as a rescue e-mail for a VPS only when its subject or body says ``rescue`` and names that VPS
-as a whole word (``vps-1`` is not ``vps-12``), and it has a password line.
+as a whole word (``vps-1`` is not ``vps-12``), and it has a password line, or, in its other
+form, a link to a one-time secret page instead of the password::
+
+    Pour des raisons de sécurité, votre mot de passe n'est pas envoyé par e-mail. Il est
+    consultable une seule fois à l'adresse suivante :
+    https://www.ovh.com/secret-service/?token=...
+
+The link is the first ``http(s)://`` URL on a line that names the password (``mot de passe``,
+``password``, ``secret``) or on the line after it; the page it leads to is read with
+``page_password`` (whether to open it at all is the backend's decision: ``ovh_vps.py``).
 """
 
 from __future__ import annotations
@@ -31,7 +40,10 @@ DEFAULT_USER = "root"
 _RESCUE = re.compile(r"\brescue\b", re.IGNORECASE)
 _BREAK = re.compile(r"<\s*(br|/p|/div|/tr|/li)\b[^>]*>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]*>")
+_ANCHOR = re.compile(r"""<\s*a\b[^>]*\bhref\s*=\s*["']([^"'<>]*)["'][^>]*>""", re.IGNORECASE)
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u00a0": " "})
+_LINK = re.compile(r"https?://[^\s<>\"']+", re.IGNORECASE)
+_NAMES_PASSWORD = re.compile(r"mot de passe|password|secret", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -40,12 +52,14 @@ class RescueCredentials:
 
     address: str | None
     user: str
-    password: str = field(repr=False)
+    password: str | None = field(repr=False)  # None: the e-mail gives ``link`` instead
+    link: str | None = field(default=None, repr=False)  # the one-time secret page's URL
 
 
 def plain_text(body: str) -> str:
-    """``body`` without HTML: line breaks kept, tags dropped, entities decoded."""
-    text = _TAG.sub("", _BREAK.sub("\n", body))
+    """``body`` without HTML: line breaks kept, a link's target kept in its place, tags
+    dropped, entities decoded."""
+    text = _TAG.sub("", _ANCHOR.sub(r" \1 ", _BREAK.sub("\n", body)))
     return html.unescape(text).translate(_APOSTROPHES)
 
 
@@ -77,10 +91,34 @@ def rescue_credentials(service: str, subject: str, body: str) -> RescueCredentia
     if not _RESCUE.search(both) or not names_service(both, service):
         return None
     password = _field(text, PASSWORD_LABELS)
-    if password is None:
+    if password is not None and _LINK.fullmatch(password):
+        password = None  # "Mot de passe : https://...": the link to the secret page
+    link = None if password is not None else secret_link(text)
+    if password is None and link is None:
         return None
     return RescueCredentials(
         address=_field(text, ADDRESS_LABELS),
         user=_field(text, USER_LABELS) or DEFAULT_USER,
         password=password,
+        link=link,
     )
+
+
+def secret_link(text: str) -> str | None:
+    """The URL of the secret page that holds the password: the first link on a line that
+    names the password, or on the line after one."""
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
+        if not _NAMES_PASSWORD.search(line):
+            continue
+        for candidate in lines[number : number + 2]:
+            found = _LINK.search(candidate)
+            if found:
+                return found.group(0).rstrip(".,;)")
+    return None
+
+
+def page_password(page: str) -> str | None:
+    """The password a one-time secret page shows (its ``Mot de passe :`` / ``Password:``
+    line, once its HTML is dropped); None when it shows none."""
+    return _field(plain_text(page), PASSWORD_LABELS)

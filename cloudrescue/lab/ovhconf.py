@@ -63,3 +63,10 @@ def read(path: Path) -> OvhAccount:
     parser.read_string(path.read_text())
     keys = parser[parser["default"]["endpoint"]]
     return OvhAccount(keys["application_key"], keys["application_secret"], keys["consumer_key"])
+
+
+def read_consumer_key(path: Path, endpoint: str) -> str:
+    """The ``consumer_key`` under ``[endpoint]`` of the ovh.conf ``path``."""
+    parser = configparser.RawConfigParser()
+    parser.read_string(path.read_text())
+    return parser[endpoint]["consumer_key"]

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,8 +23,8 @@ import pytest
 import requests
 import uvicorn
 
-from cloudrescue.cloud.ovh_vps import OvhVpsCloud, open_ovh_vps
-from cloudrescue.errors import CloudError, NotFoundError
+from cloudrescue.cloud.ovh_vps import OvhVpsCloud, api_errors, open_ovh_vps
+from cloudrescue.errors import CloudError, CloudTimeoutError, NotFoundError
 from cloudrescue.lab import ovhconf
 from cloudrescue.lab.api import store as st
 from cloudrescue.lab.api.app import create_app
@@ -29,6 +33,7 @@ from cloudrescue.lab.api.faults import Faults
 from cloudrescue.lab.api.service import LabService
 from cloudrescue.lab.disk_files import GuestFile
 from cloudrescue.lab.model import BootOutcome, InstanceSpec, LabConfig, RescueRequest
+from tests.piped import run_main
 
 SCHEMAS = Path(__file__).resolve().parent / "samples" / "ovh"  # the published OpenAPI documents
 
@@ -255,3 +260,149 @@ def test_answers_have_the_published_schemas_shapes(ovh_lab: OvhLab) -> None:
     assert set(mail) == set(mail_schema["properties"])
     while client.get(f"/vps/vps-shape/tasks/{task['id']}")["state"] != "done":
         time.sleep(0.05)
+
+
+CLOUDRESCUE = str(Path(sys.executable).with_name("cloudrescue"))
+
+
+def _without_consumer_key(ovh_lab: OvhLab, path: Path) -> Path:
+    """An ovh.conf with the lab's endpoint and application key and secret only."""
+    account = ovh_lab.service.ovh.account
+    path.write_text(f"[default]\nendpoint = {ovh_lab.endpoint}\n\n[{ovh_lab.endpoint}]\n"
+                    f"application_key = {account.application_key}\n"
+                    f"application_secret = {account.application_secret}\n"
+                    f"api_rate = {ovhconf.LAB_API_RATE}\n")  # fmt: skip
+    return path
+
+
+def login(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``cloudrescue ovh login ARGS`` as a user runs it."""
+    return subprocess.run([CLOUDRESCUE, "ovh", "login", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+
+
+def test_ovh_login_asks_a_limited_consumer_key_that_works_once_validated(
+    ovh_lab: OvhLab, tmp_path: Path
+) -> None:
+    """``cloudrescue ovh login --write FILE`` (a real process): the validation URL on
+    stdout, the key in FILE (0600) and nowhere in the output; refused until the URL is
+    opened, then the VPS calls work and nothing else does."""
+    ovh_lab.add("vps-login")
+    conf = _without_consumer_key(ovh_lab, tmp_path / "app.conf")
+    mine = tmp_path / "mine.conf"
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OVH_")}
+    env.update(HOME=str(tmp_path), CLOUDRESCUE_OVH_CONFIG=str(conf))
+    done = login(env, tmp_path, "--write", str(mine))
+    assert done.returncode == 0, done.stderr
+    [url] = done.stdout.splitlines()
+    assert url.startswith(f"http://127.0.0.1:{ovh_lab.service.config.api_port}/ovh/auth/?")
+    assert "GET /vps/*, PUT /vps/*, POST /vps/*" in done.stderr and str(mine) in done.stderr
+    assert mine.stat().st_mode & 0o777 == 0o600
+    key = ovhconf.read_consumer_key(mine, ovh_lab.endpoint)
+    assert key in ovh_lab.service.ovh.consumers and key not in done.stdout + done.stderr
+    combined = tmp_path / "combined.conf"
+    combined.write_text(conf.read_text() + f"consumer_key = {key}\n")
+    with pytest.raises(CloudError, match="consumer key is unknown or not validated") as raised:
+        ovh_lab.backend(combined).find_server("vps-login")
+    assert raised.value.exit_status == 5
+    assert requests.get(url, timeout=5).status_code == 200  # the owner validates it
+    backend = ovh_lab.backend(combined)
+    assert backend.find_server("vps-login").status == "ACTIVE"
+    assert backend.console_url("vps-login").startswith("http://127.0.0.1:")
+    with pytest.raises(CloudError, match="not allowed this call"), api_errors("me"):
+        backend._client.get("/me")
+    with pytest.raises(CloudError, match="not allowed this call"), api_errors("delete"):
+        backend._client.delete("/vps/vps-login/ips/10.0.0.1")
+    shown = login(env, tmp_path, "--show-consumer-key")
+    assert shown.returncode == 0, shown.stderr
+    assert re.fullmatch(r"http://\S+\nconsumer_key = [0-9a-f]{32}\n", shown.stdout)
+    status, out, err = run_main("ovh", "login")  # refused before anything is read or asked
+    assert (status, out) == (2, "") and err.startswith("cloudrescue: error: say where")
+
+
+def test_the_secret_link_email_and_its_one_time_page(ovh_lab: OvhLab) -> None:
+    """The lab's other e-mail form: a link to a page that shows the password once; the
+    backend follows it (the API's own origin) and gets the password the rescue took."""
+    ovh_lab.add("vps-link")
+    ovh_lab.service.faults.merge(Faults.model_validate({"ovh_rescue_email_link": ["vps-link"]}))
+    backend = ovh_lab.backend()
+    try:
+        started = backend.rescue(backend.find_server("vps-link"), admin_password="x", image=None)
+    finally:
+        ovh_lab.service.faults.merge(Faults.model_validate({"ovh_rescue_email_link": None}))
+    [request] = [asked for name, asked in ovh_lab.runtime.rescues if name == "vps-link"]
+    assert started.admin_password == request.admin_password
+    client = backend._client
+    newest = max(client.get("/me/notification/email/history"))
+    body = client.get(f"/me/notification/email/history/{newest}")["body"]
+    assert request.admin_password not in body and "une seule fois" in body
+    link = re.search(r"http://\S+", body)
+    assert link is not None and requests.get(link.group(0), timeout=5).status_code == 404  # once
+    backend.unrescue("vps-link")
+
+
+def test_no_rescue_email_in_time_sets_the_vps_back_to_local(
+    ovh_lab: OvhLab, tmp_path: Path
+) -> None:
+    ovh_lab.add("vps-mute")
+    conf = tmp_path / "ovh.conf"
+    conf.write_text(ovh_lab.conf.read_text() + "rescue_email_timeout = 1\n")
+    ovh_lab.service.faults.merge(Faults.model_validate({"ovh_no_rescue_email": ["vps-mute"]}))
+    backend = ovh_lab.backend(conf)
+    try:
+        with pytest.raises(CloudTimeoutError, match="no rescue e-mail for VPS vps-mute arrived "
+                           "within 1 s") as raised:  # fmt: skip
+            backend.rescue(backend.find_server("vps-mute"), admin_password="x", image=None)
+    finally:
+        ovh_lab.service.faults.merge(Faults.model_validate({"ovh_no_rescue_email": None}))
+    assert raised.value.exit_status == 6
+    assert [name for name, _ in ovh_lab.runtime.rescues].count("vps-mute") == 1
+    assert "vps-mute" in ovh_lab.runtime.unrescues  # rebooted out of the rescue it reached
+    vps = backend._client.get("/vps/vps-mute")
+    assert (vps["netbootMode"], vps["state"]) == ("local", "running")
+
+
+def test_429_answers_of_the_ovh_api_are_waited_out(ovh_lab: OvhLab) -> None:
+    """The lab's rate-limit fault hits its OVH API too: the request is sent again after the
+    ``Retry-After`` it carries, and succeeds."""
+    ovh_lab.add("vps-429")
+    backend = ovh_lab.backend()
+    limit = {"count": 2, "retry_after": 1, "path_regex": "/ovh/1.0/vps/vps-429$"}
+    fault = {"api_rate_limit": limit}
+    ovh_lab.service.faults.merge(Faults.model_validate(fault))
+    started = time.monotonic()
+    try:
+        assert backend.get_server("vps-429").status == "ACTIVE"
+    finally:
+        left = ovh_lab.service.faults.current().get("api_rate_limit")
+        ovh_lab.service.faults.merge(Faults.model_validate({"api_rate_limit": None}))
+    assert left is None  # both 429s were answered
+    assert time.monotonic() - started >= 2.0
+    refused = requests.get(f"{ovh_lab.endpoint}/vps", timeout=5)  # unsigned: still OVH's shape
+    assert refused.status_code == 403 and refused.json()["errorCode"] == "INVALID_KEY"
+
+
+def test_console_url_vnc(ovh_lab: OvhLab, tmp_path: Path) -> None:
+    """``console url --vnc`` (real processes): the wss:// URL on stdout, the password only
+    with --show-password."""
+    ovh_lab.add("vps-vnc")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("OVH_")}
+    env.update(HOME=str(tmp_path), CLOUDRESCUE_OVH_CONFIG=str(ovh_lab.conf))
+    base = [CLOUDRESCUE, "--provider", "ovh-vps", "console", "url", "vps-vnc", "--vnc"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], env=env, cwd=tmp_path, capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+
+    port = ovh_lab.service.config.api_port
+    plain = run()
+    assert plain.returncode == 0, plain.stderr
+    assert plain.stdout == f"wss://127.0.0.1:{port}\n" and "--show-password" in plain.stderr
+    shown = run("--show-password", "-f", "json")
+    assert shown.returncode == 0, shown.stderr
+    record = json.loads(shown.stdout)
+    assert {k: v for k, v in record.items() if k != "password"} == {
+        "instance": "vps-vnc", "protocol": "VNCOverWebSocket", "host": "127.0.0.1",
+        "port": port, "url": f"wss://127.0.0.1:{port}",
+    }  # fmt: skip
+    assert isinstance(record["password"], str) and len(record["password"]) >= 8

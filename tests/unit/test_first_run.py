@@ -56,6 +56,7 @@ FIRST_RUN: dict[str, tuple[str, ExitStatus]] = {
     "lab break": ("web-1 lost-key", ExitStatus.NOT_FOUND),
     "lab faults": ("", ExitStatus.NOT_FOUND),
     "lab ssh": ("web-1", ExitStatus.NOT_FOUND),
+    "ovh login": ("--show-consumer-key", ExitStatus.USAGE),  # no OVH API endpoint configured
 }
 # `lab up` really starts a lab on a first run (tests/lab and tests/e2e run it).
 NOT_RUN_HERE = {"lab up"}

@@ -4,17 +4,33 @@ reboot task it follows; and the rescue workflow on a cloud without a console log
 
 from __future__ import annotations
 
+import io
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
+from ovh import exceptions as ovh_errors
 
+from cloudrescue.cli.prompts import rescue_password_reader
+from cloudrescue.cloud.ovh_login import with_consumer_key, write_consumer_key
 from cloudrescue.cloud.ovh_mail import plain_text, rescue_credentials
-from cloudrescue.cloud.ovh_vps import OvhVpsCloud, vps_status
-from cloudrescue.errors import CloudError, CloudTimeoutError, HostKeyError, InvalidInputError
-from tests.fakes import FakeClock
+from cloudrescue.cloud.ovh_vps import OvhVpsCloud, api_errors, ovh_settings, vps_status
+from cloudrescue.cloud.recorded import open_recorded_cloud
+from cloudrescue.errors import (
+    CloudError,
+    CloudTimeoutError,
+    HostKeyError,
+    InvalidInputError,
+    WrongStateError,
+)
+from cloudrescue.journal import Journal
+from cloudrescue.rescue import RescueSettings, RescueWorkflow
+from tests.fakes import FakeClock, RecordingEvents
+from tests.piped import piped, run_main
 from tests.unit.test_rescue_workflow import Rig
 
 FRENCH = """Bonjour,
@@ -238,3 +254,324 @@ def test_without_a_console_log_the_workflow_needs_trust_host_key(tmp_path: Path)
         assert "trusted on first use (--trust-host-key)" in entry.note
         assert rescued.host.host_key_fingerprint in entry.note
     assert trusting.status() == "ACTIVE/-"
+
+
+LINK = "https://www.ovh.com/secret-service/?token=abc"
+
+
+def _link_mail(service: str, link: str) -> dict[str, str]:
+    body = FRENCH.replace("vps-1a2b.vps.ovh.net", service).replace(
+        "Mot de passe : Xy7kP2qLm9\n",
+        "Pour des raisons de sécurité, votre mot de passe n'est pas envoyé par e-mail. Il est "
+        f"consultable une seule fois à l'adresse suivante :\n{link}\n",
+    )
+    return {"subject": f"Redémarrage en mode rescue de votre VPS {service}", "body": body}
+
+
+class Pages:
+    """The web as a secret link's page is fetched: each page once, and every URL asked."""
+
+    def __init__(self, pages: dict[str, str]) -> None:
+        self.pages = pages
+        self.asked: list[str] = []
+
+    def __call__(self, url: str) -> str:
+        self.asked.append(url)
+        page = self.pages.pop(url, None)
+        if page is None:
+            raise CloudError("the rescue e-mail's secret page answered HTTP 404")
+        return page
+
+
+def test_the_secret_link_form_of_the_rescue_email() -> None:
+    """The e-mail without the password links to a one-time page: the backend opens it (an
+    OVHcloud https page) and reads the password there; the link is no password."""
+    found = rescue_credentials("vps-1", "Rescue", _link_mail("vps-1", LINK)["body"])
+    assert found is not None and (found.password, found.link) == (None, LINK)
+    html_mail = f"Rescue VPS vps-1<br/>Password: <a href=\"{LINK}&amp;x=1\">open</a><br/>"
+    html_found = rescue_credentials("vps-1", "", html_mail)
+    assert html_found is not None and html_found.link == f"{LINK}&x=1"
+    bare = rescue_credentials("vps-1", "rescue", f"VPS vps-1\nMot de passe : {LINK}\n")
+    assert bare is not None and (bare.password, bare.link) == (None, LINK)
+
+    ovh, clock = FakeOvh(), FakeClock()
+    ovh.on_reboot = lambda fake: (fake.mails.update({90: _link_mail("vps-1", LINK)}),
+                                  setattr(fake, "on_reboot", lambda _f: None))  # fmt: skip
+    pages = Pages({LINK: "<p>Mot de passe : <code>s3cr&amp;t</code></p>"})
+    cloud = OvhVpsCloud(ovh, "ovh-vps:test", clock=clock, sleep=clock.sleep, fetch=pages)
+    started = cloud.rescue(cloud.find_server("vps-1"), admin_password="x", image=None)
+    assert started.admin_password == "s3cr&t" and pages.asked == [LINK]
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://www.ovh.com/secret-service/?token=abc",  # not https
+        "https://www.ovh.com.evil.example/secret",
+        "https://evil.example/?ovh.com",
+        "https://user@www.ovh.com/secret",
+        "https://www.ovh.com:8443/secret",
+        "http://127.0.0.1:9999/ovh/secret-service/?token=abc",  # not the API's own origin
+    ],
+)
+def test_a_secret_link_elsewhere_is_not_opened_and_the_vps_goes_back(link: str) -> None:
+    ovh, clock = FakeOvh(), FakeClock()
+    ovh.on_reboot = lambda fake: (fake.mails.update({90: _link_mail("vps-1", link)}),
+                                  setattr(fake, "on_reboot", lambda _f: None))  # fmt: skip
+    pages = Pages({link: "Mot de passe : stolen"})
+    cloud = OvhVpsCloud(ovh, "ovh-vps:test", clock=clock, sleep=clock.sleep, fetch=pages,
+                        origin="http://127.0.0.1:8774")  # fmt: skip
+    with pytest.raises(CloudError, match="outside OVHcloud's domains") as raised:
+        cloud.rescue(cloud.find_server("vps-1"), admin_password="x", image=None)
+    assert raised.value.hint is not None and "--rescue-password-stdin" in raised.value.hint
+    assert pages.asked == []
+    assert (ovh.vps["netbootMode"], ovh.vps["state"]) == ("local", "running")
+
+
+def test_the_labs_own_origin_and_a_page_without_password() -> None:
+    link = "http://127.0.0.1:8774/ovh/secret-service/?token=t"
+    ovh, clock = FakeOvh(), FakeClock()
+    ovh.on_reboot = lambda fake: (fake.mails.update({90: _link_mail("vps-1", link)}),
+                                  setattr(fake, "on_reboot", lambda _f: None))  # fmt: skip
+    pages = Pages({link: "<p>Ce secret a déjà été consulté.</p>"})
+    cloud = OvhVpsCloud(ovh, "ovh-vps:test", clock=clock, sleep=clock.sleep, fetch=pages,
+                        origin="http://127.0.0.1:8774")  # fmt: skip
+    with pytest.raises(CloudError, match="secret page of the rescue e-mail of VPS vps-1 shows no"):
+        cloud.rescue(cloud.find_server("vps-1"), admin_password="x", image=None)
+    assert pages.asked == [link] and ovh.vps["netbootMode"] == "local"
+
+
+def test_rescue_password_from_the_user_reads_no_email() -> None:
+    """``--rescue-password-stdin``: asked once the reboot into rescue is done; the service
+    e-mails are never read (the consumer key may not be allowed them)."""
+    ovh, clock = FakeOvh(), FakeClock()
+    asked: list[tuple[str, str]] = []
+
+    def given(service: str) -> str:
+        asked.append((service, ovh.vps["state"]))
+        return "typed-in"
+
+    cloud = OvhVpsCloud(ovh, "ovh-vps:test", clock=clock, sleep=clock.sleep,
+                        rescue_password=given)  # fmt: skip
+    started = cloud.rescue(cloud.find_server("vps-1"), admin_password="x", image=None)
+    assert started.admin_password == "typed-in" and asked == [("vps-1", "rescued")]
+    assert not [call for call in ovh.calls if "/me/" in call]
+
+
+def test_a_password_the_user_does_not_give_sets_the_vps_back() -> None:
+    ovh, clock = FakeOvh(), FakeClock()
+
+    def nothing(service: str) -> str:
+        raise InvalidInputError("--rescue-password-stdin: no rescue password on stdin")
+
+    cloud = OvhVpsCloud(ovh, "ovh-vps:test", clock=clock, sleep=clock.sleep,
+                        rescue_password=nothing)  # fmt: skip
+    with pytest.raises(InvalidInputError, match="no rescue password"):
+        cloud.rescue(cloud.find_server("vps-1"), admin_password="x", image=None)
+    assert (ovh.vps["netbootMode"], ovh.vps["state"]) == ("local", "running")
+    assert ovh.calls.count("POST /vps/vps-1/reboot") == 2
+
+
+class Answers(FakeOvh):
+    """A python-ovh client whose answers to some paths are given (hostile or broken)."""
+
+    def __init__(self, **answers: Any) -> None:
+        super().__init__()
+        self.answers = answers
+
+    def get(self, _target: str, _need_auth: bool = True, **kwargs: Any) -> Any:
+        if _target in self.answers:
+            return self.answers[_target]
+        return super().get(_target, _need_auth, **kwargs)
+
+    def post(self, _target: str, _need_auth: bool = True, **kwargs: Any) -> Any:
+        self.calls.append(f"POST {_target} {kwargs}")
+        if _target in self.answers:
+            return self.answers[_target]
+        return super().post(_target, _need_auth, **kwargs)
+
+
+@pytest.mark.parametrize("name", ["", "vps-1?x=1", "a/b", "..", "vps 1", "vps-1#", "-vps", "é"])
+def test_names_that_would_change_the_request_are_refused(name: str) -> None:
+    ovh, clock = FakeOvh(), FakeClock()
+    cloud = _cloud(ovh, clock)
+    for call in (cloud.find_server, cloud.get_server, cloud.unrescue, cloud.console_url,
+                 cloud.console_access):  # fmt: skip
+        with pytest.raises(InvalidInputError, match="is not a VPS service name"):
+            call(name)
+    assert ovh.calls == []
+
+
+def test_broken_answers_are_cloud_errors_not_tracebacks() -> None:
+    clock = FakeClock()
+    with pytest.raises(CloudError, match="answered no list"):
+        _cloud(Answers(**{"/vps": {"oops": 1}}), clock).list_servers()
+    with pytest.raises(InvalidInputError, match="name pattern"):
+        _cloud(FakeOvh(), clock).list_servers(name_regex="(")
+    listed = _cloud(Answers(**{"/vps": ["vps-1", "../me", 7]}), clock).list_servers()
+    assert [server.name for server in listed] == ["vps-1"]  # names it could not ask are dropped
+    with pytest.raises(CloudError, match="answered no list"):
+        _cloud(Answers(**{"/me/notification/email/history": "x"}), clock).rescue(
+            _cloud(FakeOvh(), clock).find_server("vps-1"), admin_password="x", image=None
+        )
+    no_task = Answers(**{"/vps/vps-1/reboot": {"id": "100; rm"}})
+    with pytest.raises(CloudError, match="gave no task"):
+        _cloud(no_task, clock).unrescue("vps-1")
+    with pytest.raises(CloudError, match="answered no URL"):
+        _cloud(Answers(**{"/vps/vps-1/getConsoleUrl": {"url": 1}}), clock).console_url("vps-1")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"host": "h", "port": "5900", "password": "p"},
+        {"host": "h", "port": 70000, "password": "p"},
+        {"host": "h\x1b[2J", "port": 5900, "password": "p"},
+        {"host": "h", "port": True, "password": "p"},
+        {"host": "h", "port": 5900},
+        "vnc://h:5900",
+    ],
+)
+def test_vnc_console_answers_are_checked(answer: Any) -> None:
+    cloud = _cloud(Answers(**{"/vps/vps-1/openConsoleAccess": answer}), FakeClock())
+    with pytest.raises(CloudError, match="answered no host, port and password"):
+        cloud.console_access("vps-1")
+
+
+def test_vnc_console_over_websocket() -> None:
+    ovh = Answers(**{"/vps/vps-1/openConsoleAccess": {"host": "2001:db8::5", "port": 5900,
+                                                      "password": "vnc-pass"}})  # fmt: skip
+    access = _cloud(ovh, FakeClock()).console_access("vps-1")
+    assert (access.url, access.password) == ("wss://[2001:db8::5]:5900", "vnc-pass")
+    assert "vnc-pass" not in repr(access)
+    assert "POST /vps/vps-1/openConsoleAccess {'protocol': 'VNCOverWebSocket'}" in ovh.calls
+    with pytest.raises(InvalidInputError, match="VNC protocol 'RDP'"):
+        _cloud(ovh, FakeClock()).console_access("vps-1", "RDP")
+
+
+def _response(status: int, body: dict[str, str]) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body).encode()
+    return response
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "message"),
+    [
+        (ovh_errors.InvalidKey("Invalid ApplicationSecret 'None'"), InvalidInputError,
+         "application secret or the consumer key is missing"),
+        (ovh_errors.InvalidKey("Invalid application key", response=_response(
+            403, {"errorCode": "INVALID_KEY"})), CloudError,
+         "authentication failed: the application key is unknown"),
+        (ovh_errors.InvalidCredential("x", response=_response(
+            403, {"errorCode": "INVALID_CREDENTIAL"})), CloudError,
+         "consumer key is unknown or not validated"),
+        (ovh_errors.NotGrantedCall("x", response=_response(
+            403, {"errorCode": "NOT_GRANTED_CALL"})), CloudError, "not allowed this call"),
+        (ovh_errors.ResourceConflictError("A task is already running"), WrongStateError,
+         "A task is already running"),
+        (ovh_errors.APIError("Too many requests", response=_response(429, {})), CloudError,
+         "HTTP 429: Too many requests"),
+    ],
+)  # fmt: skip
+def test_python_ovhs_errors_as_cloudrescues(
+    error: Exception, kind: type[Exception], message: str
+) -> None:
+    with pytest.raises(kind, match=message) as raised, api_errors("VPS vps-1"):
+        raise error
+    assert "None" not in str(raised.value)
+
+
+def test_a_killed_vps_rescue_is_resumed_from_the_journal_alone(tmp_path: Path) -> None:
+    """No mark on a VPS: the journal entry of a dead run says the rescue is its own, so
+    ``resume`` sets the netboot back to local and reboots (an OpenStack instance in rescue
+    without our mark is someone else's: left alone)."""
+    ovh, clock = FakeOvh(), FakeClock()
+    ovh.vps.update(netbootMode="rescue", state="rescued")  # where the killed run left it
+    journal = Journal(tmp_path)
+    run = journal.start(cloud="ovh-vps:test", server_id="vps-1", server_name="vps-1",
+                        command="fix-ssh-keys")  # fmt: skip
+    journal.update(run, "rescued")
+    workflow = RescueWorkflow(_cloud(ovh, clock), journal, RecordingEvents(),
+                              RescueSettings(), clock=clock, sleep=clock.sleep)  # fmt: skip
+    [entry] = journal.entries()
+    assert workflow.resume(entry) == "vps-1: unrescued, now ACTIVE"
+    assert (ovh.vps["netbootMode"], ovh.vps["state"]) == ("local", "running")
+    assert [e.state for e in journal.entries(include_restored=True)] == ["restored"]
+
+
+def test_the_journal_names_the_account_and_reopens_it(tmp_path: Path) -> None:
+    conf = tmp_path / "ovh.conf"
+    conf.write_text("[default]\nendpoint = http://127.0.0.1:1/ovh/1.0\n\n"
+                    "[http://127.0.0.1:1/ovh/1.0]\napplication_key = a\n"
+                    "application_secret = s\nconsumer_key = c\n")  # fmt: skip
+    settings = ovh_settings(config_file=conf)
+    assert settings.cloud_name == f"ovh-vps:http://127.0.0.1:1/ovh/1.0 config={conf.resolve()}"
+    assert settings.origin == "http://127.0.0.1:1"
+    reopened = open_recorded_cloud(settings.cloud_name)
+    assert isinstance(reopened, OvhVpsCloud) and reopened.cloud_name == settings.cloud_name
+    with pytest.raises(InvalidInputError, match=r"the ovh\.conf this run was made with .* is gone"):
+        open_recorded_cloud(f"ovh-vps:ovh-eu config={tmp_path / 'gone.conf'}")
+    with pytest.raises(InvalidInputError, match="expected a name"):
+        ovh_settings(config_file=conf, endpoint="http://x/ config=y")
+
+
+def test_the_consumer_key_goes_into_the_ovh_conf_named(tmp_path: Path) -> None:
+    """Only its line changes (comments, other sections kept); the file is 0600 even when it
+    was world-readable; a file that is no ovh.conf is refused."""
+    conf = tmp_path / "ovh.conf"
+    conf.write_text("; mine\n[default]\nendpoint=ovh-eu\n\n[ovh-eu]\napplication_key=a\n"
+                    "consumer_key=old\n\n[ovh-ca]\nconsumer_key=other\n")  # fmt: skip
+    conf.chmod(0o644)
+    write_consumer_key(conf, "ovh-eu", "NewKey123")
+    assert conf.read_text() == ("; mine\n[default]\nendpoint=ovh-eu\n\n[ovh-eu]\n"
+                                "application_key=a\nconsumer_key = NewKey123\n\n[ovh-ca]\n"
+                                "consumer_key=other\n")  # fmt: skip
+    assert conf.stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "new.conf"
+    write_consumer_key(fresh, "ovh-eu", "K2345678")
+    made = "[default]\nendpoint = ovh-eu\n\n[ovh-eu]\nconsumer_key = K2345678\n"
+    assert fresh.read_text() == made
+    assert with_consumer_key("[ovh-eu]\napplication_key = a\n\n", "ovh-eu", "K") == (
+        "[ovh-eu]\napplication_key = a\nconsumer_key = K\n\n"
+    )
+    (tmp_path / "notes.txt").write_text("hello\n")
+    with pytest.raises(InvalidInputError, match=r"not an ovh\.conf \(no"):
+        write_consumer_key(tmp_path / "notes.txt", "ovh-eu", "K2345678")
+    with pytest.raises(InvalidInputError, match="not a regular file"):
+        write_consumer_key(tmp_path, "ovh-eu", "K2345678")
+    with pytest.raises(InvalidInputError, match=r"not an ovh\.conf section name"):
+        write_consumer_key(fresh, "x]\n[y", "K2345678")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["new.conf", "notes.txt", "ovh.conf"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "error"),
+    [
+        (["console", "url", "vps-1", "--show-password"], "--show-password is for --vnc"),
+        (["console", "url", "vps-1", "--vnc", "--type", "serial"], "no --type or --vnc-html"),
+        (["console", "url", "vps-1", "--vnc", "--vnc-html"], "no --type or --vnc-html"),
+        (["console", "url", "vps-1", "--vnc"], "--vnc is for an OVHcloud VPS"),
+        (["--rescue-password-stdin", "console", "url", "vps-1"], "is for --provider ovh-vps"),
+        (["ovh", "login"], "say where the new consumer key goes"),
+        (["ovh", "login", "--write", "/nonexistent/ovh.conf"], "no such directory"),
+        (["ovh", "login", "--write", "/etc/hostname"], "not an ovh.conf"),
+    ],
+)
+def test_vps_options_refused_before_any_cloud_is_asked(argv: list[str], error: str) -> None:
+    status, out, err = run_main(*argv)
+    assert (status, out) == (2, "")
+    assert err.startswith("cloudrescue: error: ") and error in err and len(err.splitlines()) == 1
+
+
+def test_the_rescue_password_read_on_stdin() -> None:
+    env, _out, err = piped()
+    env.stdin = io.StringIO("first-pass\n\n")
+    read = rescue_password_reader(env)
+    assert read("vps-1") == "first-pass"
+    assert err.getvalue() == (
+        "reading the root password of the rescue of vps-1 (from its rescue e-mail) on stdin\n"
+    )
+    with pytest.raises(InvalidInputError, match="no rescue password for vps-2 on stdin"):
+        read("vps-2")

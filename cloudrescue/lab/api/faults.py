@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from cloudrescue.lab.model import ShutdownHostKeys
 
-SERVICE_PREFIXES = ("/identity", "/compute", "/image")
+SERVICE_PREFIXES = ("/identity", "/compute", "/image", "/ovh/1.0")
 
 
 class _Matcher(BaseModel):
@@ -108,6 +108,8 @@ class Faults(BaseModel):
     rescue_fails: InstanceRefs | None = Field(default=None, max_length=1000)
     ssh_cut: InstanceRefs | None = Field(default=None, max_length=1000)
     ovh_reboot_fails: InstanceRefs | None = Field(default=None, max_length=1000)
+    ovh_rescue_email_link: InstanceRefs | None = Field(default=None, max_length=1000)
+    ovh_no_rescue_email: InstanceRefs | None = Field(default=None, max_length=1000)
 
 
 class FaultState:
@@ -182,6 +184,14 @@ class FaultState:
         """Whether a reboot task of this VPS ends in ``error`` (``ovh_reboot_fails``)."""
         return _named(self._faults.ovh_reboot_fails, server_id, name)
 
+    def ovh_rescue_email(self, server_id: str, name: str) -> Literal["password", "link", "none"]:
+        """How the rescue e-mail of this VPS gives its password: in its body, as a link to a
+        one-time secret page (``ovh_rescue_email_link``), or not at all: no e-mail is sent
+        (``ovh_no_rescue_email``)."""
+        if _named(self._faults.ovh_no_rescue_email, server_id, name):
+            return "none"
+        return "link" if _named(self._faults.ovh_rescue_email_link, server_id, name) else "password"
+
     def _take(self, name: str, method: str, path: str) -> _Matcher | None:
         """The request fault ``name`` if it hits this request, counting it against it."""
         with self._lock:
@@ -226,5 +236,5 @@ def _named(refs: InstanceRefs | None, server_id: str, name: str) -> bool:
 
 
 def applies_to(path: str) -> bool:
-    """Faults hit keystone, nova and glance, never the admin API."""
+    """Faults hit keystone, nova, glance and the OVH API, never the admin API."""
     return path.startswith(SERVICE_PREFIXES)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import hmac
+import html
 import itertools
 import logging
 import secrets
@@ -46,11 +47,22 @@ TASK_START_DELAY = 0.3  # seconds a task stays ``todo`` before it runs
 FIRST_EMAIL_ID = 7_000_001
 ALL_METHODS = ("GET", "POST", "PUT", "DELETE")
 NETBOOT_MODES = ("local", "rescue")
+MAX_RULES = 100  # access rules a consumer key may ask for
 
 
-def rescue_email(service: str, address: str, password: str) -> tuple[str, str]:
-    """Subject and body of the rescue e-mail, as OVHcloud words it (in French)."""
+def rescue_email(
+    service: str, address: str, password: str, *, link: str | None = None
+) -> tuple[str, str]:
+    """Subject and body of the rescue e-mail, as OVHcloud words it (in French): the password
+    in the body, or (``link``) the one-time secret page that shows it."""
     subject = f"Redémarrage en mode rescue de votre VPS {service}"
+    secret = (
+        f"Mot de passe : {password}\n\n"
+        if link is None
+        else "Pour des raisons de sécurité, votre mot de passe n'est pas envoyé par e-mail. "
+        "Il est consultable une seule fois à l'adresse suivante :\n"
+        f"{link}\n\n"
+    )
     body = (
         "Bonjour,\n\n"
         f"Votre VPS {service} vient d'être redémarré en mode rescue.\n\n"
@@ -58,7 +70,7 @@ def rescue_email(service: str, address: str, password: str) -> tuple[str, str]:
         "suivants :\n\n"
         f"Adresse IP du VPS : {address}\n"
         "Nom d'utilisateur : root\n"
-        f"Mot de passe : {password}\n\n"
+        f"{secret}"
         "Une fois vos opérations terminées, redémarrez votre VPS en mode normal depuis "
         "votre espace client OVHcloud.\n\n"
         "Cordialement,\nLe support OVHcloud\n"
@@ -115,6 +127,7 @@ class OvhState:
             )
         }
         self.pending: dict[str, str] = {}  # credentialToken -> consumer key to validate
+        self.secrets: dict[str, str] = {}  # secret page token -> the password it shows once
         self.netboot: dict[str, str] = {}  # server id -> netboot mode (absent: local)
         self.tasks: dict[str, dict[int, Task]] = {}  # server id -> its tasks
         self.emails: list[dict[str, Any]] = [
@@ -130,10 +143,15 @@ class OvhState:
         self._email_ids = itertools.count(FIRST_EMAIL_ID + 1)
         self.lock = threading.Lock()
 
-    def task(self, server_id: str, kind: str) -> Task:
+    def start_task(self, server_id: str, kind: str) -> Task:
+        """A new task of ``server_id``; 409 while another one runs (checked and made under
+        one lock: two reboots at once cannot both start)."""
         with self.lock:
+            tasks = self.tasks.setdefault(server_id, {})
+            if any(t.state in ("todo", "doing") for t in tasks.values()):
+                raise OvhError(409, "A task is already running on this VPS")
             made = Task(next(self._ids), kind)
-            self.tasks.setdefault(server_id, {})[made.id] = made
+            tasks[made.id] = made
             return made
 
     def running(self, server_id: str) -> bool:
@@ -158,12 +176,19 @@ def _signed_url(request: Request) -> str:
     return f"{url}?{query.decode('latin-1')}" if query else url
 
 
+def _application(request: Request) -> OvhState:
+    """The lab's OVH state, once the request's ``X-Ovh-Application`` is the account's."""
+    ovh = ovh_of(request)
+    given = request.headers.get("X-Ovh-Application", "")
+    if not hmac.compare_digest(given.encode(), ovh.account.application_key.encode()):
+        raise OvhError(403, "Invalid application key", code="INVALID_KEY")
+    return ovh
+
+
 async def signed(request: Request) -> None:
     """Check the application key, consumer key, timestamp and signature, and the consumer
     key's access rules, as OVHcloud does (its error codes and HTTP statuses)."""
-    ovh = ovh_of(request)
-    if request.headers.get("X-Ovh-Application") != ovh.account.application_key:
-        raise OvhError(403, "Invalid application key", code="INVALID_KEY")
+    ovh = _application(request)
     consumer = request.headers.get("X-Ovh-Consumer", "")
     key = ovh.consumers.get(consumer)
     if key is None or not key.validated:
@@ -198,17 +223,25 @@ async def auth_credential(
     request: Request, body: Annotated[dict[str, Any], Body()]
 ) -> dict[str, Any]:
     """A consumer key with the rules asked for, valid once its validation URL is opened."""
-    ovh = ovh_of(request)
-    if request.headers.get("X-Ovh-Application") != ovh.account.application_key:
-        raise OvhError(403, "Invalid application key", code="INVALID_KEY")
+    ovh = _application(request)
     rules = body.get("accessRules")
-    if not isinstance(rules, list) or not all(
-        isinstance(rule, dict) and rule.get("method") in ALL_METHODS for rule in rules
+    if (
+        not isinstance(rules, list)
+        or not 0 < len(rules) <= MAX_RULES
+        or not all(
+            isinstance(rule, dict)
+            and rule.get("method") in ALL_METHODS
+            and isinstance(rule.get("path"), str)
+            and rule["path"].startswith("/")
+            for rule in rules
+        )
     ):
         raise OvhError(400, "Invalid accessRules")
     consumer, token = secrets.token_hex(16), secrets.token_urlsafe(24)
     with ovh.lock:
-        ovh.consumers[consumer] = ConsumerKey([dict(rule) for rule in rules])
+        ovh.consumers[consumer] = ConsumerKey(
+            [{"method": rule["method"], "path": rule["path"]} for rule in rules]
+        )
         ovh.pending[token] = consumer
     base = str(request.base_url).rstrip("/")
     return {
@@ -229,6 +262,21 @@ async def validate(request: Request, credentialToken: str = "") -> HTMLResponse:
     if consumer is None:
         return HTMLResponse("<p>Unknown or used credential token.</p>", status_code=404)
     return HTMLResponse("<p>The consumer key is validated.</p>")
+
+
+@validation_router.get("/secret-service/", response_class=HTMLResponse)
+async def secret_page(request: Request, token: str = "") -> HTMLResponse:
+    """The one-time secret page a rescue e-mail links to: the password, once; then 404."""
+    ovh = ovh_of(request)
+    with ovh.lock:
+        password = ovh.secrets.pop(token, None)
+    if password is None:
+        return HTMLResponse("<p>Ce secret n'existe pas ou a déjà été consulté.</p>", 404)
+    return HTMLResponse(
+        "<html><body><h1>Votre secret</h1>\n"
+        f"<p>Mot de passe : <code>{html.escape(password)}</code></p>\n"
+        "<p>Ce secret ne sera plus consultable.</p></body></html>\n"
+    )
 
 
 def _record(lab: LabService, service: str) -> ServerRecord:
@@ -335,9 +383,7 @@ async def vps_reboot(service: str, lab: Lab) -> dict[str, Any]:
     """A ``rebootVm`` task: into rescue when the netboot mode says so, else out of it (or a
     plain reboot). The ``ovh_reboot_fails`` fault ends it in ``error``, nothing done."""
     record = _record(lab, service)
-    if lab.ovh.running(record.id):
-        raise OvhError(409, "A task is already running on this VPS")
-    task = lab.ovh.task(record.id, "rebootVm")
+    task = lab.ovh.start_task(record.id, "rebootVm")
     fails = lab.faults.ovh_reboot_fails(record.id, service)
     threading.Thread(
         target=_run_reboot, args=(lab, record.id, task, fails), name=f"ovh-{service}", daemon=True
@@ -388,8 +434,18 @@ def _reboot(lab: LabService, record: ServerRecord) -> None:
     )
     machine.rescue(record.id, request).result()
     lab.admin_passes[record.id] = password
-    lab.ovh.mail(*rescue_email(name, record.spec.address, password))
-    log.info("%s: rescue e-mail sent", name)
+    form = lab.faults.ovh_rescue_email(record.id, name)
+    if form == "none":
+        log.info("%s: rescued, no rescue e-mail (ovh_no_rescue_email)", name)
+        return
+    link = None
+    if form == "link":
+        token = secrets.token_urlsafe(24)
+        with lab.ovh.lock:
+            lab.ovh.secrets[token] = password
+        link = f"http://127.0.0.1:{lab.config.api_port}/ovh/secret-service/?token={token}"
+    lab.ovh.mail(*rescue_email(name, record.spec.address, password, link=link))
+    log.info("%s: rescue e-mail sent (%s)", name, form)
 
 
 @vps_router.post("/vps/{service}/getConsoleUrl")
@@ -425,3 +481,10 @@ async def email(mail_id: int, request: Request) -> JSONResponse:
     if found is None:
         raise OvhError(404, f"The requested object (id = {mail_id}) does not exist")
     return JSONResponse(found)
+
+
+@vps_router.api_route("/{path:path}", methods=list(ALL_METHODS))
+async def unknown_path(path: str) -> None:
+    """Any other path, signed and granted like the others first (as OVHcloud checks the
+    consumer key's rules before the path): OVHcloud's 404."""
+    raise OvhError(404, "Got an invalid (or empty) URL")
