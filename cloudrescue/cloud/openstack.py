@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from cloudrescue.cloud.retry import Retry, RetryPolicy, Timing
 
 STABLE_DEVICE_RESCUE = "2.87"
-TAGS = (2, 26)  # nova reports (and filters by) server tags from this microversion on
 REGION_MARK = "@"  # in the journal's cloud name: "<cloud>@<region>"
 NO_CLOUD = "no cloud is configured: no clouds.yaml entry was chosen and no OS_* variables are set"
 NO_CLOUD_HINT = (
@@ -134,9 +133,15 @@ def _detail(error: Any) -> str:
     return str(details).strip().splitlines()[0] if str(details).strip() else "no details"
 
 
-def _server_info(server: Any) -> ServerInfo:
+def _server_info(server: Mapping[str, Any]) -> ServerInfo:
+    """A server as nova's JSON shows it (``GET /servers/detail`` or ``/servers/{id}``).
+
+    Read from the JSON, not from openstacksdk's ``Server``: building that resource costs about
+    5 ms of CPU a server, so a fleet's shared listing of a few hundred servers twice a second
+    would hold the interpreter (every worker waits on it) and its waits would see RESCUE late.
+    ``tags`` is None when the answer has none (nova reports them from 2.26 on)."""
     addresses: list[Address] = []
-    for network, entries in (server.addresses or {}).items():
+    for network, entries in (server.get("addresses") or {}).items():
         for entry in entries:
             addresses.append(
                 Address(
@@ -146,21 +151,23 @@ def _server_info(server: Any) -> ServerInfo:
                     network=network,
                 )
             )
-    image = server.image
+    image = server.get("image")
     image_id = image.get("id") if isinstance(image, Mapping) else (image or None)
-    volumes = tuple(v.get("id", "") for v in (server.attached_volumes or []) if v.get("id"))
+    attached = server.get("os-extended-volumes:volumes_attached") or []
+    volumes = tuple(v.get("id", "") for v in attached if v.get("id"))
+    tags = server.get("tags")
     return ServerInfo(
-        id=server.id,
-        name=server.name or "",
-        status=server.status or "UNKNOWN",
-        task_state=server.task_state,
+        id=str(server["id"]),
+        name=server.get("name") or "",
+        status=server.get("status") or "UNKNOWN",
+        task_state=server.get("OS-EXT-STS:task_state"),
         addresses=tuple(addresses),
-        access_ipv4=server.access_ipv4 or None,
+        access_ipv4=server.get("accessIPv4") or None,
         image_id=image_id or None,
         volume_ids=volumes,
-        metadata=dict(server.metadata or {}),
-        tags=tuple(server.tags or ()) if _version_tuple(server.microversion) >= TAGS else None,
-        fault=_fault(getattr(server, "fault", None)),
+        metadata=dict(server.get("metadata") or {}),
+        tags=None if tags is None else tuple(tags),
+        fault=_fault(server.get("fault")),
     )
 
 
@@ -247,6 +254,7 @@ class OpenStackCloud:
         region = self._conn.config.region_name
         self._name = f"{name}{REGION_MARK}{region}" if given.region and region else name
         self.limiter = None if rate is None else transport.RateLimiter(rate, timing=timing)
+        self._server_microversion: str | None = None  # found on the first server request
         # keystoneauth's Session sends everything through this one requests.Session.
         transport.install(
             self._conn.session.session,
@@ -300,9 +308,32 @@ class OpenStackCloud:
             )
         return matches[0]
 
+    def _compute_get(self, url: str, params: Mapping[str, Any] | None = None) -> Any:
+        """``GET url`` on nova at the microversion openstacksdk would use for servers (the
+        configured ``compute_api_version``, else the highest both know): the decoded JSON
+        (an HTTP error raised as openstacksdk's, which ``_call`` maps)."""
+        from openstack import exceptions as sdk_exceptions
+        from openstack import utils as sdk_utils
+        from openstack.compute.v2.server import Server
+
+        if self._server_microversion is None:  # a compute_api_version configured, else the max
+            self._server_microversion = self._conn.compute.default_microversion or (
+                sdk_utils.maximum_supported_microversion(
+                    self._conn.compute, Server._max_microversion
+                )
+            )
+        response = self._conn.compute.get(
+            url, params=params, microversion=self._server_microversion
+        )
+        sdk_exceptions.raise_from_response(response)
+        return response.json()
+
     def get_server(self, server_id: str) -> ServerInfo:
+        from urllib.parse import quote
+
+        path = f"/servers/{quote(server_id, safe='')}"
         return self._call(
-            f"instance {server_id}", lambda: _server_info(self._conn.compute.get_server(server_id))
+            f"instance {server_id}", lambda: _server_info(self._compute_get(path)["server"])
         )
 
     def list_servers(
@@ -317,15 +348,24 @@ class OpenStackCloud:
         query: dict[str, Any] = {}
         if name_regex:
             query["name"] = name_regex
-        for key, values in (("tags", tags), ("any_tags", any_tags), ("not_any_tags", not_any_tags)):
+        for key, values in (("tags", tags), ("tags-any", any_tags), ("not-tags-any", not_any_tags)):
             if values:
                 query[key] = ",".join(values)
         if statuses:
             query["status"] = list(statuses)  # repeated: nova takes every ``status`` given
-        return self._call(
-            "listing instances",
-            lambda: [_server_info(s) for s in self._conn.compute.servers(details=True, **query)],
-        )
+        return self._call("listing instances", lambda: list(self._servers_detail(query)))
+
+    def _servers_detail(self, query: Mapping[str, Any]) -> Iterator[ServerInfo]:
+        """Every page of ``GET /servers/detail?query`` (nova's ``servers_links`` next)."""
+        page = self._compute_get("/servers/detail", params=query)
+        while True:
+            yield from (_server_info(server) for server in page.get("servers", []))
+            following = [
+                link["href"] for link in page.get("servers_links", []) if link.get("rel") == "next"
+            ]
+            if not following:
+                return
+            page = self._compute_get(following[0])
 
     def find_image(self, name_or_id: str) -> ImageInfo:
         def find() -> ImageInfo:

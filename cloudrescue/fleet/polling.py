@@ -28,7 +28,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-from cloudrescue.cloud.base import CloudBackend, ImageInfo, RescueStarted, ServerInfo
+from cloudrescue.cloud.base import (
+    CloudBackend,
+    ImageInfo,
+    RescueStarted,
+    ServerInfo,
+    keeps_marks,
+)
 from cloudrescue.errors import CloudRescueError
 
 DEFAULT_INTERVAL = 0.5  # a worker polls each second: it waits at most this for a listing
@@ -94,6 +100,12 @@ class SharedPolling:
     @property
     def announces_host_keys(self) -> bool:
         return self.backend.announces_host_keys
+
+    @property
+    def keeps_marks(self) -> bool:
+        """Whether the backend keeps cloudrescue's marks (``cloud.base.keeps_marks``): a fleet
+        resume of VPS runs trusts the journal as a single resume does."""
+        return keeps_marks(self.backend)
 
     def _fetch(self) -> None:
         """Make one listing (this thread was chosen), no sooner than ``interval`` after the

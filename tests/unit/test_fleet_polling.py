@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from cloudrescue.cloud.base import CloudBackend, ServerInfo
+from cloudrescue.cloud.base import CloudBackend, ServerInfo, keeps_marks
 from cloudrescue.errors import CloudError, NotFoundError
 from cloudrescue.fleet.polling import SharedPolling
 from tests.fakes import FakeClock, FakeCloud
@@ -134,3 +134,16 @@ def test_every_other_call_is_the_backends_own() -> None:
     assert cloud.calls == ["find web-1", "list status=ACTIVE", f"mark {server.id}",
                            f"unmark {server.id}"]  # fmt: skip
     assert polled.listings == 0  # a listing asked for is the caller's, not a shared one
+
+
+def test_whether_marks_are_kept_is_the_backend_s() -> None:
+    """A VPS keeps no marks: behind the shared polling too, so a fleet resume trusts the
+    journal for it as a single resume does."""
+    clock = FakeClock()
+    assert keeps_marks(SharedPolling(FakeCloud(clock), clock=clock, sleep=clock.sleep))
+
+    class Unmarked(FakeCloud):
+        keeps_marks = False
+
+    polled = SharedPolling(Unmarked(clock), clock=clock, sleep=clock.sleep)
+    assert not keeps_marks(polled)
