@@ -10,9 +10,9 @@ without Python's start-up and imports); then the confusion matrix (scenario x to
 and the accuracy over issue 12's ten scenarios.
 
 Then the deep mode (``diagnose --deep --yes``: one rescue each, the playbooks that declare deep
-checks run in check mode on the disk mounted read-only), on the same instances, after the
-no-rescue pass, in the same tables. ``DEEP_ARGS`` is its arguments (None: its column says
-"not measured").
+checks run in check mode on the disk mounted read-only, then the passwords and cloud-init's
+state read), on the same instances, after the no-rescue pass, in the same tables.
+``DEEP_ARGS`` is its arguments (None: its column says "not measured").
 """
 
 from __future__ import annotations

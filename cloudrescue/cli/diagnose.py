@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from cloudrescue.cli.options import DiagnoseOptions, Instance, environment, state, takes_options
+from cloudrescue.cli.options import (
+    DiagnoseOptions,
+    Instance,
+    RescueOptions,
+    environment,
+    state,
+    takes_options,
+)
 from cloudrescue.cli.output import OutputOptions, show_list, show_record
 from cloudrescue.cli.records import DIAGNOSIS, RUN
 from cloudrescue.cli.render import safe
@@ -47,7 +54,12 @@ logging in (only the public key is sent; never a password).
 in check mode, every playbook that declares deep checks and needs no parameter without a
 default (the others are skipped, and the notes say so): one that would change something is a
 finding of high confidence, its evidence what it would change; one that would change nothing
-clears its cause. Then it unrescues.
+clears its cause. A check that cannot run is a finding of low confidence and the others run
+still. It also reads root's and the cloud user's passwords in /etc/shadow (their state, never
+a hash: none, expired) for reset-password, and cloud-init's state (disabled, another
+instance's data, errors of its last run) for reset-cloud-init. Then it unrescues. The rescue
+options (--image, --jump, --trust-host-key, the timeouts...) are every rescuing command's;
+without --deep or --fix they are refused.
 
 Findings are ranked by confidence (certain: the API says it; high, medium, low), then by the
 strength of their evidence; each comes with its evidence (console lines and their numbers,
@@ -109,6 +121,7 @@ def diagnose(
     ctx: typer.Context,
     instance: Instance,
     options: DiagnoseOptions,
+    rescue: RescueOptions,
     output: OutputOptions,
 ) -> None:
     """The command (its help is ``HELP``): inputs checked, the diagnosis, the report; with
@@ -121,16 +134,17 @@ def diagnose(
 
     output.chosen()  # a bad -f or -c, key, user or playbook fails before the cloud is asked
     output.selected(RUN.names if options.fix else DIAGNOSIS.names)
-    if options.address is not None and not options.address.strip():
+    if rescue.address is not None and not rescue.address.strip():
         raise InvalidInputError("--address is empty")
+    _rescue_only(rescue, options)
     if options.disk is not None and not options.disk.strip():
         raise InvalidInputError("--disk is empty: a device, UUID=, LABEL= or LV name")
     user = _user(options.user)
     keys = _keys(options.key)
     catalog = _catalog(options.playbook)
+    settings = rescue.settings()
     env = environment(ctx)
     backend = state(ctx).cloud()
-    settings = _settings(options)
 
     def run(sources: list[FindingSource]) -> Diagnosis:
         return engine.diagnose(
@@ -138,7 +152,7 @@ def diagnose(
             instance,
             catalog=catalog,
             probe=Prober(connect_timeout=options.connect_timeout),
-            address=options.address,
+            address=rescue.address,
             ports=tuple(dict.fromkeys(options.port or engine.DEFAULT_PORTS)),
             user=user,
             keys=keys,
@@ -147,7 +161,7 @@ def diagnose(
         )
 
     if options.deep:
-        from cloudrescue.diagnose.deep import DeepSource, select
+        from cloudrescue.diagnose.deep import DeepSource, inspections, select
         from cloudrescue.journal import Journal
         from cloudrescue.phase import DiskChoice
         from cloudrescue.rescue import RescueWorkflow
@@ -156,7 +170,7 @@ def diagnose(
         checked, skipped = select(
             catalog.entries, {"key": [str(path) for path in options.key or []]}
         )
-        if checked:
+        if checked or inspections(catalog.entries):
             confirm_repair(env, f"{server.name} ({server.id})", yes=options.yes, dry_run=True)
         with RichEvents(env) as events:
             deep = DeepSource(
@@ -164,6 +178,8 @@ def diagnose(
                 checked,
                 skipped,
                 disk=DiskChoice(options.disk),
+                inspect=inspections(catalog.entries),
+                user=user,
             )
             result = run([deep])
     else:
@@ -186,10 +202,35 @@ def safe_report(result: Diagnosis) -> str:
     return f"{safe(result.server.name)}: {safe(top.cause)}"
 
 
-def _settings(options: DiagnoseOptions) -> RescueSettings:
-    from cloudrescue.cli.options import RescueOptions
+def _rescue_only(rescue: RescueOptions, options: DiagnoseOptions) -> None:
+    """Refuse the options of a rescue (all of ``RescueOptions`` but --address) without
+    --deep or --fix: the diagnosis without rescue would ignore them."""
+    import dataclasses
+    from typing import get_type_hints
 
-    return RescueOptions(address=options.address).settings()
+    from cloudrescue.errors import InvalidInputError
+
+    if options.deep or options.fix:
+        return
+    hints = get_type_hints(RescueOptions, include_extras=True)
+
+    def flag(name: str) -> str:  # the option as typed (``state_timeout`` is --timeout)
+        for meta in getattr(hints[name], "__metadata__", ()):
+            # in ``Annotated``, typer takes the first positional name for ``default``
+            first = getattr(meta, "default", None)
+            declared = [first, *getattr(meta, "param_decls", ())]
+            for text in declared:
+                if isinstance(text, str) and text.startswith("--"):
+                    return text
+        return "--" + name.replace("_", "-")
+
+    given = [
+        flag(item.name)
+        for item in dataclasses.fields(rescue)
+        if item.name != "address" and getattr(rescue, item.name) != item.default
+    ]
+    if given:
+        raise InvalidInputError(f"{', '.join(given)}: only with --deep or --fix (a rescue)")
 
 
 @dataclass(frozen=True)
@@ -306,6 +347,7 @@ def diagnosis_record(result: Diagnosis) -> dict[str, Any]:
         "probes": [_probe_record(probe) for probe in seen.probes],
         "user": seen.user,
         "user_guessed": seen.user_guessed,
+        "user_source": seen.user_source,
         "console_lines": seen.boot.total,
         "boot_line": seen.boot.start,
         "notes": list(result.notes),

@@ -623,16 +623,9 @@ def given_only(values: dict[str, list[str]]) -> dict[str, list[str]]:
 
 @dataclass(frozen=True)
 class DiagnoseOptions:
-    """How ``diagnose`` probes an instance and what it reads (``cli/diagnose.py``)."""
+    """How ``diagnose`` probes an instance and what it reads (``cli/diagnose.py``); the
+    address it probes and the rescue of --deep and --fix are ``RescueOptions``'."""
 
-    address: Annotated[
-        str | None,
-        typer.Option(
-            "--address",
-            metavar="IP",
-            help="Address to probe (default: floating, public, then fixed IP).",
-        ),
-    ] = None
     port: Annotated[
         list[int] | None,
         typer.Option(
@@ -648,8 +641,10 @@ class DiagnoseOptions:
         typer.Option(
             "--user",
             metavar="USER",
-            help="User whose keys sshd is asked about. Default: the cloud image's user of "
-            "the OS the console names (Debian: debian, Ubuntu: ubuntu...).",
+            help="User whose keys sshd is asked about (and whose password --deep checks). "
+            "Default: the user cloud-init's table of authorized keys on the console names, "
+            "else the cloud image's user of the OS the console names (Debian: debian...); "
+            "--deep reads the disk's (cloud-init's default user, the account with SSH keys).",
             show_default=False,
         ),
     ] = None

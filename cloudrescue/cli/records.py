@@ -293,6 +293,8 @@ DIAGNOSIS = Record(
         "probes": "each port probed, in order (fields below; empty: not probed)",
         "user": "the user whose keys sshd was asked about (null: none)",
         "user_guessed": "true when `user` was taken from the OS the console names, not given",
+        "user_source": "how `user` was told: `--user`, cloud-init's table of authorized keys on "
+        "the console (its line), or the cloud image's user of the OS the console names",
         "console_lines": "lines in the console log as read (0: empty or not readable)",
         "boot_line": "the line where the console's last boot starts (what the console is read "
         "for; null: empty log)",

@@ -68,7 +68,8 @@ class Catalog:
         for reference, playbook in playbooks:
             for item in playbook.symptoms.console:
                 signatures.append(
-                    Signature(reference, item.compiled(), item.cause, item.confidence, reference)
+                    Signature(reference, item.compiled(), item.cause, item.confidence, reference,
+                              stops_boot=item.stops_boot)
                 )
             for observed in playbook.symptoms.observations:
                 claims.append(_Claim(reference, observed, frozenset(playbook.parameters)))

@@ -2,7 +2,9 @@
 ``ci-info`` table), the operating system's name, whether sshd started.
 
 Nova's console log holds every boot since the instance was created (up to what it keeps): a
-boot starts at the kernel's ``[    0.000000] Linux version ...`` line. Only the last boot says
+boot starts at the kernel's ``[    0.000000] Linux version ...`` line, or at the firmware's
+first line before it (SeaBIOS, iPXE, OVMF), which also starts a boot that never reached a
+kernel. Only the last boot says
 why the instance is unreachable now; what an earlier boot printed (an emergency mode since
 repaired) is history. The guest writes all of it: a line is evidence of what the guest said,
 nothing more.
@@ -19,6 +21,9 @@ from cloudrescue.playbook.symptoms import MAX_LINE
 MAX_TEXT = 8 * 1024 * 1024
 """Only the last this many characters of a console log are read (nova keeps less)."""
 BOOT_START = re.compile(r"^\[\s*\d+\.\d+\]\s+Linux version \S+")
+FIRMWARE_START = re.compile(r"^(SeaBIOS \(version |iPXE \(|BdsDxe: |Booting from (Hard Disk|ROM))")
+"""The firmware's first lines (SeaBIOS, iPXE, OVMF): a boot starts there when the kernel's
+start line follows, and a reboot that never reached a kernel starts a boot of its own."""
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 CI_INFO_ROW = re.compile(
     r"ci-info: \|\s*(?P<device>[^|\s]+)\s*\|\s*(?P<up>True|False)\s*\|\s*(?P<address>[^|]*?)\s*"
@@ -28,6 +33,13 @@ SSHD_STARTED = re.compile(
     r"Started (ssh|sshd)\.service|Started OpenBSD Secure Shell server|Started OpenSSH server "
     r"daemon|Starting sshd.*\bOK\b"
 )
+KEYS_TABLE = re.compile(
+    r"ci-info: \++\s*Authorized keys from (?P<file>\S+) for user (?P<user>[a-z_][a-z0-9_.-]{0,31})"
+    r"\s*\+|no authorized SSH keys fingerprints found for user (?P<none>[a-z_][a-z0-9_.-]{0,31})\."
+)
+"""cloud-init's table of a user's authorized keys (``ssh_authkey_fingerprints``, at an
+instance's first boot): the user the cloud's key was given to."""
+LOGIN_PROMPT = re.compile(r"^\S+ login: ?$")
 LOGIN_BANNER = re.compile(r"^(?P<name>\S.*?) \S+ (ttyS|tty|hvc|xvc)\d+$")
 WELCOME = re.compile(r"Welcome to (?P<name>.+?)!$")
 # The cloud images' default user by the operating system's name (a word of it, any case),
@@ -85,6 +97,7 @@ class Boot:
     lines: tuple[ConsoleLine, ...]
     total: int  # lines in the whole log as read
     boots: int  # boots the log shows (0: no kernel start line: the whole log is taken)
+    key_user: tuple[str, ConsoleLine] | None = None  # ``keys_user`` of the whole log
 
     @property
     def start(self) -> int | None:
@@ -117,6 +130,15 @@ class Boot:
                 return line
         return None
 
+    def went_on(self) -> ConsoleLine | None:
+        """The boot's first line that shows it went on to be usable (sshd started, a login
+        prompt): a cause that stops a boot did not stop this one (a device that times out
+        while systemd boots on, ``nofail``)."""
+        for line in self.lines:
+            if SSHD_STARTED.search(line.text) or LOGIN_PROMPT.match(line.text.strip()):
+                return line
+        return None
+
     def os_name(self) -> str | None:
         """The operating system's name, from the login banner or systemd's welcome."""
         for line in reversed(self.lines):
@@ -138,12 +160,40 @@ def _clean(text: str) -> str:
     return ANSI.sub("", text).rstrip("\r")[:MAX_LINE]
 
 
+def keys_user(lines: list[ConsoleLine]) -> tuple[str, ConsoleLine] | None:
+    """The user of cloud-init's last table of authorized keys in the whole log (an earlier
+    boot's too: the table is printed at the instance's first boot only), root's left out (a
+    rescue system's cloud-init prints its own, for root), and the line saying it."""
+    for line in reversed(lines):
+        found = KEYS_TABLE.search(line.text)
+        if found is not None and (found["user"] or found["none"]) != "root":
+            return found["user"] or found["none"], line
+    return None
+
+
+def boot_starts(lines: list[ConsoleLine]) -> list[int]:
+    """The index of each boot's first line: a firmware start line, or a kernel start line
+    that no firmware line announced (firmware lines then a kernel line are one boot)."""
+    starts: list[int] = []
+    firmware = False  # the last start is a firmware line no kernel line followed yet
+    for index, line in enumerate(lines):
+        if BOOT_START.match(line.text):
+            if not firmware:
+                starts.append(index)
+            firmware = False
+        elif FIRMWARE_START.match(line.text):
+            if not firmware:
+                starts.append(index)
+            firmware = True
+    return starts
+
+
 def last_boot(log: str) -> Boot:
     """The last boot of ``log`` (the whole log when no kernel start line is in it)."""
     text = log[-MAX_TEXT:]
     lines = [ConsoleLine(number, _clean(raw)) for number, raw in enumerate(text.split("\n"), 1)]
     if lines and not lines[-1].text:
         lines.pop()  # the log's final newline
-    starts = [index for index, line in enumerate(lines) if BOOT_START.match(line.text)]
+    starts = boot_starts(lines)
     first = starts[-1] if starts else 0
-    return Boot(tuple(lines[first:]), len(lines), len(starts))
+    return Boot(tuple(lines[first:]), len(lines), len(starts), keys_user(lines))

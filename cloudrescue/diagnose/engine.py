@@ -92,6 +92,22 @@ def _console(backend: CloudBackend, server: ServerInfo, notes: list[str]) -> Boo
     return boot
 
 
+GIVEN = "--user"
+GUESSED = "the cloud image's user of the OS the console names"
+
+
+def _user(given: str | None, boot: Boot) -> tuple[str | None, str | None]:
+    """The user to ask sshd about and how it was told: ``given``, else the user of
+    cloud-init's table of authorized keys on the console, else the OS name's default."""
+    if given is not None:
+        return given, GIVEN
+    if boot.key_user is not None:
+        name, line = boot.key_user
+        return name, f"cloud-init's table of authorized keys (console line {line.number})"
+    guessed = boot.default_user()
+    return guessed, GUESSED if guessed is not None else None
+
+
 def _probe_notes(probes: Sequence[PortProbe], user: str | None, keys: bool) -> list[str]:
     notes: list[str] = []
     for probe in probes:
@@ -113,7 +129,8 @@ def _probe_notes(probes: Sequence[PortProbe], user: str | None, keys: bool) -> l
     opened = [probe for probe in probes if probe.ssh is not None and probe.ssh.methods]
     if opened and user is None:
         notes.append(
-            "no user to check keys for (the console names no OS known to cloudrescue): "
+            "no user to check keys for (the console names neither the user of cloud-init's "
+            "table of authorized keys nor an OS known to cloudrescue): "
             "--user USER checks whether sshd accepts your keys for that user"
         )
     elif opened and not keys:
@@ -141,10 +158,11 @@ def diagnose(
     """Diagnose ``instance`` (name or ID) without rescue; see the module docstring.
 
     ``user`` and ``keys`` (``(file, key)`` pairs) are what sshd is asked about; without
-    ``user``, the cloud user of the OS the console names. ``keys_given``: the keys were
-    chosen by the user (a suggested fix names their files; default keys it leaves to the
-    playbook's own default). ``sources`` are more sources of findings, after the API, the
-    console and the observations (``deep.DeepSource``); a source's ``notes``, if it has
+    ``user``, the user cloud-init's table of authorized keys on the console names, else the
+    cloud user of the OS the console names (``Seen.user_source`` says which). ``keys_given``:
+    the keys were chosen by the user (a suggested fix names their files; default keys it
+    leaves to the playbook's own default). ``sources`` are more sources of findings, after
+    the API, the console and the observations (``deep.DeepSource``); a source's ``notes``, if it has
     them, join the diagnosis's notes, and the findings of the keys in its ``cleared`` (the
     playbooks a deep check found nothing to change for) are dropped.
     """
@@ -153,21 +171,23 @@ def diagnose(
     server = backend.find_server(instance)
     boot = _console(backend, server, notes)
     chosen = _address(server, address)
-    guessed = user is None
-    user = user or boot.default_user()
+    user, told = _user(user, boot)
     probes: tuple[PortProbe, ...] = ()
     if chosen is not None and server.status == "ACTIVE":
         probes = tuple(probe(chosen, port, user=user, keys=keys) for port in ports)
     elif chosen is not None:
         notes.append(f"sshd was not probed: the instance is {server.status}")
     notes += _probe_notes(probes, user, bool(keys))
+    if told not in (None, GIVEN) and any(p.ssh is not None and p.ssh.keys for p in probes):
+        notes.append(f"keys checked for {user}: {told} (--user names another)")
     seen = Seen(
         server=server,
         address=chosen,
         boot=boot,
         probes=probes,
         user=user,
-        user_guessed=guessed and user is not None,
+        user_guessed=told == GUESSED,
+        user_source=told if user is not None else None,
         key_files=tuple(dict.fromkeys(source for source, _ in keys)) if keys_given else (),
     )
     every: list[FindingSource] = [ApiSource(), ConsoleSource(catalog), ObservationSource(catalog)]

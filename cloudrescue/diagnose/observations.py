@@ -59,7 +59,7 @@ def refused_keys(seen: Seen) -> list[Observed]:
             )
         )
     # the playbook finds the cloud user on the disk itself: it is named only when given
-    named = [] if seen.user_guessed else [("user", seen.user)]
+    named = [("user", seen.user)] if seen.user_source == "--user" else []
     params = [*named, *(("key", path) for path in seen.key_files)]
     doubt = (
         f"user {seen.user} guessed from the console's OS name: --user names another"

@@ -67,8 +67,10 @@ DEEP_CHECKS: dict[str, str] = {
     "disk-space": "free space and inodes of the guest's filesystems",
     "network": "the network configuration against the port's fixed IP and MAC",
     "sudoers": "`visudo -c` on the sudoers files, their modes and owners",
-    "cloud-init": "cloud-init's state and its errors",
-    "root-password": "locked or expired passwords of root and the cloud user",
+    "cloud-init": "cloud-init's state on the disk: disabled (`/etc/cloud/cloud-init.disabled`), "
+    "another instance's data kept, errors of its last run (`result.json`, `status.json`, its log)",
+    "root-password": "root's and the cloud user's passwords in `/etc/shadow`: none, expired, or "
+    "the account expired (a locked one is a cloud image's normal state); never the hash",
     "selinux": "the SELinux mode, and a relabel pending or failing",
     "filesystem": "the root filesystem's consistency (read-only fsck)",
 }

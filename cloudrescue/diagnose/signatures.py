@@ -32,6 +32,7 @@ class Signature:
     confidence: Confidence
     playbook: str | None = None
     advice: str | None = None
+    stops_boot: bool = False  # a line the boot went on past (to sshd, a login) is history
 
     def finding(self, evidence: Sequence[Evidence]) -> Finding:
         """The finding of these matches."""
@@ -90,9 +91,13 @@ BUILTIN: tuple[Signature, ...] = (
 
 def match(boot: Boot, signatures: Iterable[Signature]) -> list[Finding]:
     """A finding per signature that finds a line of the boot (its first ``MAX_MATCHES``
-    lines as evidence), in the signatures' order; not yet merged nor ranked."""
+    lines as evidence), in the signatures' order; not yet merged nor ranked. A signature
+    that ``stops_boot`` does not match a boot that went on (sshd started, a login prompt:
+    ``Boot.went_on``): what it found did not stop that boot."""
     found: list[Finding] = []
     for signature in signatures:
+        if signature.stops_boot and boot.went_on() is not None:
+            continue
         evidence = [
             Evidence.console(line.number, line.text)
             for line in boot.lines

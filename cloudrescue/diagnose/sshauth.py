@@ -10,10 +10,18 @@ Over a connected socket: the key exchange (the server's banner and host key), th
   key is needed or used, nothing is signed, no session is opened.
 
 A password is never sent. The server's host key is not checked against anything: nothing
-secret goes to it (a user name and public keys). paramiko's own client asks neither question
-(its ``auth_publickey`` signs, its ``auth_none`` hides the method list of a plain failure), so
-``_Asker`` is a small ``AuthHandler`` of its own on a plain ``Transport``; it writes only
-``USERAUTH_REQUEST`` and ``SERVICE_REQUEST`` messages.
+secret goes to it (a user name and public keys).
+
+The ``none`` request is paramiko's public API: ``Transport.auth_none`` raises
+``BadAuthenticationType``, whose ``allowed_types`` are the methods the server listed (and
+returns when the server let the user in). The ``publickey`` query has no public API:
+paramiko's ``auth_publickey`` always signs (it needs the private key, and a signed request is
+a login), and nothing else sends that request. So ``_Asker`` is a small ``AuthHandler`` of its
+own for that question, installed on the transport once ``auth_none`` has opened the
+``ssh-userauth`` service. It relies on three internals of paramiko (checked by
+``_asker_works``, so another paramiko gives an ``error`` answer, not a crash): the
+``AuthHandler`` class and its ``_handler_table`` (the messages the transport hands it) and
+``Transport._send_message``; it writes only ``USERAUTH_REQUEST`` messages.
 """
 
 from __future__ import annotations
@@ -27,12 +35,10 @@ from dataclasses import dataclass, replace
 import paramiko
 from paramiko.auth_handler import AuthHandler
 from paramiko.common import (
-    MSG_SERVICE_ACCEPT,
     MSG_USERAUTH_BANNER,
     MSG_USERAUTH_FAILURE,
     MSG_USERAUTH_PK_OK,
     MSG_USERAUTH_SUCCESS,
-    cMSG_SERVICE_REQUEST,
     cMSG_USERAUTH_REQUEST,
 )
 from paramiko.message import Message
@@ -72,38 +78,37 @@ class SshAnswers:
     error: str | None = None
 
 
+def _asker_works() -> bool:
+    """Whether this paramiko has the internals ``_Asker`` relies on (module docstring)."""
+    return hasattr(paramiko.Transport, "_send_message") and hasattr(
+        AuthHandler, "_handler_table"
+    )
+
+
 class _Asker(AuthHandler):
-    """The client side of ``ssh-userauth`` for the two questions (see the module docstring):
-    each request waits for its one answer."""
+    """The client side of the ``publickey`` query (see the module docstring): each request
+    waits for its one answer."""
 
     def __init__(self, transport: paramiko.Transport) -> None:
         super().__init__(transport)
-        self._service = threading.Event()
         self._answered = threading.Event()
         self._outcome = ""
-        self._methods: list[str] = []
 
     @property
     def _handler_table(self) -> dict[int, Callable[[Message], None]]:
         """What ``Transport`` hands this handler: the answers to its requests."""
         return {
-            MSG_SERVICE_ACCEPT: self._service_accepted,
             MSG_USERAUTH_SUCCESS: self._success,
             MSG_USERAUTH_FAILURE: self._failure,
             MSG_USERAUTH_BANNER: self._banner,
             MSG_USERAUTH_PK_OK: self._pk_ok,
         }
 
-    def _service_accepted(self, message: Message) -> None:
-        if message.get_text() == "ssh-userauth":
-            self._service.set()
-
     def _success(self, message: Message) -> None:
         self.authenticated = True
         self._answer("success")
 
     def _failure(self, message: Message) -> None:
-        self._methods = list(message.get_list())
         self._answer("failure")
 
     def _banner(self, message: Message) -> None:
@@ -116,53 +121,38 @@ class _Asker(AuthHandler):
         self._outcome = outcome
         self._answered.set()
 
-    def _send(self, message: Message) -> None:
-        with self.transport.lock:
-            self.transport._send_message(message)  # type: ignore[attr-defined]
-
-    def _wait(self, event: threading.Event, deadline: float, what: str) -> None:
-        while not event.wait(POLL):
+    def _wait(self, deadline: float, what: str) -> None:
+        while not self._answered.wait(POLL):
             if not self.transport.is_active():
                 raise paramiko.SSHException(f"the server closed the connection ({what})")
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"no answer to {what}")
 
-    def open_service(self, timeout: float) -> None:
-        """Ask for the ``ssh-userauth`` service."""
-        message = Message()
-        message.add_byte(cMSG_SERVICE_REQUEST)
-        message.add_string("ssh-userauth")
-        self._send(message)
-        self._wait(self._service, time.monotonic() + timeout, "the ssh-userauth request")
-
-    def _request(
-        self, user: str, method: str, fill: Callable[[Message], None], timeout: float
-    ) -> str:
+    def would_accept(self, user: str, algorithm: str, blob: bytes, timeout: float) -> bool:
+        """``publickey`` without a signature: whether the key would be accepted."""
         self._answered.clear()
         message = Message()
         message.add_byte(cMSG_USERAUTH_REQUEST)
         message.add_string(user)
         message.add_string("ssh-connection")
-        message.add_string(method)
-        fill(message)
-        self._send(message)
-        self._wait(self._answered, time.monotonic() + timeout, f"the {method} request")
-        return self._outcome
+        message.add_string("publickey")
+        message.add_boolean(False)  # a query: no signature follows
+        message.add_string(algorithm)
+        message.add_string(blob)
+        with self.transport.lock:
+            self.transport._send_message(message)  # type: ignore[attr-defined]
+        self._wait(time.monotonic() + timeout, "the publickey query")
+        return self._outcome == "pk_ok"
 
-    def methods(self, user: str, timeout: float) -> tuple[bool, list[str]]:
-        """``none`` for ``user``: whether it let the user in, and the methods offered."""
-        outcome = self._request(user, "none", lambda message: None, timeout)
-        return outcome == "success", list(self._methods)
 
-    def would_accept(self, user: str, algorithm: str, blob: bytes, timeout: float) -> bool:
-        """``publickey`` without a signature: whether the key would be accepted."""
-
-        def fill(message: Message) -> None:
-            message.add_boolean(False)  # a query: no signature follows
-            message.add_string(algorithm)
-            message.add_string(blob)
-
-        return self._request(user, "publickey", fill, timeout) == "pk_ok"
+def _methods(transport: paramiko.Transport, user: str) -> tuple[bool, tuple[str, ...]]:
+    """``none`` for ``user`` (paramiko's public ``auth_none``, within the transport's
+    ``auth_timeout``): whether it let the user in, and the methods the server offers."""
+    try:
+        transport.auth_none(user)
+    except paramiko.BadAuthenticationType as refused:
+        return False, tuple(str(method) for method in refused.allowed_types)
+    return True, ()
 
 
 def _algorithm(key: PublicKey, transport: paramiko.Transport) -> str:
@@ -204,16 +194,18 @@ def ask_sshd(
             return SshAnswers(banner=banner, user=user, error=f"no SSH handshake: {error}")
         host_key = fingerprint_of_blob(transport.get_remote_server_key().asbytes())
         answers = SshAnswers(banner=transport.remote_version, host_key=host_key, user=user)
-        asker = _Asker(transport)
-        transport.auth_handler = asker
         try:
-            asker.open_service(timeout)
-            open_login, methods = asker.methods(user or "root", timeout)
+            open_login, methods = _methods(transport, user or "root")
         except (paramiko.SSHException, EOFError, OSError) as error:
             return _stopped(answers, error)
-        answers = replace(answers, methods=tuple(methods), open_login=open_login)
-        if open_login or user is None or "publickey" not in methods:
+        answers = replace(answers, methods=methods, open_login=open_login)
+        if open_login or user is None or "publickey" not in methods or not keys:
             return answers
+        if not _asker_works():
+            return replace(answers, error="this paramiko cannot ask about a key without "
+                           "signing (its internals changed): the keys were not checked")
+        asker = _Asker(transport)
+        transport.auth_handler = asker
         found: list[KeyAnswer] = []
         for source, key in keys[:MAX_KEYS]:
             try:

@@ -114,6 +114,11 @@ def _first_boot(root: Path, plan: BootPlan, console: Console) -> None:
         ssh_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         keys = ssh_dir / "authorized_keys"
         keys.write_text("".join(key.strip() + "\n" for key in plan.public_keys))
+        # ssh_authkey_fingerprints: the table's head names the user (its rows left out)
+        console.cloud_init(
+            f"ci-info: ++++Authorized keys from /{keys.relative_to(root)} for user "
+            f"{plan.default_user}++++"
+        )
         for path, mode in ((ssh_dir, 0o700), (keys, 0o600)):
             os.chown(path, uid, gid)
             os.chmod(path, mode)

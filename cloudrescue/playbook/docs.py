@@ -54,7 +54,14 @@ in every line of the console log's last boot, each observation is what diagnose 
 rescue (the probes of sshd's ports, the console against the API). A match is a finding of the
 playbook, with the playbook's cause, confidence and the line as evidence; findings are ranked
 by confidence (`high`, `medium`, `low`), then by the strength of their evidence. A pattern may
-not match an empty line.
+not match an empty line. The console's last boot starts at the kernel's (or the firmware's)
+first line; a symptom that `stops_boot` is not matched in a boot that went on to sshd.
+
+`diagnose --deep` rescues once and runs the deep checks on the disk mounted read-only:
+`root-password` and `cloud-init` read the guest's files (`/etc/shadow`, cloud-init's state),
+the others are the declaring playbook run in check mode (what it would change is the
+evidence; a playbook that needs a parameter without a default is skipped). A check that
+cannot run is a finding of low confidence and the others run still.
 """
 
 
@@ -167,7 +174,9 @@ def symptoms_section(symptoms: Symptoms) -> str:
     if symptoms.empty:
         return ""
     rows = [
-        ["console", _code(item.pattern), item.confidence, item.cause] for item in symptoms.console
+        ["console", _code(item.pattern), item.confidence,
+         item.cause + (" (unless the boot went on to sshd)" if item.stops_boot else "")]
+        for item in symptoms.console
     ]
     rows += [
         ["observation", f"`{item.name}`", item.confidence, item.cause]

@@ -6,7 +6,9 @@ its rollback covers exactly its own changes, and a playbook after ``fix-fstab`` 
 disk with the repaired fstab. On the way out of a phase the files a failed step had changed
 are restored and the disk is unmounted; the session (``RescueWorkflow.session``) always
 unrescues. The first playbook that fails ends the run: what the earlier ones changed is kept,
-the rest are not run.
+the rest are not run; with ``keep_going`` (check mode: ``diagnose --deep``) the others run
+still, each failure recorded in its ``PlaybookRun``. ``run_rescued`` is the loop inside a
+rescue someone else holds (``diagnose --deep`` runs its own checks in the same rescue).
 """
 
 from __future__ import annotations
@@ -112,6 +114,46 @@ def _run_one(
     return PlaybookRun(playbook, status, result, phase.mount, phase.unmount)
 
 
+def run_rescued(
+    rescued: RescuedInstance,
+    playbooks: Sequence[tuple[Playbook, Mapping[str, Resolved]]],
+    *,
+    dry_run: bool,
+    disk: DiskChoice,
+    events: Events,
+    on_step: StepSink = lambda report: None,
+    open_disks: DiskOpener = open_disk_session,
+    keep_going: bool = False,
+) -> list[PlaybookRun]:
+    """``playbooks`` in order on the ``rescued`` instance, a phase each; the first that fails
+    ends the loop (the rest ``not-run``) unless ``keep_going``. Nothing is raised for a
+    playbook's failure; a disk left mounted and Ctrl-C are."""
+    runs: list[PlaybookRun] = []
+    try:
+        for number, (playbook, values) in enumerate(playbooks, start=1):
+            if len(playbooks) > 1:
+                events.stage(f"playbook {number}/{len(playbooks)}: {playbook.name}")
+            run = _run_one(
+                rescued,
+                playbook,
+                values,
+                dry_run=dry_run,
+                disk=disk,
+                events=events,
+                on_step=on_step,
+                open_disks=open_disks,
+            )
+            runs.append(run)
+            if run.error is not None and not keep_going:
+                break
+    except BaseException:  # Ctrl-C, or a disk left mounted: say what stays changed
+        kept = [run.playbook.name for run in runs if run.status == "changed"]
+        if kept and not dry_run:
+            events.note(f"what {', '.join(kept)} changed is kept")
+        raise
+    return runs + [PlaybookRun(playbook, "not-run") for playbook, _ in playbooks[len(runs) :]]
+
+
 def run_playbooks(
     workflow: RescueWorkflow,
     server: ServerInfo,
@@ -130,32 +172,16 @@ def run_playbooks(
     """
     check_distinct([playbook for playbook, _ in playbooks])
     names = " ".join(playbook.name for playbook, _ in playbooks)
-    events = workflow.events
-    runs: list[PlaybookRun] = []
     with workflow.session(server, command=f"run {names}") as rescued:
-        try:
-            for number, (playbook, values) in enumerate(playbooks, start=1):
-                if len(playbooks) > 1:
-                    events.stage(f"playbook {number}/{len(playbooks)}: {playbook.name}")
-                run = _run_one(
-                    rescued,
-                    playbook,
-                    values,
-                    dry_run=dry_run,
-                    disk=disk,
-                    events=events,
-                    on_step=on_step,
-                    open_disks=open_disks,
-                )
-                runs.append(run)
-                if run.error is not None:
-                    break
-        except BaseException:  # Ctrl-C, or a disk left mounted: say what stays changed
-            kept = [run.playbook.name for run in runs if run.status == "changed"]
-            if kept and not dry_run:
-                events.note(f"what {', '.join(kept)} changed is kept")
-            raise
-    runs += [PlaybookRun(playbook, "not-run") for playbook, _ in playbooks[len(runs) :]]
+        runs = run_rescued(
+            rescued,
+            playbooks,
+            dry_run=dry_run,
+            disk=disk,
+            events=workflow.events,
+            on_step=on_step,
+            open_disks=open_disks,
+        )
     return RunReport(workflow.backend.get_server(server.id), dry_run, tuple(runs))
 
 

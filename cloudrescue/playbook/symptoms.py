@@ -7,6 +7,7 @@ Declared once, in the playbook's YAML, and validated with it::
         - pattern: 'Dependency failed for (local-fs\\.target|Local File Systems)'
           cause: a filesystem of /etc/fstab did not mount, so the boot stopped
           confidence: high
+          stops_boot: true         # not the cause of a boot that went on to sshd
       observations:                # what diagnose observes without rescue (by name)
         - name: ssh-no-answer
           cause: a firewall drops the packets to sshd's port
@@ -70,6 +71,12 @@ class ConsoleSymptom(BaseModel):
     confidence: Confidence = Field(
         default="medium",
         description="`high`, `medium` or `low`: how surely a match means the cause",
+    )
+    stops_boot: bool = Field(
+        default=False,
+        description="the cause stops the boot: a boot that went on all the same (sshd "
+        "started, or a login prompt) is not matched (a repaired fstab entry's device still "
+        "times out, now `nofail`, and the boot goes on)",
     )
 
     def compiled(self) -> re.Pattern[str]:

@@ -6,8 +6,9 @@ first, with evidence, for every scenario the console and the probes can tell apa
 find nothing on a healthy instance. ``root-password`` and ``sudoers`` cannot be told apart
 from outside: the console shows a normal boot and sshd accepts the key (the passwords and the
 sudoers files are on the disk), so for them "no problem found" is the honest answer here;
-``--deep`` (one rescue, the disk read-only, the playbooks in check mode) sees them, and
-``--fix`` applies what a diagnosis suggests in one rescue.
+``--deep`` (one rescue, the disk read-only, the playbooks in check mode, the passwords and
+cloud-init's state read) sees them, and ``--fix`` applies what a diagnosis suggests in one
+rescue; after it, the repaired instance is diagnosed healthy.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,6 +102,9 @@ def test_a_healthy_instance_gets_no_problem_found_and_no_suggestion(
     [probe] = record["probes"]
     assert probe["state"] == "open" and probe["auth_methods"] == ["publickey"]
     assert [key["accepted"] for key in probe["keys"]] == [True]
+    # the user is the one cloud-init's table of authorized keys named (the first boot's)
+    assert record["user"] == "debian" and not record["user_guessed"]
+    assert record["user_source"].startswith("cloud-init's table of authorized keys (console line")
 
 
 @pytest.mark.parametrize("scenario", [s for s, playbook in EXPECTED.items() if not playbook])
@@ -162,12 +167,56 @@ def test_deep_sees_on_the_disk_what_the_console_and_the_probes_cannot(lab: E2ELa
     assert any(text.startswith("/etc/sudoers.d/90-cloud-init-users: ") and "0666" in text
                for text in texts), texts
     assert any(text.startswith("/etc/sudoers.d/99-deploy: ") for text in texts), texts
-    # one rescue, read-only: the disk is as the break left it, the instance back
-    assert "deep: skipped reset-password (needs password)" in record["notes"]
-    assert any(note.startswith("deep: nothing to change for ") and "fix-fstab" in note
-               for note in record["notes"])
+    # one rescue, read-only: the disk is as the break left it, the instance back; the
+    # passwords and cloud-init's state were read too, and are fine
+    cleared = [note for note in record["notes"] if note.startswith("deep: nothing to change for ")]
+    assert cleared and all(name in cleared[0] for name in
+                           ("fix-fstab", "reset-password", "reset-cloud-init")), record["notes"]
+    assert "deep: the cloud user is debian (from the account with SSH keys, " \
+        "/home/debian/.ssh/authorized_keys)" in record["notes"]
     finished = json.loads(lab.cli("status", "--finished", "-f", "json").stdout)
     assert [row["state"] for row in finished if row["instance"] == name] == ["restored"]
+
+
+PLANT_ERRORS = """\
+name: plant-cloud-init-errors
+description: cloud-init's last run ended in errors, as its result.json says (a test's own).
+steps:
+  - name: Write cloud-init's result
+    action: ensure_line
+    path: /var/lib/cloud/data/result.json
+    line: '{"v1": {"datasource": "DataSourceOpenStack", "errors": ["(ssh, KeyError())"] } }'
+    create: true
+"""
+
+
+def test_deep_reads_the_passwords_and_cloud_init_and_takes_the_rescue_options(
+    lab: E2ELab, tmp_path: Path,
+) -> None:
+    name = lab.add()["name"]
+    lab.break_(name, "root-password")
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(PLANT_ERRORS)
+    planted = lab.cli("run", name, str(plant), "--yes", timeout=300)
+    assert planted.returncode == 0, planted.stderr
+    # the rescue options are RescueOptions', taken whole (as every rescuing command's)
+    result = lab.cli("diagnose", name, "--key", f"{lab.key}.pub", "--deep", "--yes",
+                     "--host-key-timeout", "120", "--ssh-timeout", "120", "--timeout", "300",
+                     "-f", "json", timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "$" not in result.stdout  # no hash of /etc/shadow, nor any of its fields but dates
+    record = json.loads(result.stdout)
+    assert record["playbook"] == "reset-password", record["findings"]
+    top, second = record["findings"][:2]
+    assert top["confidence"] == "medium"
+    assert [item["text"] for item in top["evidence"]] == [
+        f"/etc/shadow: {user}: set, expired: it must be changed at the next login "
+        "(last change 0)" for user in ("root", "debian")
+    ]
+    assert second["playbook"] == "reset-cloud-init"
+    assert second["cause"] == "cloud-init's last run ended with 1 error"
+    assert [item["text"] for item in second["evidence"]] == [
+        "/var/lib/cloud/data: (ssh, KeyError())"]
 
 
 def test_fix_applies_the_suggestion_and_the_instance_answers_again(lab: E2ELab) -> None:
@@ -185,3 +234,9 @@ def test_fix_applies_the_suggestion_and_the_instance_answers_again(lab: E2ELab) 
     assert f"fix-fstab on {name}: 1 changed, 0 ok, 0 skipped." in shown
     assert any("rewrote /etc/fstab" in line for line in shown)
     assert key_login(address, "debian", lab.key) == "ok"
+    # the repaired entry is nofail: its device still times out at boot, and the boot goes on;
+    # the console's latest boot shows it, and it is no problem any more
+    again = diagnose(lab, name)
+    assert again["healthy"] and again["findings"] == [], again["findings"]
+    console = lab.cli("console", "log", name).stdout
+    assert console.count("Timed out waiting for device") >= 2  # the broken boot and this one

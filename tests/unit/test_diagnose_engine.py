@@ -321,3 +321,25 @@ def test_novas_fault_is_one_line(fault: object, line: str | None) -> None:
     from cloudrescue.cloud.openstack import _fault
 
     assert _fault(fault) == line
+
+
+def test_the_user_cloud_inits_table_of_keys_names_is_asked_about_and_said() -> None:
+    table = ("<14>Dec 01 17:19:01 cloud-init: ci-info: ++++Authorized keys from "
+             "/home/admin/.ssh/authorized_keys for user admin++++\n")
+    rescue = "ci-info: +++Authorized keys from /root/.ssh/authorized_keys for user root+++\n"
+    # printed at the first boot only; a rescue's own table (root) is not the instance's user
+    console = consoles.HEALTHY.replace(consoles.KEYS, consoles.KEYS + table) + rescue + (
+        consoles.HEALTHY)
+    probe = ScriptedProbe(accepted=False)
+    result = run(console, probe)
+    assert probe.asked == [(consoles.ADDRESS, 22, "admin")]
+    seen = result.seen
+    assert (seen.user, seen.user_guessed) == ("admin", False)
+    assert seen.user_source == "cloud-init's table of authorized keys (console line 13)"
+    assert ("keys checked for admin: cloud-init's table of authorized keys (console line 13) "
+            "(--user names another)") in result.notes
+    # not a guess: the finding is as sure as for a given user, the playbook finds the user
+    assert result.top is not None and result.top.confidence == "high"
+    assert result.top.command("web-1") == "cloudrescue run web-1 fix-ssh-keys --param key=me.pub"
+    guessed = run(consoles.HEALTHY)
+    assert guessed.seen.user_source == "the cloud image's user of the OS the console names"

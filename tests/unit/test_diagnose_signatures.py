@@ -147,3 +147,35 @@ def test_lines_are_cut_before_matching_and_evidence_is_cut_shorter() -> None:
     console = consoles.broken(consoles.KERNEL + "No space left on device " + "y" * 5000 + "\n")
     [found] = [finding for finding in findings(console) if finding.key == "disk-full"]
     assert len(found.evidence[0].text) <= 300
+
+
+NOFAIL_BOOT = (
+    consoles.KERNEL
+    + "[ TIME ] Timed out waiting for device UUID=8bf51525-9c9c-4554-b6c6-4c5db0ba5ed3.\n"
+    "[DEPEND] Dependency failed for /srv/data.\n"
+    + consoles.JOURNAL + consoles.NETWORK.format(address=consoles.ADDRESS) + consoles.KEYS
+    + consoles.SSHD_UP
+)
+
+
+def test_a_nofail_device_that_times_out_in_a_boot_that_went_on_is_no_fstab_finding() -> None:
+    # fix-fstab made the entry nofail: its device still times out, the boot goes on to sshd
+    repaired = consoles.FSTAB + NOFAIL_BOOT
+    boot = last_boot(repaired)
+    assert any("Timed out waiting for device" in line.text for line in boot.lines)
+    went_on = boot.went_on()
+    assert went_on is not None and "Started ssh.service" in went_on.text
+    assert findings(repaired) == []
+    # the same lines in a boot that stopped are the cause
+    assert keys(consoles.FSTAB) == ["fix-fstab"]
+
+
+def test_the_firmware_starts_a_boot_and_a_reboot_that_reached_no_kernel_is_one() -> None:
+    firmware = "SeaBIOS (version 1.16.2-debian-1.16.2-1)\nBooting from Hard Disk...\n"
+    boot = last_boot(consoles.FSTAB + firmware + consoles.HEALTHY)
+    assert boot.boots == 3 and boot.lines[0].text.startswith("SeaBIOS (version")
+    assert boot.lines[2].text.startswith("[    0.000021] Linux version")
+    stuck = last_boot(consoles.FSTAB + firmware + "No bootable device.\n")
+    assert stuck.boots == 3 and len(stuck.lines) == 3
+    assert [finding.key for finding in rank(match(stuck, CATALOG.signatures))] == [
+        "builtin:no-bootable-device"]
