@@ -8,6 +8,8 @@ of 40 columns, or with stdout in a pipe, without patching anything.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TextIO
@@ -37,6 +39,11 @@ class Environment:
     width: int | None = None  # the terminal's columns (None: ask the terminal)
     verbosity: int = 0  # -1 with --quiet, 1 per -v
     debug: bool = False
+    # Hides the live display shown on ``err`` (a progress spinner) while the user is asked
+    # something from deep inside a run (a VPS's rescue password): the display sets it.
+    pause_display: Callable[[], AbstractContextManager[None]] = field(
+        default=nullcontext, repr=False
+    )
 
     def __post_init__(self) -> None:
         if self.stdin_isatty is None:

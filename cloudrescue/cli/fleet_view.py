@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from types import TracebackType
 
 from rich.console import Group
@@ -46,7 +48,18 @@ class FleetView:
     def __enter__(self) -> FleetView:
         if self._live is not None:
             self._live.start()
+            self._env.pause_display = self._paused
         return self
+
+    @contextmanager
+    def _paused(self) -> Iterator[None]:
+        """The live table hidden while the user is asked something (``Environment``)."""
+        assert self._live is not None
+        self._live.stop()
+        try:
+            yield
+        finally:
+            self._live.start()
 
     def __exit__(
         self,
@@ -56,6 +69,7 @@ class FleetView:
     ) -> None:
         if self._live is not None:
             self._live.stop()
+            self._env.pause_display = nullcontext
 
     def _line(self, text: str) -> None:
         if self._env.quiet:

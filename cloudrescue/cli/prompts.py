@@ -130,7 +130,8 @@ def rescue_password_reader(env: Environment) -> Callable[[str], str]:
         with lock:
             question = f"root password of the rescue of {service} (from its rescue e-mail):"
             if env.stdin_isatty:
-                line = _ask(env, question, hidden=True)
+                with env.pause_display():  # the spinner would draw over the question
+                    line = _ask(env, question, hidden=True)
             else:
                 env.stderr.write(f"reading the {question[:-1]} on stdin\n")
                 env.stderr.flush()

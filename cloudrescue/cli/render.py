@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from types import TracebackType
 
 from rich.markup import escape
@@ -50,6 +50,7 @@ class RichEvents:
     the instance's state; ``--quiet`` shows nothing, ``-v`` every detail as a line too."""
 
     def __init__(self, env: Environment) -> None:
+        self._env = env
         self._console = env.err
         self._quiet = env.quiet
         self._verbose = env.verbosity >= 1
@@ -66,6 +67,7 @@ class RichEvents:
     def __enter__(self) -> RichEvents:
         if not self._quiet:
             self._progress.start()
+        self._env.pause_display = self.paused
         return self
 
     def __exit__(
@@ -75,6 +77,7 @@ class RichEvents:
         traceback: TracebackType | None,
     ) -> None:
         self._progress.stop()
+        self._env.pause_display = nullcontext
 
     @contextmanager
     def paused(self) -> Iterator[None]:

@@ -4,6 +4,8 @@ pipe, a live table on a terminal, nothing with --quiet; guest-controlled text es
 from __future__ import annotations
 
 import io
+import time
+from contextlib import nullcontext
 
 from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.fleet_view import FleetView
@@ -53,3 +55,17 @@ def test_a_terminal_gets_the_finished_lines_and_a_live_table() -> None:
     shown = stderr.getvalue()
     assert "web-1: changed after 12.0 s" in shown and "started (batch" not in shown
     assert "2/2 done" in shown or "in flight" in shown  # the live table's counts line
+
+
+def test_the_live_table_is_hidden_while_the_user_is_asked_something() -> None:
+    stderr = io.StringIO()
+    env = Environment(stderr=stderr, stderr_isatty=True, width=100)
+    with FleetView(env, 2):
+        with env.pause_display():
+            start = len(stderr.getvalue())
+            time.sleep(0.6)  # the table redraws 4 times a second when shown
+            assert stderr.getvalue()[start:].replace("\x1b[?25h", "") == ""
+        start = len(stderr.getvalue())
+        time.sleep(0.6)
+        assert stderr.getvalue()[start:]  # shown again
+    assert env.pause_display is nullcontext

@@ -7,7 +7,8 @@ from __future__ import annotations
 import io
 import itertools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pytest
 import requests
 from ovh import exceptions as ovh_errors
 
+from cloudrescue.cli.environment import Environment
 from cloudrescue.cli.prompts import rescue_password_reader
 from cloudrescue.cloud.ovh_login import with_consumer_key, write_consumer_key
 from cloudrescue.cloud.ovh_mail import plain_text, rescue_credentials
@@ -575,3 +577,22 @@ def test_the_rescue_password_read_on_stdin() -> None:
     )
     with pytest.raises(InvalidInputError, match="no rescue password for vps-2 on stdin"):
         read("vps-2")
+
+
+def test_on_a_terminal_the_rescue_password_is_asked_with_the_display_hidden() -> None:
+    err = io.StringIO()
+    env = Environment(stdin=io.StringIO("typed-pass\n"), stdout=io.StringIO(), stderr=err,
+                      stdin_isatty=True, stderr_isatty=True, width=80)  # fmt: skip
+    hidden: list[str] = []
+
+    @contextmanager
+    def pause() -> Iterator[None]:
+        hidden.append(err.getvalue())
+        yield
+        hidden.append(err.getvalue())
+
+    env.pause_display = pause
+    assert rescue_password_reader(env)("vps-1") == "typed-pass"
+    asked = "root password of the rescue of vps-1 (from its rescue e-mail): "
+    assert hidden == ["", asked]  # the question came while the display was hidden
+    assert "typed-pass" not in err.getvalue()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import time
+from contextlib import nullcontext
 
 import pytest
 from rich.console import Console
@@ -65,3 +67,25 @@ def test_safe_escapes_markup_for_rich() -> None:
     buffer = io.StringIO()
     Console(file=buffer, color_system=None).print(f"[bold]{safe(HOSTILE)}[/]")
     assert "[bold red]12[/bold red]" in buffer.getvalue()
+
+
+def test_a_question_from_inside_a_run_hides_the_spinner() -> None:
+    """The display lends ``Environment.pause_display`` while it is shown (a VPS's rescue
+    password is asked for deep inside the backend): no spinner frame is drawn over the
+    question, and nothing is lent once the run is over."""
+    shown = io.StringIO()
+    env = Environment(stdin=io.StringIO(), stdout=io.StringIO(), stderr=shown,
+                      width=80, stderr_isatty=True)  # fmt: skip
+
+    def drawn_within(seconds: float) -> str:
+        start = len(shown.getvalue())
+        time.sleep(seconds)
+        return shown.getvalue()[start:]
+
+    with RichEvents(env) as events:
+        events.stage("rebooting vps-1 into rescue")
+        assert drawn_within(0.3)  # the spinner redraws itself...
+        with env.pause_display():
+            assert drawn_within(0.3) == ""  # ...but not while the user is asked
+        assert drawn_within(0.3)
+    assert env.pause_display is nullcontext
