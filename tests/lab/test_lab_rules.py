@@ -151,10 +151,16 @@ class FakeRuntime:
         self.announced: list[tuple[float, str]] = []
         self.pending = False
         self.changed = threading.Event()
+        self.rescuing = threading.Event()  # cleared: a rescue takes until the test sets it
+        self.rescuing.set()
 
     def rescue(self, spec: InstanceSpec, request: RescueRequest) -> None:
         self.requests.append(request)
         self.pending = request.defer_host_keys
+        assert self.rescuing.wait(10), "the test never let the rescue finish"
+
+    def console_output(self, spec: InstanceSpec, length: int | None) -> str:
+        return "login: \n"
 
     def unrescue(self, spec: InstanceSpec) -> BootOutcome:
         self.pending = False
@@ -292,3 +298,21 @@ def test_sshd_ports_from_its_effective_configuration() -> None:
     assert effective_ports("port 2222\nport 2200\n") == [2222, 2200]
     assert effective_ports("listenaddress 127.0.0.1:2022\nlistenaddress [::1]:2022\n") == [2022]
     assert effective_ports("") == [22]
+
+
+def test_a_console_read_never_waits_behind_other_instances_operations(tmp_path: Path) -> None:
+    """With every operation thread busy (a rescue that takes its time), the console is still
+    read at once, as nova's compute node answers it (50 rescues at once made the fleet's
+    console reads wait seconds, long enough to miss a rescue's host-key block)."""
+    store = ServerStore(tmp_path / "servers.json")
+    store.add(ServerRecord(SPEC, "image", "1", vm_state=st.ACTIVE, task_state=None))
+    runtime = FakeRuntime(store)
+    runtime.rescuing.clear()
+    states = Machine(runtime, store, lambda: 0.0, workers=1)  # type: ignore[arg-type]
+    try:
+        rescue = states.rescue(SPEC.id, RescueRequest("secret", "image"))
+        assert states.console_output(SPEC, None).result(timeout=2) == "login: \n"
+        assert not rescue.done()  # the only operation thread was busy all along
+    finally:
+        runtime.rescuing.set()
+        states.stop()

@@ -113,6 +113,9 @@ class Machine:
         self._rescue_seen: set[str] = set()  # RESCUE served to a client since the request
         self._announcements_guard = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="lab-op")
+        # Console reads have their own threads: behind 32 rescues booting at once they waited
+        # seconds for a free operation thread, where nova answers them from the compute node.
+        self._reads = ThreadPoolExecutor(max_workers=8, thread_name_prefix="lab-read")
         self._provisioning = threading.BoundedSemaphore(PROVISION_PARALLELISM)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
@@ -130,6 +133,7 @@ class Machine:
         """
         self._stopping.set()
         self._pool.shutdown(wait=True)
+        self._reads.shutdown(wait=True)
         with self._announcements_guard:
             due = list(self._announcements.items())
             self._announcements.clear()
@@ -399,8 +403,9 @@ class Machine:
             work(record.spec)
 
     def console_output(self, spec: InstanceSpec, length: int | None) -> Future[str]:
-        """Read the console log; not serialised with the instance's other operations."""
-        return self._pool.submit(self.runtime.console_output, spec, length)
+        """Read the console log; not serialised with the instance's other operations, nor
+        queued behind any instance's (its own threads)."""
+        return self._reads.submit(self.runtime.console_output, spec, length)
 
     def _get(self, server_id: str) -> ServerRecord:
         record = self.store.get(server_id)
