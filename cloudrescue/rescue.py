@@ -21,7 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -101,6 +101,10 @@ class RescueSettings:
     poll_interval: float = 1.0
 
 
+# What ``rescue_settings`` takes as is: every field but the bastion, which comes as text.
+_SETTABLE = frozenset(item.name for item in fields(RescueSettings)) - {"jump"}
+
+
 def rescue_settings(
     *,
     jump: str | None = None,
@@ -111,8 +115,16 @@ def rescue_settings(
     """``RescueSettings`` from the command line's values, checked before the cloud is asked.
 
     ``given`` are named as ``RescueSettings`` fields; the bastion comes as text
-    (``[user@]host[:port]``) with its key file and expected fingerprint.
+    (``[user@]host[:port]``) with its key file and expected fingerprint. A name that is no
+    ``RescueSettings`` field (a ``RescueOptions`` field added without its core half) is a
+    ``CloudRescueError`` naming it: one line and exit 1, never a ``TypeError`` traceback.
     """
+    unknown = sorted(set(given) - _SETTABLE)
+    if unknown:
+        raise CloudRescueError(
+            f"rescue option {', '.join(unknown)} has no RescueSettings field of that name "
+            "(cloudrescue/rescue.py): a bug, please report it"
+        )
     for name, text in (("--image", given.get("image")), ("--address", given.get("address"))):
         if text is not None and not text.strip():
             raise InvalidInputError(f"{name} is empty")

@@ -7,9 +7,18 @@ expands it into the group's options for Typer and hands the command one object::
     @takes_options
     def run(ctx: typer.Context, instance: Instance, rescue: RescueOptions) -> None: ...
 
-Adding a rescue option is one edit here: a field of ``RescueOptions``, named as the
-``RescueSettings`` field it sets (``cloudrescue/rescue.py``), which every rescuing command then
-takes.
+A rescue option (every rescuing command takes it) is a pair, one field in each half:
+
+1. here, a field of ``RescueOptions`` carrying its Typer option (flag, metavar, help);
+2. in ``cloudrescue/rescue.py``, the ``RescueSettings`` field of the same name and type that
+   the core reads (``RescueOptions.settings()`` hands each value to the field of its name).
+
+Nothing else: every rescuing command takes ``RescueOptions`` whole, so it shows the new flag.
+``tests/unit/test_rescue_options.py`` names the missing half when one is left out, and a
+``RescueOptions`` field with no ``RescueSettings`` field is one error line (exit 1), not a
+traceback. The exceptions are ``CLI_ONLY_RESCUE_OPTIONS`` (the bastion's key and fingerprint,
+which ``rescue_settings`` folds with ``--jump`` into ``RescueSettings.jump``) and the
+``RescueSettings`` fields no flag sets (``poll_interval``).
 """
 
 from __future__ import annotations
@@ -250,6 +259,11 @@ Timeout = Annotated[
         "--timeout", metavar="SECONDS", help="Seconds to wait for each state change.", min=1
     ),
 ]
+
+
+# RescueOptions fields with no RescueSettings field of their own: ``rescue_settings`` takes
+# them with --jump and makes ``RescueSettings.jump`` of the three.
+CLI_ONLY_RESCUE_OPTIONS = frozenset({"jump_key", "jump_fingerprint"})
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,9 @@ from cloudrescue.cli.render import RichEvents, printable, safe
 from cloudrescue.shell.escape import escape_help
 
 if TYPE_CHECKING:
-    from cloudrescue.remote.base import TerminalRequest
     from cloudrescue.shell.chroot import Program
     from cloudrescue.shell.record import Recorder
-    from cloudrescue.shell.session import LeaveRule, ShellReport
+    from cloudrescue.shell.session import LeaveRule, ShellReport, TerminalRequest
     from cloudrescue.shell.terminal import SessionEnd
 
 HELP = f"""Open a root shell on an instance's own disk, through rescue mode.
@@ -68,7 +67,7 @@ class ProcessTerminal:
     ask: bool  # a terminal, and no --unrescue / --keep-rescued
 
     def request(self) -> TerminalRequest | None:
-        from cloudrescue.remote.base import TerminalRequest
+        from cloudrescue.shell.session import TerminalRequest
         from cloudrescue.shell.terminal import LocalTerminal
 
         local = LocalTerminal.of_process()

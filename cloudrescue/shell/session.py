@@ -25,7 +25,8 @@ from cloudrescue.disks.teardown import UndoStep
 from cloudrescue.errors import CloudRescueError, ExitStatus, KeptInRescueError
 from cloudrescue.journal import JournalEntry
 from cloudrescue.phase import DiskChoice, Disks, open_disk_session, unmount_disks
-from cloudrescue.remote.base import Host, TerminalRequest
+from cloudrescue.remote.base import Host
+from cloudrescue.remote.base import TerminalRequest as TerminalRequest  # the CLI's, from here
 from cloudrescue.remote.reconnect import ReconnectingHost
 from cloudrescue.rescue import RescuedInstance, RescueWorkflow
 from cloudrescue.rescue_access import authorize_rescue_keys
