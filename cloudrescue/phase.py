@@ -125,6 +125,7 @@ def _restore(phase: Phase, error: BaseException, events: Events) -> BaseExceptio
     if not isinstance(error, Exception):
         return error  # Ctrl-C: restored, and still an interruption
     message = error.message if isinstance(error, CloudRescueError) else str(error)
+    message = message or type(error).__name__  # a bare ``raise ValueError`` says what it is
     failed = FixFailedError(f"{message}; {restored}")
     failed.__cause__ = error
     return failed

@@ -78,6 +78,7 @@ class FakeServer:
     task_result: str | None = None
     admin_password: str | None = None
     announce_at: float | None = None
+    printing: list[tuple[float, str]] = field(default_factory=list)  # (when, line) to come
 
 
 @dataclass
@@ -97,6 +98,9 @@ class FakeCloud:
     fail_to_error: bool = False
     rescue_boots: int = 0
     announce_delay: float = 2.0
+    rescue_block: Callable[[str], str] = announcement  # what the rescue prints, given its key
+    line_interval: float = 0.0  # > 0: the rescue prints its block a line at a time, this apart
+    console_reads: list[str] = field(default_factory=list)  # what each console read returned
     guest_block_at_shutdown: str | None = None
     block_after_rescue: str | None = None
     lose_rescue_answer: bool = False
@@ -136,9 +140,13 @@ class FakeCloud:
         """Finish a transition that is due; the rescue's cloud-init prints its host keys
         ``announce_delay`` seconds after the instance reached RESCUE, as on a real cloud."""
         if server.announce_at is not None and self.clock.now >= server.announce_at:
-            server.console += announcement(rescue_fingerprint(self.rescue_boots))
-            server.console += self.block_after_rescue or ""
+            block = self.rescue_block(rescue_fingerprint(self.rescue_boots))
+            lines = (block + (self.block_after_rescue or "")).splitlines(keepends=True)
+            start = server.announce_at
+            server.printing += [(start + i * self.line_interval, x) for i, x in enumerate(lines)]
             server.announce_at = None
+        while server.printing and self.clock.now >= server.printing[0][0]:
+            server.console += server.printing.pop(0)[1]
         if server.task_done_at is None or self.clock.now < server.task_done_at:
             return
         status = "ERROR" if self.fail_to_error else server.task_result
@@ -246,6 +254,7 @@ class FakeCloud:
             raise CloudError(f"console log of {server_id}: HTTP 503: service unavailable")
         server = self._server(server_id)
         self._advance(server)
+        self.console_reads.append(server.console)
         return server.console
 
     def console_url(self, server_id: str, console_type: str = "novnc") -> str:

@@ -79,18 +79,29 @@ def os_display_name(values: dict[str, str]) -> str | None:
     return name or values.get("ID")
 
 
+# btrfs replays its log tree even on a read-only mount unless told not to: ``rescue=`` since
+# Linux 5.9 (the only spelling recent kernels accept: 6.18 refuses the other), ``nologreplay``
+# before (from 4.5).
+BTRFS_NO_LOG_REPLAY = "rescue=nologreplay"
+BTRFS_NO_LOG_REPLAY_OLD = "nologreplay"
+
+
 def no_replay_options(fstype: str | None) -> list[str]:
     """Read-only mount options that never replay the filesystem's journal or log."""
     if fstype in ("ext3", "ext4"):
         return ["ro", "noload"]
     if fstype == "xfs":
         return ["ro", "norecovery"]
+    if fstype == "btrfs":
+        return ["ro", BTRFS_NO_LOG_REPLAY]
     return ["ro"]
 
 
 def safe_subvolume(name: str) -> bool:
-    """Whether a btrfs subvolume name can go into ``-o subvol=`` as it is (no separator)."""
-    return bool(name) and not any(char in name for char in ',\\"\'') and name.isprintable()
+    """Whether a btrfs subvolume name can go into ``-o subvol=`` as it is: no option
+    separator (``,``), no ``=``, quote or backslash that libmount or the kernel might read
+    otherwise, nothing unprintable (a newline)."""
+    return bool(name) and not any(char in name for char in ',=\\"\'') and name.isprintable()
 
 
 def probe_options(fs: Filesystem, inventory: DiskInventory) -> list[str]:
@@ -121,6 +132,12 @@ def mount_device(
     argv = ["mount", *(["-t", fstype] if fstype else [])]
     argv += ["-o", ",".join(options)] if options else []
     result = run_tool(host, [*argv, device, target], check=False, timeout=600)
+    if not result.ok and BTRFS_NO_LOG_REPLAY in options:
+        # A kernel before 5.9 knows only the old spelling; never mount without either.
+        older = [BTRFS_NO_LOG_REPLAY_OLD if o == BTRFS_NO_LOG_REPLAY else o for o in options]
+        retry = [*argv[:-1], ",".join(older), device, target]  # argv ends with -o OPTIONS
+        again = run_tool(host, retry, check=False, timeout=600)
+        result = again if again.ok else result
     if not result.ok:
         kernel = kernel_messages(host, device)
         raise MountFailedError(
@@ -189,8 +206,9 @@ def _root(
     )
 
 
-def _btrfs_subvolumes(host: Host, top: str) -> list[str]:
-    """Top-level subvolume names, preferred names first (known names when btrfs is missing)."""
+def _btrfs_subvolumes(host: Host, top: str) -> tuple[list[str], list[str]]:
+    """Top-level subvolume names, preferred names first (known names when btrfs is missing),
+    and those refused (``safe_subvolume``)."""
     result = run_tool(host, ["btrfs", "subvolume", "list", top], check=False)
     if result.ok:
         names = [
@@ -198,7 +216,9 @@ def _btrfs_subvolumes(host: Host, top: str) -> list[str]:
         ]
     else:
         names = list(PREFERRED_SUBVOLUMES)
-    names = [name for name in names if "/" not in name and safe_subvolume(name)]
+    names = [name for name in names if "/" not in name]
+    refused = [name for name in names if not safe_subvolume(name)]
+    names = [name for name in names if safe_subvolume(name)]
     return sorted(
         dict.fromkeys(names),
         key=lambda name: (
@@ -207,7 +227,7 @@ def _btrfs_subvolumes(host: Host, top: str) -> list[str]:
             else len(PREFERRED_SUBVOLUMES),
             name,
         ),
-    )
+    ), refused
 
 
 def probe_filesystem(
@@ -225,14 +245,19 @@ def probe_filesystem(
         mounted = mount_device(
             host, teardown, fs.device, directory.target, fs.fstype, [*options, BTRFS_TOP_LEVEL]
         )
-        for name in _btrfs_subvolumes(host, directory.target):
+        names, refused = _btrfs_subvolumes(host, directory.target)
+        for name in names:
             info = host.lstat(posixpath.join(directory.target, name))
             if info is None or not info.is_dir:
                 continue
             root = _root(fs, _looks_like_root(host, posixpath.join(directory.target, name)), name)
             if root is not None:
                 return ProbeResult(fs, root)
-        return ProbeResult(fs, None, "no subvolume with etc/os-release or etc/fstab")
+        problem = "no subvolume with etc/os-release or etc/fstab"
+        if refused:
+            shown = ", ".join(repr(name) for name in refused)
+            problem += f" (refused the subvolume names {shown}: they would change mount options)"
+        return ProbeResult(fs, None, problem)
     except MountFailedError as error:
         return ProbeResult(fs, None, error.message)
     finally:

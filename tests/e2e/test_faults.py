@@ -92,6 +92,8 @@ FAULTS = [
           at="syncing and unmounting the disk"),
     Fault("unmark-5xx", {"api_error": on("/metadata/", "DELETE")},
           at="leaving rescue: unrescuing"),
+    Fault("unmark-stall", {"api_stall": on("/metadata/", "DELETE", seconds=2)},
+          at="leaving rescue: unrescuing"),
     Fault("unmark-lost", {"api_lost_response": on("/metadata/", "DELETE")},
           at="leaving rescue: unrescuing"),
     Fault("guest-prints-keys-at-shutdown", {"guest_host_keys_at_shutdown": "fingerprints"}),

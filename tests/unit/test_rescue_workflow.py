@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudrescue.cloud.base import Address, ServerInfo
+from cloudrescue.cloud.base import Address, RescueStarted, ServerInfo
 from cloudrescue.errors import (
     CloudError,
     ConnectionFailedError,
@@ -200,6 +200,14 @@ def test_hold_keeps_it_in_rescue_with_a_login_to_print(rig: Rig, tmp_path: Path)
     assert rig.states() == ["restored"]
 
 
+def test_a_rescue_answer_never_shows_its_password() -> None:
+    started = RescueStarted(admin_password="Adm1n-s3cret", stable_device=True)
+    for shown in (repr(started), str(started)):
+        assert "Adm1n-s3cret" not in shown
+        assert "stable_device=True" in shown  # the rest is still shown
+    assert started.admin_password == "Adm1n-s3cret"
+
+
 def test_unrescue_refuses_an_instance_not_in_rescue_and_closes_every_entry(rig: Rig) -> None:
     with pytest.raises(WrongStateError, match="web-1 is not in rescue"):
         rig.workflow().unrescue(rig.server)
@@ -342,6 +350,41 @@ def test_two_different_announcements_after_rescue_are_refused(rig: Rig) -> None:
         rig.workflow().session(rig.server, command="test"),
     ):
         pytest.fail("the body must not run")
+    assert rig.status() == "ACTIVE/-"
+
+
+def three_keys(rescue: str) -> str:
+    """A fingerprint block of three keys, the one the rescue presents last."""
+    return (
+        "-----BEGIN SSH HOST KEY FINGERPRINTS-----\n"
+        f"256 SHA256:{'E' * 43} root@rescue (ECDSA)\n"
+        f"3072 SHA256:{'A' * 43} root@rescue (RSA)\n"
+        f"256 {rescue} root@rescue (ED25519)\n"
+        "-----END SSH HOST KEY FINGERPRINTS-----\n"
+    )
+
+
+def test_a_block_being_printed_is_taken_once_the_console_settled(rig: Rig) -> None:
+    # The rescue prints its block a line every 0.3 s: the read that first sees it sees it
+    # half printed; the workflow reads again until two reads agree, so the block is whole.
+    rig.cloud.rescue_block = three_keys
+    rig.cloud.line_interval = 0.3
+    with rig.workflow().session(rig.server, command="test") as rescued:
+        assert rescued.announced is not None
+        assert rescued.announced.fingerprints == {
+            f"SHA256:{'E' * 43}",
+            f"SHA256:{'A' * 43}",
+            RESCUE_FINGERPRINT,
+        }
+        assert rescued.announced.labels == {"ECDSA", "RSA", "ED25519"}
+    reads = rig.cloud.console_reads
+    begun = [i for i, text in enumerate(reads) if "BEGIN SSH HOST KEY" in text]
+    first = reads[begun[0]]
+    assert "END SSH HOST KEY" not in first  # the case at hand: a block caught half way
+    # It grew at each read while it was printed (never cut half way), then two reads agreed.
+    taken = next(i for i in begun if i > 0 and reads[i] == reads[i - 1])
+    assert all(reads[i] != reads[i - 1] for i in begun[1 : begun.index(taken)])
+    assert "END SSH HOST KEY" in reads[taken]
     assert rig.status() == "ACTIVE/-"
 
 

@@ -8,17 +8,19 @@ exercised here. Several playbooks in one rescue: ``test_run_several.py``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import paramiko
 import pytest
 
-from cloudrescue.errors import DiskStillMountedError, FixFailedError, InvalidInputError
+from cloudrescue.errors import DiskStillMountedError, ExitStatus, FixFailedError, InvalidInputError
 from cloudrescue.journal import Journal
 from cloudrescue.phase import DiskChoice, Phase, open_phase
 from cloudrescue.playbook.engine import StepReport
 from cloudrescue.playbook.params import resolve
 from cloudrescue.playbook.runner import RunReport, run_playbook
+from cloudrescue.remote.base import CommandResult
 from cloudrescue.remote.ssh import Endpoint
 from cloudrescue.rescue import RescueSettings, RescueWorkflow
 from tests.fakes import (
@@ -165,10 +167,46 @@ def test_check_mode_mounts_read_only_and_changes_nothing(run: Run) -> None:
     run.left_alone()
 
 
-def test_a_failing_step_restores_what_was_changed(run: Run) -> None:
+def raising(error: Exception) -> Callable[[Endpoint, Path, str], RescueHost]:
+    """A rescue on which running ``false`` raises ``error`` (a bug, a broken SSH channel)."""
+
+    class Raising(RescueHost):
+        def run(
+            self,
+            argv: Sequence[str],
+            *,
+            stdin: bytes | None = None,
+            check: bool = True,
+            timeout: float | None = None,
+            env: Mapping[str, str] | None = None,
+        ) -> CommandResult:
+            if list(argv) == ["false"]:
+                raise error
+            return super().run(argv, stdin=stdin, check=check, timeout=timeout, env=env)
+
+    return Raising
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (None, "`false` exited with status 1: no output"),  # the step fails the ordinary way
+        (ValueError("a value the step cannot use"), "a value the step cannot use"),
+        (paramiko.SSHException("Channel closed."), "Channel closed."),
+        (paramiko.SSHException(), "SSHException"),  # no message: its name at least
+    ],
+    ids=["command-fails", "ValueError", "SSHException", "SSHException-without-message"],
+)
+def test_a_failing_step_restores_what_was_changed(
+    tmp_path: Path, error: Exception | None, said: str
+) -> None:
+    run = Run(tmp_path) if error is None else Run(tmp_path, make_host=raising(error))
     before = snapshot(run.tree)
-    with pytest.raises(FixFailedError, match=r"`false` exited with status 1.*restored 1 change"):
+    with pytest.raises(FixFailedError) as raised:
         run.play(FAILING)
+    assert raised.value.message == f"{said}; restored 1 change(s) from backups"  # one line
+    assert raised.value.exit_status == ExitStatus.FIX_FAILED
+    assert error is None or raised.value.__cause__ is error
     assert snapshot(run.tree) == before
     assert [step.status for step in run.steps] == ["changed", "failed"]
     run.left_alone()
