@@ -13,9 +13,11 @@ The lab's tests are marked ``lab`` in their own modules (they need root too). A 
 
 The marker expression decides, not who runs: root and a user select the same tests.
 
-The full run (``scripts/test``) runs the tests in pytest-xdist workers, one module to a worker,
-then the tests marked ``alone`` by themselves: those compare the whole machine's state (its
-mount table), which the other workers' labs change, or were seen disturbed by them.
+The full run (``scripts/test``) runs the tests in pytest-xdist workers, one module to a worker
+(``--dist loadfile``: its module and session fixtures, its lab, made once; ``loadgroup`` with
+an ``xdist_group`` mark added here did not keep a module together), then the tests marked
+``alone`` by themselves: those compare the whole machine's state (its mount table), which the
+other workers' labs change, or were seen disturbed by them.
 """
 
 from __future__ import annotations
@@ -118,12 +120,9 @@ def _warn_stale(items: list[pytest.Item]) -> None:
                 )
 
 
-@pytest.hookimpl(tryfirst=True)  # before -m deselects, and before xdist reads the groups
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if item.get_closest_marker("lab") is None and needs_root(item) is not None:
             item.add_marker(pytest.mark.root)
-        # pytest-xdist's ``--dist loadgroup``: a module's tests to one worker, so its fixtures
-        # (its lab) are made once
-        item.add_marker(pytest.mark.xdist_group(_where(item)))
     _warn_stale(items)
