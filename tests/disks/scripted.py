@@ -11,6 +11,16 @@ from typing import Any
 from cloudrescue.remote.base import CommandResult, FileStat
 
 
+def answered(
+    argv: Sequence[str], answer: Callable[[list[str]], tuple[int, str]], *, check: bool
+) -> CommandResult:
+    """What a scripted host's ``run`` returns: ``answer``'s exit code and output (``check``:
+    raised as a real host's ``run`` raises a failure)."""
+    code, out = answer(list(argv))
+    result = CommandResult(tuple(argv), code, out, "" if code == 0 else "failed")
+    return result.check() if check else result
+
+
 @dataclass
 class ScriptedHost:
     """Answers commands through ``answer``; device nodes exist once ``nodes`` lists them."""
@@ -35,9 +45,7 @@ class ScriptedHost:
         self.commands.append(list(argv))
         if argv[0] == "mknod":
             self.nodes.add(argv[1])
-        code, out = self.answer(list(argv))
-        result = CommandResult(tuple(argv), code, out, "" if code == 0 else "failed")
-        return result.check() if check else result
+        return answered(argv, self.answer, check=check)
 
     def lstat(self, path: str) -> FileStat | None:
         return FileStat(stat.S_IFBLK | 0o600, 0, 0, 0, 0.0) if path in self.nodes else None
@@ -189,9 +197,7 @@ class ScriptedRescue:
         env: Mapping[str, str] | None = None,
     ) -> CommandResult:
         self.commands.append(list(argv))
-        code, out = self.answer(list(argv))
-        result = CommandResult(tuple(argv), code, out, "" if code == 0 else "failed")
-        return result.check() if check else result
+        return answered(argv, self.answer, check=check)
 
     def _find(self, path: str) -> tuple[Tree, str] | None:
         """The tree a path is on (the deepest mount above it) and its path in that tree."""
