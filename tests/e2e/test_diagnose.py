@@ -70,9 +70,9 @@ def diagnosed(lab: E2ELab) -> Iterator[dict[str, tuple[str, dict[str, Any]]]]:
             lab.admin.call("DELETE", f"/instances/{view['id']}")
 
 
-def diagnose(lab: E2ELab, name: str, *args: str) -> dict[str, Any]:
+def diagnose(lab: E2ELab, name: str, *args: str, timeout: float = 60) -> dict[str, Any]:
     result = lab.cli("diagnose", name, "--key", f"{lab.key}.pub", "-f", "json", *args,
-                     timeout=60)
+                     timeout=timeout)
     assert result.returncode == 0, result.stderr
     record: dict[str, Any] = json.loads(result.stdout)
     return record
@@ -240,3 +240,38 @@ def test_fix_applies_the_suggestion_and_the_instance_answers_again(lab: E2ELab) 
     assert again["healthy"] and again["findings"] == [], again["findings"]
     console = lab.cli("console", "log", name).stdout
     assert console.count("Timed out waiting for device") >= 2  # the broken boot and this one
+
+
+# scenario -> the top finding's playbook with --deep: every one told apart
+DEEP_EXPECTED: dict[str, str | None] = {
+    **EXPECTED, "root-password": "reset-password", "sudoers": "fix-sudoers", HEALTHY: None,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def deep_diagnosed(
+    lab: E2ELab, diagnosed: dict[str, tuple[str, dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """``diagnose --deep`` on the module's broken (and healthy) instances, a few at a time
+    (last in the module: each one is rescued and back, its disk read-only)."""
+
+    def deep(scenario: str) -> dict[str, Any]:
+        return diagnose(lab, diagnosed[scenario][0], "--deep", "--yes", timeout=300)
+
+    with ThreadPoolExecutor(4) as pool:
+        return dict(zip(DEEP_EXPECTED, pool.map(deep, DEEP_EXPECTED), strict=True))
+
+
+@pytest.mark.parametrize("scenario", list(DEEP_EXPECTED))
+def test_with_deep_every_scenario_is_told_apart_and_the_healthy_one_left_alone(
+    deep_diagnosed: dict[str, dict[str, Any]], scenario: str
+) -> None:
+    record = deep_diagnosed[scenario]
+    playbook = DEEP_EXPECTED[scenario]
+    assert record["playbook"] == playbook, (record["findings"], record["notes"])
+    if playbook is None:
+        assert record["healthy"] and record["findings"] == [] and record["command"] is None
+    else:
+        top = record["findings"][0]
+        assert top["confidence"] in ("high", "medium") and top["evidence"]
+        assert record["command"].startswith(f"cloudrescue run {record['instance']} {playbook}")
