@@ -23,10 +23,11 @@ from dataclasses import dataclass, field
 
 from cloudrescue.cloud.base import ServerInfo
 from cloudrescue.diagnose.findings import Evidence, Finding
-from cloudrescue.diagnose.inspect import INSPECTORS, Context, Inspected, today
+from cloudrescue.diagnose.inspect import INSPECTORS, Context, Inspected
 from cloudrescue.diagnose.registry import DEEP_CHECKS
 from cloudrescue.diagnose.seen import Seen
 from cloudrescue.errors import CloudRescueError, InvalidInputError, KeptInRescueError
+from cloudrescue.fixes.passwords import today
 from cloudrescue.phase import DiskChoice, DiskOpener, open_disk_session, open_phase
 from cloudrescue.playbook.engine import StepReport
 from cloudrescue.playbook.params import Resolved, check_distinct

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import posixpath
 import re
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -92,11 +91,6 @@ class Inspected:
 
 
 Inspector = Callable[[GuestFS, Context], Inspected]
-
-
-def today() -> int:
-    """Days since the epoch (``/etc/shadow``'s unit), now."""
-    return int(time.time() // 86400)
 
 
 def _day(number: int) -> str:

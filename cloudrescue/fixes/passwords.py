@@ -161,7 +161,8 @@ class ShadowEntry:
         return right_kind and not expired and verify(password, self.hashed)
 
 
-def _today() -> int:
+def today() -> int:
+    """Days since the epoch (``/etc/shadow``'s unit), now."""
     return int(time.time()) // SECONDS_PER_DAY
 
 
@@ -198,11 +199,11 @@ def reset_password(guest: Guest, user: str, password: str | bytearray) -> list[C
             if fields[0] != user or len(fields) < 2:
                 continue
             fields += [""] * (SHADOW_FIELDS - len(fields))
-            method, today = hash_method(files), _today()
-            if ShadowEntry(fields).usable(secret, method, today):
+            method, day = hash_method(files), today()
+            if ShadowEntry(fields).usable(secret, method, day):
                 return _passwd_uses_shadow(files, user)
             fields[1] = hash_password(secret, method)
-            fields[2] = str(today)
+            fields[2] = str(day)
             fields[7] = ""
             lines[index] = ":".join(fields) + ("\n" if line.endswith("\n") else "")
             changes = files.write_file("/etc/shadow", "".join(lines).encode(), show_diff=False)
