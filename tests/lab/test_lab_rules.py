@@ -215,6 +215,50 @@ def test_rescue_announces_its_host_keys_after_a_client_saw_rescue(
     assert status == "RESCUE" and when - seen >= 0.35
 
 
+def test_an_announce_delay_of_0_prints_before_the_client_has_its_answer(
+    machine: tuple[Machine, FakeRuntime, list[float]],
+) -> None:
+    """0 is "at once": printed within the call that serves RESCUE, so every client's
+    baseline is read too late (the case `cloudrescue` answers by rescuing once more)."""
+    states, runtime, delay = machine
+    delay[0] = 0.0
+    states.rescue(SPEC.id, RescueRequest("secret", "image")).result(timeout=5)
+    assert runtime.announced == []
+    states.rescue_seen(_record(states))
+    assert [status for _, status in runtime.announced] == ["RESCUE"]
+
+
+def test_each_store_change_is_on_disk_when_it_returns_and_copies_stand_alone(
+    tmp_path: Path,
+) -> None:
+    """Changes made at once by many threads all reach the file (written outside the records'
+    lock, newest last); a record handed out is a copy."""
+    store = ServerStore(tmp_path / "servers.json")
+    store.add(ServerRecord(SPEC, "image", "1", vm_state=st.ACTIVE, task_state=None))
+
+    def tag(number: int) -> None:
+        with store.edit(SPEC.id) as record:
+            record.metadata[f"k{number}"] = str(number)
+
+    workers = [threading.Thread(target=tag, args=(n,)) for n in range(40)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    again = ServerStore(tmp_path / "servers.json")
+    again.load()
+    reloaded = again.get(SPEC.id)
+    assert reloaded is not None and reloaded == store.get(SPEC.id)
+    assert reloaded.metadata == {f"k{n}": str(n) for n in range(40)}
+    reloaded.metadata.clear()
+    reloaded.tags.append("changed")
+    assert again.get(SPEC.id) == store.get(SPEC.id) != reloaded
+    store.remove(SPEC.id)
+    after = ServerStore(tmp_path / "servers.json")
+    after.load()
+    assert after.all() == []
+
+
 def test_rescue_seen_before_the_announcement_is_scheduled_still_counts(
     machine: tuple[Machine, FakeRuntime, list[float]],
 ) -> None:

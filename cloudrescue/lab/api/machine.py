@@ -190,6 +190,9 @@ class Machine:
             self._announcements[server_id] = (token, timer)
         if previous is not None:
             previous[1].cancel()
+        if delay == 0.0:  # now, before the client that saw RESCUE has its answer
+            self._announce(server_id, token)
+            return
         timer.start()
 
     def rescue_seen(self, record: ServerRecord) -> None:

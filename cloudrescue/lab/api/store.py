@@ -8,7 +8,7 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -120,9 +120,18 @@ class ServerRecord:
         self.fault = {"code": code, "created": isotime(), "message": message[:255]}
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["spec"] = self.spec.to_json()
+        data = {item.name: getattr(self, item.name) for item in fields(self)}
+        data.update(spec=self.spec.to_json(), **self._containers())
         return data
+
+    def copy(self) -> ServerRecord:
+        """An independent copy (the spec, frozen, is shared)."""
+        return replace(self, **self._containers())
+
+    def _containers(self) -> dict[str, Any]:
+        """Copies of the fields that hold mutable containers."""
+        fault = None if self.fault is None else dict(self.fault)
+        return {"metadata": dict(self.metadata), "tags": list(self.tags), "fault": fault}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ServerRecord:
@@ -132,12 +141,22 @@ class ServerRecord:
 
 
 class ServerStore:
-    """Thread-safe server records; every change is written to ``servers.json`` atomically."""
+    """Thread-safe server records; every change is written to ``servers.json`` atomically.
+
+    A change is on disk when ``edit`` / ``add`` / ``remove`` returns, but the file is written
+    outside the records' lock, so readers (a listing) never wait for a disk flush: under 50
+    rescues at once the flushes made every API answer wait seconds. Each record's JSON is
+    kept, so a change serializes only the record it changed.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.RLock()
         self._records: dict[str, ServerRecord] = {}
+        self._json: dict[str, dict[str, Any]] = {}  # each record's to_json(), never mutated
+        self._changes = 0  # changes made to the records
+        self._write_lock = threading.Lock()
+        self._written = 0  # the changes the file holds
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -149,34 +168,48 @@ class ServerStore:
                 record.id: record
                 for record in (ServerRecord.from_json(item) for item in data["servers"])
             }
+            self._json = {server_id: r.to_json() for server_id, r in self._records.items()}
 
     def save(self) -> None:
+        """Write every record (after ``load``, or records changed in place)."""
         with self._lock:
-            payload = {
-                "version": FORMAT_VERSION,
-                "servers": [record.to_json() for record in self._records.values()],
-            }
+            self._json = {server_id: r.to_json() for server_id, r in self._records.items()}
+            change = self._changed()
+        self._write(*change)
+
+    def _changed(self) -> tuple[int, list[dict[str, Any]]]:
+        """Count a change (the records' lock held): its number and the records to write."""
+        self._changes += 1
+        return self._changes, list(self._json.values())
+
+    def _write(self, change: int, servers: list[dict[str, Any]]) -> None:
+        """Write the records as of ``change``, unless a later change is on disk already."""
+        with self._write_lock:
+            if change <= self._written:
+                return
+            text = json.dumps({"version": FORMAT_VERSION, "servers": servers}, sort_keys=True)
             fd, tmp = tempfile.mkstemp(prefix=".servers.", dir=self.path.parent)
             try:
                 with os.fdopen(fd, "w") as handle:
-                    json.dump(payload, handle, indent=1, sort_keys=True)
+                    handle.write(text)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(tmp, self.path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
+            self._written = change
 
     def get(self, server_id: str) -> ServerRecord | None:
         """A copy of one record (changes go through ``edit``)."""
         with self._lock:
             record = self._records.get(server_id)
-            return None if record is None else ServerRecord.from_json(record.to_json())
+            return None if record is None else record.copy()
 
     def all(self) -> list[ServerRecord]:
         """Copies of every record, newest first (nova's default ``created_at desc``)."""
         with self._lock:
-            records = [ServerRecord.from_json(r.to_json()) for r in self._records.values()]
+            records = [record.copy() for record in self._records.values()]
         return sorted(records, key=lambda r: (r.created, r.spec.index), reverse=True)
 
     def find(self, ref: str) -> list[ServerRecord]:
@@ -189,12 +222,16 @@ class ServerStore:
     def add(self, record: ServerRecord) -> None:
         with self._lock:
             self._records[record.id] = record
-            self.save()
+            self._json[record.id] = record.to_json()
+            change = self._changed()
+        self._write(*change)
 
     def remove(self, server_id: str) -> None:
         with self._lock:
             self._records.pop(server_id, None)
-            self.save()
+            self._json.pop(server_id, None)
+            change = self._changed()
+        self._write(*change)
 
     @contextmanager
     def edit(self, server_id: str) -> Iterator[ServerRecord]:
@@ -203,4 +240,6 @@ class ServerStore:
             record = self._records[server_id]
             yield record
             record.updated = isotime()
-            self.save()
+            self._json[server_id] = record.to_json()
+            change = self._changed()
+        self._write(*change)
