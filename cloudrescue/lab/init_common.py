@@ -84,8 +84,15 @@ def configure_eth0(
         run(["ip", "route", "add", "default", "via", gateway, "dev", "eth0"])
 
 
-def ensure_host_keys(root: Path) -> list[Path]:
-    """Generate the host keys the disk lacks (its own ``ssh-keygen -A``); their ``.pub`` files."""
+def ensure_host_keys(root: Path, *, rsa_bits: int | None = None) -> list[Path]:
+    """Generate the host keys the disk lacks (its own ``ssh-keygen -A``); their ``.pub`` files.
+
+    ``rsa_bits``: the RSA key, when missing, is made that size first (``-A`` makes 3072).
+    """
+    rsa = root / "etc/ssh/ssh_host_rsa_key"
+    if rsa_bits is not None and not rsa.exists():
+        argv = ["ssh-keygen", "-q", "-t", "rsa", "-b", str(rsa_bits), "-N", "", "-f"]
+        run(["chroot", str(root), *argv, "/etc/ssh/ssh_host_rsa_key"])
     run(["chroot", str(root), "ssh-keygen", "-A"])
     keys = [root / f"etc/ssh/ssh_host_{kind}_key.pub" for kind in KEY_TYPES]
     return [key for key in keys if key.is_file()]
