@@ -295,9 +295,7 @@ class RescueWorkflow:
             console = again
         return console
 
-    def _announced_host_keys(
-        self, server: ServerInfo, baseline: str
-    ) -> AnnouncedHostKeys | None:
+    def _announced_host_keys(self, server: ServerInfo, baseline: str) -> AnnouncedHostKeys | None:
         """The rescue's host keys: printed on the console after the instance reached RESCUE.
 
         ``baseline`` is the console as read the moment the instance was seen in RESCUE, when
@@ -344,24 +342,78 @@ class RescueWorkflow:
         self.events.note("no host key fingerprints on the console: trusting the rescue's key")
         return None
 
-    def _enter(
-        self, server: ServerInfo, run_id: str, password: str, address: str
-    ) -> RescuedInstance:
-        """After the rescue request: wait for RESCUE, read the host keys, log in."""
+    def _reach_rescue(
+        self,
+        server: ServerInfo,
+        run_id: str,
+        started: RescueStarted,
+        before: str,
+        image: ImageInfo | None,
+        *,
+        may_redo: bool = True,
+    ) -> tuple[ServerInfo, str, AnnouncedHostKeys | None]:
+        """Wait for RESCUE and read the rescue's host keys: (the server, the rescue's root
+        password, its announced keys).
+
+        ``before`` is the console as read before the rescue request. A block printed between
+        that read and the baseline (the read once RESCUE was seen) may be the rescue's own,
+        read too late (a slow API, a busy machine), or one the guest printed as it shut down:
+        the two cannot be told apart, so neither is taken; rather than wait for a block that
+        may never come, the instance is rescued once more (``may_redo``), and that second
+        time the wait is the usual one.
+        """
         rescued_server = self._wait(server, frozenset({"RESCUE"}), RESCUE_POLL_INTERVAL)
-        announced: AnnouncedHostKeys | None = None
-        if self.backend.announces_host_keys:
-            # The baseline first, before anything else: the rescue prints its keys some
-            # seconds after RESCUE, and a block printed before this read is not taken.
-            baseline = self._console(server)
-            self.journal.update(run_id, "rescued")
-            announced = self._announced_host_keys(server, baseline)
-        else:
+        if not self.backend.announces_host_keys:
             self.journal.update(run_id, "rescued")
             self.events.note(
                 "this cloud shows no console log to read the rescue's host key from: "
                 "trusting it on first use (--trust-host-key)"
             )
+            return rescued_server, started.admin_password, None
+        # The baseline first, before anything else: the rescue prints its keys some seconds
+        # after RESCUE, and a block printed before this read is not taken.
+        baseline = self._console(server)
+        self.journal.update(run_id, "rescued")
+        if may_redo and not self.settings.trust_host_key and announcements_since(baseline, before):
+            self.events.note(
+                f"the console of {server.name} shows host keys printed before it was seen in "
+                "RESCUE (they cannot be told from ones its guest printed): rescuing it once more"
+            )
+            again_before, again = self._rescue_again(server, run_id, image)
+            return self._reach_rescue(server, run_id, again, again_before, image, may_redo=False)
+        return rescued_server, started.admin_password, self._announced_host_keys(server, baseline)
+
+    def _rescue_again(
+        self, server: ServerInfo, run_id: str, image: ImageInfo | None
+    ) -> tuple[str, RescueStarted]:
+        """Unrescue and rescue anew (a new password): the console read before the new
+        request, and the cloud's answer to it."""
+        self.events.stage(f"rescuing {server.name} once more")
+        self.journal.update(run_id, "unrescue-requested", note="rescued once more")
+        self._unrescue(server)
+        self._wait(server, frozenset({"ACTIVE", "SHUTOFF"}))
+        before = self._console(server)
+        password = secrets.token_urlsafe(RESCUE_PASSWORD_BYTES)
+        self.journal.update(run_id, "rescue-requested")
+        try:
+            return before, self.backend.rescue(server, admin_password=password, image=image)
+        except CloudRescueError as error:
+            return before, self._rescued_anyway(server, run_id, password, error)
+
+    def _enter(
+        self,
+        server: ServerInfo,
+        run_id: str,
+        started: RescueStarted,
+        address: str,
+        *,
+        before: str,
+        image: ImageInfo | None,
+    ) -> RescuedInstance:
+        """After the rescue request: wait for RESCUE, read the host keys, log in."""
+        rescued_server, password, announced = self._reach_rescue(
+            server, run_id, started, before, image
+        )
         self.events.stage(f"logging in to the rescue system at {address}")
         first: list[str] = []  # the fingerprint the first login verified
 
@@ -469,6 +521,8 @@ class RescueWorkflow:
             # Nova refuses metadata changes once the instance is in rescue: mark it now,
             # clear the mark once it is back (``leave``).
             self.backend.set_marks(server.id, marks_for(run_id))
+            # What the console held before the request (``_reach_rescue``).
+            before = self._console(server) if self.backend.announces_host_keys else ""
         except CloudRescueError as error:
             self._clear_marks_quietly(server)
             self.journal.update(run_id, "restored", note=f"not rescued: {error.message}")
@@ -482,7 +536,7 @@ class RescueWorkflow:
         succeeded = False
         kept: KeptInRescueError | None = None
         try:
-            rescued = self._enter(server, run_id, started.admin_password, address)
+            rescued = self._enter(server, run_id, started, address, before=before, image=image)
             yield rescued
             succeeded = True
         except KeyboardInterrupt:

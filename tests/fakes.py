@@ -98,6 +98,7 @@ class FakeCloud:
     fail_to_error: bool = False
     rescue_boots: int = 0
     announce_delay: float = 2.0
+    late_rescues: int = 0  # the first ones print their block as they reach RESCUE: seen late
     rescue_block: Callable[[str], str] = announcement  # what the rescue prints, given its key
     line_interval: float = 0.0  # > 0: the rescue prints its block a line at a time, this apart
     console_reads: list[str] = field(default_factory=list)  # what each console read returned
@@ -154,7 +155,8 @@ class FakeCloud:
         if status == "RESCUE":
             self.rescue_boots += 1
             if self.announce:
-                server.announce_at = self.clock.now + self.announce_delay
+                late, self.late_rescues = self.late_rescues > 0, max(0, self.late_rescues - 1)
+                server.announce_at = self.clock.now + (0.0 if late else self.announce_delay)
         server.task_done_at = server.task_result = None
 
     def find_server(self, name_or_id: str) -> ServerInfo:
