@@ -31,6 +31,7 @@ from .test_kill_matrix import guest_keys, logs_in
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 SERVER = r"/servers/[0-9a-f-]{36}"
+CONSOLE = "os-getConsoleOutput"
 
 
 @dataclass(frozen=True)
@@ -66,31 +67,34 @@ FAULTS = [
     Fault("mark-stall", {"api_stall": on("/metadata$", "POST", seconds=2)}),
     Fault("mark-lost", {"api_lost_response": on("/metadata$", "POST")}, outcomes=(5,),
           errors=("HTTP 504",)),
-    Fault("rescue-5xx", {"api_error": on("/action$", "POST", status=500)}, outcomes=(5,),
-          errors=("HTTP 500",)),
-    Fault("rescue-429-retried", {"api_rate_limit": on("/action$", "POST", retry_after=1)}),
-    Fault("rescue-stall", {"api_stall": on("/action$", "POST", seconds=2)}),
-    Fault("rescue-lost", {"api_lost_response": on("/action$", "POST")}),
+    Fault("rescue-5xx", {"api_error": on("/action$", "POST", action="rescue", status=500)},
+          outcomes=(5,), errors=("HTTP 500",)),
+    Fault("rescue-429-retried",
+          {"api_rate_limit": on("/action$", "POST", action="rescue", retry_after=1)}),
+    Fault("rescue-stall", {"api_stall": on("/action$", "POST", action="rescue", seconds=2)}),
+    Fault("rescue-lost", {"api_lost_response": on("/action$", "POST", action="rescue")}),
     # a 500 (not retried by the transport): the wait's own loop polls again each second. A
     # 503 is retried with backoff, which can delay seeing RESCUE past the lab's 2 s announce
-    # delay: the rescue's block then precedes the baseline and the run stops (HOST_KEY), safe
+    # delay: the rescue's block then precedes the baseline, and it is rescued once more
     Fault("poll-5xx", {"api_error": {**on(f"{SERVER}$", "GET", status=500), "count": 3}},
           at="asking the cloud to rescue"),
     Fault("poll-stall", {"api_stall": on(f"{SERVER}$", "GET", seconds=2)},
           at="asking the cloud to rescue"),
     Fault("poll-lost", {"api_lost_response": {**on(f"{SERVER}$", "GET"), "count": 2}},
           at="asking the cloud to rescue"),
-    Fault("console-5xx", {"api_error": on("/action$", "POST")},
+    # armed from the start, it hits the read of the console before the rescue request
+    Fault("console-before-5xx", {"api_error": on("/action$", "POST", action=CONSOLE, status=500)}),
+    Fault("console-5xx", {"api_error": on("/action$", "POST", action=CONSOLE)},
           at="reading the rescue's host key"),
-    Fault("console-stall", {"api_stall": on("/action$", "POST", seconds=1)},
+    Fault("console-stall", {"api_stall": on("/action$", "POST", action=CONSOLE, seconds=1)},
           at="reading the rescue's host key"),
-    Fault("console-lost", {"api_lost_response": on("/action$", "POST")},
+    Fault("console-lost", {"api_lost_response": on("/action$", "POST", action=CONSOLE)},
           at="reading the rescue's host key"),
-    Fault("unrescue-5xx", {"api_error": on("/action$", "POST")},
+    Fault("unrescue-5xx", {"api_error": on("/action$", "POST", action="unrescue")},
           at="syncing and unmounting the disk"),
-    Fault("unrescue-stall", {"api_stall": on("/action$", "POST", seconds=2)},
+    Fault("unrescue-stall", {"api_stall": on("/action$", "POST", action="unrescue", seconds=2)},
           at="syncing and unmounting the disk"),
-    Fault("unrescue-lost", {"api_lost_response": on("/action$", "POST")},
+    Fault("unrescue-lost", {"api_lost_response": on("/action$", "POST", action="unrescue")},
           at="syncing and unmounting the disk"),
     Fault("unmark-5xx", {"api_error": on("/metadata/", "DELETE")},
           at="leaving rescue: unrescuing"),

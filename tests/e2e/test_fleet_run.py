@@ -109,7 +109,8 @@ def test_a_broken_fleet_is_repaired_and_the_bad_apples_reported(
     storm = {"count": 4, "retry_after": 1, "path_regex": "/action$"}  # rescue, unrescue POSTs
     # 6 s from RESCUE to the rescue's host-key block (a cloud's rescue takes longer still):
     # with a dozen rescues on this machine's two cores, a worker may see RESCUE a few seconds
-    # late, and a block printed before it looks is refused (HOST_KEY), as it must be
+    # late: a block printed before it looks is refused, as it must be, and that instance is
+    # rescued once more
     lab.faults(ssh_cut=[cut], rescue_fails=[failing], api_rate_limit=storm, announce_delay=6)
     try:
         done = fleet(lab, "fix-ssh-keys", "--tag", tag, "--key", f"{lab.key}.pub", "--yes",

@@ -164,6 +164,22 @@ def test_transition_delay_and_merge(faults: ApiLab) -> None:
     assert faults.admin("PUT", "/faults", json={"api_error": {"status": 404}}).status_code == 400
 
 
+def test_a_fault_can_hit_one_server_action(faults: ApiLab) -> None:
+    """``action`` picks the POST /action requests by what they ask: a console read passes
+    (its body still reaches nova), the stop is refused, once."""
+    error = {"status": 500, "count": 1, "method": "POST", "action": "os-stop"}
+    faults.admin("PUT", "/faults", json={"api_error": error})
+    sid = faults.server("lab-2")["id"]
+    console = faults.compute(
+        "POST", f"/servers/{sid}/action", json={"os-getConsoleOutput": {"length": 1}}
+    )
+    assert console.ok and console.json()["output"].count("\n") <= 1
+    stop = faults.compute("POST", f"/servers/{sid}/action", json={"os-stop": None})
+    assert stop.status_code == 500
+    assert faults.admin("GET", "/faults").json() == {}  # taken
+    assert faults.server(sid)["status"] == "ACTIVE"  # not applied
+
+
 def test_forge_rescue_host_keys_fault(faults: ApiLab) -> None:
     faults.admin("PUT", "/faults", json={"forge_rescue_host_keys": True})
     sid = faults.server("lab-1")["id"]

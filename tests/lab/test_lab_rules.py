@@ -197,6 +197,17 @@ def _record(states: Machine) -> ServerRecord:
     return record
 
 
+def test_a_fault_with_an_action_hits_that_server_action_only() -> None:
+    faults = FaultState()
+    error = {"count": 1, "method": "POST", "path_regex": "/action$", "action": "rescue"}
+    faults.merge(Faults.model_validate({"api_error": error}))
+    path = "/compute/v2.1/servers/x/action"
+    assert faults.take_error("POST", path, "os-getConsoleOutput") is None
+    assert faults.take_error("POST", path) is None  # a body that names no action
+    assert faults.take_error("POST", path, "rescue") is not None
+    assert faults.take_error("POST", path, "rescue") is None  # its count is spent
+
+
 def test_rescue_announces_its_host_keys_after_a_client_saw_rescue(
     machine: tuple[Machine, FakeRuntime, list[float]],
 ) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -126,17 +127,18 @@ async def _faults(request: Request, call_next: Next) -> Response:
     if not applies_to(path):
         return await call_next(request)
     faults = lab_of(request).faults
-    stall = faults.take_stall(request.method, path)
+    action = await _server_action(request)
+    stall = faults.take_stall(request.method, path, action)
     if stall:
         log.info("fault: stalling %s %s for %.1fs", request.method, path, stall)
         await asyncio.sleep(stall)
-    error = faults.take_error(request.method, path)
+    error = faults.take_error(request.method, path, action)
     if error is not None:
         log.info("fault: answering %s %s with %d", request.method, path, error.status)
         headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
         message = f"Injected fault: {http_title(error.status)}"
         return NovaError(error.status, message, headers).response()
-    limit = faults.take_rate_limit(request.method, path)
+    limit = faults.take_rate_limit(request.method, path, action)
     if limit is not None:
         retry_after = limit.header(time.time())
         log.info(
@@ -145,11 +147,11 @@ async def _faults(request: Request, call_next: Next) -> Response:
         )  # fmt: skip
         headers = {"Retry-After": retry_after}
         return error_for_path(path, limit.status, RATE_LIMITED, headers).response()
-    quota = faults.take_over_quota(request.method, path)
+    quota = faults.take_over_quota(request.method, path, action)
     if quota is not None:
         log.info("fault: over quota on %s %s: 403", request.method, path)
         return error_for_path(path, 403, quota).response()
-    lost = faults.take_lost_response(request.method, path)
+    lost = faults.take_lost_response(request.method, path, action)
     response = await call_next(request)
     if lost is None:
         return response
@@ -162,6 +164,17 @@ async def _faults(request: Request, call_next: Next) -> Response:
         response.status_code, lost,
     )  # fmt: skip
     return HTMLResponse(proxy_error_page(lost), status_code=lost)
+
+
+async def _server_action(request: Request) -> str | None:
+    """The server action a ``POST .../action`` asks for (its body's one key), else None."""
+    if request.method != "POST" or not request.url.path.endswith("/action"):
+        return None
+    try:
+        body = json.loads(await request.body())
+    except ValueError:
+        return None
+    return next(iter(body)) if isinstance(body, dict) and len(body) == 1 else None
 
 
 def proxy_error_page(status: int) -> str:

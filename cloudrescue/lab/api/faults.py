@@ -23,6 +23,7 @@ class _Matcher(BaseModel):
     count: int | None = Field(default=None, ge=1)
     method: str | None = None
     path_regex: str | None = None
+    action: str | None = None  # a server action: the key of the POST /action body
 
     @field_validator("path_regex")
     @classmethod
@@ -31,8 +32,10 @@ class _Matcher(BaseModel):
             re.compile(value)
         return value
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, action: str | None = None) -> bool:
         if self.method and self.method.upper() != method.upper():
+            return False
+        if self.action is not None and self.action != action:
             return False
         return self.path_regex is None or re.search(self.path_regex, path) is not None
 
@@ -192,11 +195,14 @@ class FaultState:
             return "none"
         return "link" if _named(self._faults.ovh_rescue_email_link, server_id, name) else "password"
 
-    def _take(self, name: str, method: str, path: str) -> _Matcher | None:
-        """The request fault ``name`` if it hits this request, counting it against it."""
+    def _take(
+        self, name: str, method: str, path: str, action: str | None = None
+    ) -> _Matcher | None:
+        """The request fault ``name`` if it hits this request, counting it against it;
+        ``action`` is the server action the request asks for (None for any other request)."""
         with self._lock:
             fault: _Matcher | None = getattr(self._faults, name)
-            if fault is None or not fault.matches(method, path):
+            if fault is None or not fault.matches(method, path, action):
                 return None
             if fault.count is not None:
                 left = fault.count - 1
@@ -205,29 +211,31 @@ class FaultState:
                 )
             return fault
 
-    def take_error(self, method: str, path: str) -> ApiErrorFault | None:
+    def take_error(self, method: str, path: str, action: str | None = None) -> ApiErrorFault | None:
         """The error to fail this request with."""
-        fault = self._take("api_error", method, path)
+        fault = self._take("api_error", method, path, action)
         return fault if isinstance(fault, ApiErrorFault) else None
 
-    def take_stall(self, method: str, path: str) -> float | None:
+    def take_stall(self, method: str, path: str, action: str | None = None) -> float | None:
         """How long to hold this request."""
-        fault = self._take("api_stall", method, path)
+        fault = self._take("api_stall", method, path, action)
         return fault.seconds if isinstance(fault, ApiStallFault) else None
 
-    def take_rate_limit(self, method: str, path: str) -> ApiRateLimitFault | None:
+    def take_rate_limit(
+        self, method: str, path: str, action: str | None = None
+    ) -> ApiRateLimitFault | None:
         """The rate limit that refuses this request."""
-        fault = self._take("api_rate_limit", method, path)
+        fault = self._take("api_rate_limit", method, path, action)
         return fault if isinstance(fault, ApiRateLimitFault) else None
 
-    def take_over_quota(self, method: str, path: str) -> str | None:
+    def take_over_quota(self, method: str, path: str, action: str | None = None) -> str | None:
         """The quota message to refuse this request with."""
-        fault = self._take("api_over_quota", method, path)
+        fault = self._take("api_over_quota", method, path, action)
         return fault.message if isinstance(fault, ApiOverQuotaFault) else None
 
-    def take_lost_response(self, method: str, path: str) -> int | None:
+    def take_lost_response(self, method: str, path: str, action: str | None = None) -> int | None:
         """The status to answer once this request is applied (its real answer is lost)."""
-        fault = self._take("api_lost_response", method, path)
+        fault = self._take("api_lost_response", method, path, action)
         return fault.status if isinstance(fault, ApiLostResponseFault) else None
 
 
