@@ -106,7 +106,7 @@ def test_a_broken_fleet_is_repaired_and_the_bad_apples_reported(
     for name in healthy[:2]:  # check mode: nothing written
         assert key_login(views[name]["address"], "debian", lab.key) == "key refused"
     report = tmp_path / "report.json"
-    storm = {"count": 4, "retry_after": 1, "path_regex": "/action$"}  # rescue, unrescue POSTs
+    storm = {"count": 4, "retry_after": 1, "path_regex": "/action$", "action": "rescue"}
     # 6 s from RESCUE to the rescue's host-key block (a cloud's rescue takes longer still):
     # with a dozen rescues on this machine's two cores, a worker may see RESCUE a few seconds
     # late: a block printed before it looks is refused, as it must be, and that instance is

@@ -163,8 +163,8 @@ def run_watched(lab: E2ELab, instance_id: str, *args: str, stdin: str = "") -> W
     def on(line: str) -> None:
         stage = line.lstrip("→ ").strip()
         if stage.startswith("syncing and unmounting the disk"):
-            hold = {"seconds": HOLD, "count": 1, "method": "POST", "path_regex": "/action$"}
-            lab.faults(api_stall=hold)  # the next POST /action is the unrescue
+            hold = {"seconds": HOLD, "count": 1, "method": "POST", "action": "unrescue"}
+            lab.faults(api_stall=hold)
         for key, wanted in (("before", BEFORE_STAGE), ("after", AFTER_STAGE)):
             if stage.startswith(wanted) and key not in snapshots:
                 overlay = RescueOverlay(lab, instance_id)
