@@ -342,15 +342,24 @@ class RescueWorkflow:
         self.events.note("no host key fingerprints on the console: trusting the rescue's key")
         return None
 
+    def _console_before(self, server: ServerInfo) -> str | None:
+        """The console as it is before the rescue request (one read, no retries), or None
+        when the cloud shows none now (a stopped instance's console may be unavailable)."""
+        if not self.backend.announces_host_keys:
+            return None
+        try:
+            return self.backend.console_output(server.id) or None
+        except CloudRescueError as error:
+            self.events.detail(f"no console log before the rescue ({error.message})")
+            return None
+
     def _reach_rescue(
         self,
         server: ServerInfo,
         run_id: str,
         started: RescueStarted,
-        before: str,
+        before: str | None,
         image: ImageInfo | None,
-        *,
-        may_redo: bool = True,
     ) -> tuple[ServerInfo, str, AnnouncedHostKeys | None]:
         """Wait for RESCUE and read the rescue's host keys: (the server, the rescue's root
         password, its announced keys).
@@ -359,8 +368,8 @@ class RescueWorkflow:
         that read and the baseline (the read once RESCUE was seen) may be the rescue's own,
         read too late (a slow API, a busy machine), or one the guest printed as it shut down:
         the two cannot be told apart, so neither is taken; rather than wait for a block that
-        may never come, the instance is rescued once more (``may_redo``), and that second
-        time the wait is the usual one.
+        may never come, the instance is rescued once more, and that second time (or with no
+        ``before``, or trusting) the wait for a block after the baseline is the usual one.
         """
         rescued_server = self._wait(server, frozenset({"RESCUE"}), RESCUE_POLL_INTERVAL)
         if not self.backend.announces_host_keys:
@@ -374,31 +383,30 @@ class RescueWorkflow:
         # after RESCUE, and a block printed before this read is not taken.
         baseline = self._console(server)
         self.journal.update(run_id, "rescued")
-        if may_redo and not self.settings.trust_host_key and announcements_since(baseline, before):
+        late = before is not None and announcements_since(baseline, before)
+        if late and not self.settings.trust_host_key:
             self.events.note(
                 f"the console of {server.name} shows host keys printed before it was seen in "
                 "RESCUE (they cannot be told from ones its guest printed): rescuing it once more"
             )
-            again_before, again = self._rescue_again(server, run_id, image)
-            return self._reach_rescue(server, run_id, again, again_before, image, may_redo=False)
+            again = self._rescue_again(server, run_id, image)
+            return self._reach_rescue(server, run_id, again, None, image)
         return rescued_server, started.admin_password, self._announced_host_keys(server, baseline)
 
     def _rescue_again(
         self, server: ServerInfo, run_id: str, image: ImageInfo | None
-    ) -> tuple[str, RescueStarted]:
-        """Unrescue and rescue anew (a new password): the console read before the new
-        request, and the cloud's answer to it."""
+    ) -> RescueStarted:
+        """Unrescue and rescue anew, with a new password: the cloud's answer."""
         self.events.stage(f"rescuing {server.name} once more")
         self.journal.update(run_id, "unrescue-requested", note="rescued once more")
         self._unrescue(server)
         self._wait(server, frozenset({"ACTIVE", "SHUTOFF"}))
-        before = self._console(server)
         password = secrets.token_urlsafe(RESCUE_PASSWORD_BYTES)
         self.journal.update(run_id, "rescue-requested")
         try:
-            return before, self.backend.rescue(server, admin_password=password, image=image)
+            return self.backend.rescue(server, admin_password=password, image=image)
         except CloudRescueError as error:
-            return before, self._rescued_anyway(server, run_id, password, error)
+            return self._rescued_anyway(server, run_id, password, error)
 
     def _enter(
         self,
@@ -407,7 +415,7 @@ class RescueWorkflow:
         started: RescueStarted,
         address: str,
         *,
-        before: str,
+        before: str | None,
         image: ImageInfo | None,
     ) -> RescuedInstance:
         """After the rescue request: wait for RESCUE, read the host keys, log in."""
@@ -521,12 +529,11 @@ class RescueWorkflow:
             # Nova refuses metadata changes once the instance is in rescue: mark it now,
             # clear the mark once it is back (``leave``).
             self.backend.set_marks(server.id, marks_for(run_id))
-            # What the console held before the request (``_reach_rescue``).
-            before = self._console(server) if self.backend.announces_host_keys else ""
         except CloudRescueError as error:
             self._clear_marks_quietly(server)
             self.journal.update(run_id, "restored", note=f"not rescued: {error.message}")
             raise
+        before = self._console_before(server)
         password = secrets.token_urlsafe(RESCUE_PASSWORD_BYTES)
         try:
             started = self.backend.rescue(server, admin_password=password, image=image)

@@ -82,7 +82,8 @@ FAULTS = [
           at="asking the cloud to rescue"),
     Fault("poll-lost", {"api_lost_response": {**on(f"{SERVER}$", "GET"), "count": 2}},
           at="asking the cloud to rescue"),
-    # armed from the start, it hits the read of the console before the rescue request
+    # armed from the start, it hits the read of the console before the rescue request: the
+    # rescue goes on without it
     Fault("console-before-5xx", {"api_error": on("/action$", "POST", action=CONSOLE, status=500)}),
     Fault("console-5xx", {"api_error": on("/action$", "POST", action=CONSOLE)},
           at="reading the rescue's host key"),

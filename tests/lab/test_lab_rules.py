@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -264,6 +265,15 @@ def test_each_store_change_is_on_disk_when_it_returns_and_copies_stand_alone(
     reloaded.metadata.clear()
     reloaded.tags.append("changed")
     assert again.get(SPEC.id) == store.get(SPEC.id) != reloaded
+    with pytest.raises(RuntimeError), store.edit(SPEC.id) as record:  # a change that fails
+        record.tags.append("half-made")
+        raise RuntimeError
+    assert store.get(SPEC.id) == again.get(SPEC.id)  # is not made
+    kept = ServerRecord(replace(SPEC, id=SPEC.id[:-1] + "2"), "image", "1")
+    store.add(kept)
+    kept.tags.append("after add")  # the store has its own copy
+    assert (stored := store.get(kept.id)) is not None and stored.tags == []
+    store.remove(kept.id)
     store.remove(SPEC.id)
     after = ServerStore(tmp_path / "servers.json")
     after.load()

@@ -399,6 +399,29 @@ def test_seen_late_twice_is_refused_after_the_usual_wait(tmp_path: Path) -> None
     assert rig.status() == "ACTIVE/-" and rig.states() == ["restored"]
 
 
+def test_no_console_before_the_request_is_the_usual_wait_and_never_a_second_rescue(
+    tmp_path: Path,
+) -> None:
+    # A stopped or broken instance's console may be unavailable until it is rescued: the
+    # rescue goes on, and with no read to compare with, a block before the baseline is only
+    # refused (after the usual wait), as it was before the read existed.
+    rig = Rig(tmp_path, host_key_timeout=30.0)
+    rig.cloud.console_errors = 1  # the read before the request
+    with rig.workflow().session(rig.server, command="test") as rescued:
+        assert rescued.announced is not None
+    late = Rig(tmp_path / "late", host_key_timeout=30.0)
+    late.cloud.console_errors, late.cloud.late_rescues = 1, 1
+    with (
+        pytest.raises(HostKeyError, match="printed before it are not trusted"),
+        late.workflow().session(late.server, command="test"),
+    ):
+        pytest.fail("the body must not run")
+    for each in (rig, late):
+        assert [call.split()[0] for call in each.cloud.calls].count("rescue") == 1
+        assert any("no console log before the rescue" in m for m in each.events.messages)
+        assert each.status() == "ACTIVE/-" and each.states() == ["restored"]
+
+
 def test_trusting_takes_no_second_rescue_for_a_late_block(tmp_path: Path) -> None:
     rig = Rig(tmp_path, trust_host_key=True)
     rig.cloud.late_rescues = 1

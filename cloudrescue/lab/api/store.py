@@ -145,8 +145,9 @@ class ServerStore:
 
     A change is on disk when ``edit`` / ``add`` / ``remove`` returns, but the file is written
     outside the records' lock, so readers (a listing) never wait for a disk flush: under 50
-    rescues at once the flushes made every API answer wait seconds. Each record's JSON is
-    kept, so a change serializes only the record it changed.
+    rescues at once the flushes made every API answer wait seconds. A reader may therefore be
+    shown a change a moment before it is on disk. Each record's JSON is kept, so a change
+    serializes only the record it changed.
     """
 
     def __init__(self, path: Path) -> None:
@@ -220,6 +221,8 @@ class ServerStore:
         return [r for r in self.all() if r.spec.name == ref]
 
     def add(self, record: ServerRecord) -> None:
+        """Store a copy of ``record`` (later changes go through ``edit``)."""
+        record = record.copy()
         with self._lock:
             self._records[record.id] = record
             self._json[record.id] = record.to_json()
@@ -235,10 +238,15 @@ class ServerStore:
 
     @contextmanager
     def edit(self, server_id: str) -> Iterator[ServerRecord]:
-        """Change one record in place and persist it; KeyError when it does not exist."""
+        """Change one record in place and persist it; KeyError when it does not exist. When
+        the block raises, the record is as it was before it."""
         with self._lock:
             record = self._records[server_id]
-            yield record
+            try:
+                yield record
+            except BaseException:
+                self._records[server_id] = ServerRecord.from_json(self._json[server_id])
+                raise
             record.updated = isotime()
             self._json[server_id] = record.to_json()
             change = self._changed()
