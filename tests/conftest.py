@@ -23,10 +23,18 @@ other workers' labs change, or were seen disturbed by them.
 from __future__ import annotations
 
 import re
+import signal
 import warnings
 from pathlib import Path
 
 import pytest
+
+# A shell without job control starts a background command with SIGINT ignored, and an ignored
+# signal stays ignored across exec: the Ctrl-C tests' processes would never see theirs (a
+# clean run started with `scripts/test &` failed all six). A handler, which exec resets to
+# the default, gives the workers and every command they start the default back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parent.parent
 
