@@ -401,12 +401,8 @@ class RescueWorkflow:
         self.journal.update(run_id, "unrescue-requested", note="rescued once more")
         self._unrescue(server)
         self._wait(server, frozenset({"ACTIVE", "SHUTOFF"}))
-        password = secrets.token_urlsafe(RESCUE_PASSWORD_BYTES)
         self.journal.update(run_id, "rescue-requested")
-        try:
-            return self.backend.rescue(server, admin_password=password, image=image)
-        except CloudRescueError as error:
-            return self._rescued_anyway(server, run_id, password, error)
+        return self._request_rescue(server, run_id, image)
 
     def _enter(
         self,
@@ -534,11 +530,7 @@ class RescueWorkflow:
             self.journal.update(run_id, "restored", note=f"not rescued: {error.message}")
             raise
         before = self._console_before(server)
-        password = secrets.token_urlsafe(RESCUE_PASSWORD_BYTES)
-        try:
-            started = self.backend.rescue(server, admin_password=password, image=image)
-        except CloudRescueError as error:
-            started = self._rescued_anyway(server, run_id, password, error)
+        started = self._request_rescue(server, run_id, image)
         rescued: RescuedInstance | None = None
         succeeded = False
         kept: KeptInRescueError | None = None
@@ -570,6 +562,17 @@ class RescueWorkflow:
                     f"{server.name} was left in rescue (cleanup interrupted)",
                     hint="run `cloudrescue resume` to unrescue it",
                 ) from None
+
+    def _request_rescue(
+        self, server: ServerInfo, run_id: str, image: ImageInfo | None
+    ) -> RescueStarted:
+        """Ask for the rescue with a new password: the cloud's answer, or, when the answer was
+        an error, what ``_rescued_anyway`` makes of it."""
+        password = secrets.token_urlsafe(RESCUE_PASSWORD_BYTES)
+        try:
+            return self.backend.rescue(server, admin_password=password, image=image)
+        except CloudRescueError as error:
+            return self._rescued_anyway(server, run_id, password, error)
 
     def _rescued_anyway(
         self, server: ServerInfo, run_id: str, password: str, error: CloudRescueError

@@ -81,6 +81,11 @@ class Rig:
         return [entry.state for entry in self.journal.entries(include_restored=True)]
 
 
+def rescues(rig: Rig) -> int:
+    """How many rescue requests the cloud got."""
+    return [call.split()[0] for call in rig.cloud.calls].count("rescue")
+
+
 @pytest.fixture
 def rig(tmp_path: Path) -> Rig:
     return Rig(tmp_path)
@@ -326,7 +331,7 @@ def test_a_block_the_guest_prints_while_shutting_down_is_not_the_rescues(rig: Ri
     with rig.workflow().session(rig.server, command="test") as rescued:
         assert rescued.announced is not None
         assert rescued.announced.fingerprints == {rescue_fingerprint(2)}
-    assert [call.split()[0] for call in rig.cloud.calls].count("rescue") == 2
+    assert rescues(rig) == 2
 
 
 def test_only_a_guest_block_is_refused_and_trusting_is_said(tmp_path: Path) -> None:
@@ -394,7 +399,7 @@ def test_seen_late_twice_is_refused_after_the_usual_wait(tmp_path: Path) -> None
         rig.workflow().session(rig.server, command="test"),
     ):
         pytest.fail("the body must not run")
-    assert [call.split()[0] for call in rig.cloud.calls].count("rescue") == 2  # not a third
+    assert rescues(rig) == 2  # not a third
     assert rig.connect.hosts == []  # no login was tried with either block
     assert rig.status() == "ACTIVE/-" and rig.states() == ["restored"]
 
@@ -417,7 +422,7 @@ def test_no_console_before_the_request_is_the_usual_wait_and_never_a_second_resc
     ):
         pytest.fail("the body must not run")
     for each in (rig, late):
-        assert [call.split()[0] for call in each.cloud.calls].count("rescue") == 1
+        assert rescues(each) == 1
         assert any("no console log before the rescue" in m for m in each.events.messages)
         assert each.status() == "ACTIVE/-" and each.states() == ["restored"]
 
@@ -427,7 +432,7 @@ def test_trusting_takes_no_second_rescue_for_a_late_block(tmp_path: Path) -> Non
     rig.cloud.late_rescues = 1
     with rig.workflow().session(rig.server, command="test") as rescued:
         assert rescued.announced is None  # the late block is not taken, even trusting
-    assert [call.split()[0] for call in rig.cloud.calls].count("rescue") == 1
+    assert rescues(rig) == 1
 
 
 def test_the_guests_own_boot_blocks_before_the_request_take_no_second_rescue(rig: Rig) -> None:
@@ -435,7 +440,7 @@ def test_the_guests_own_boot_blocks_before_the_request_take_no_second_rescue(rig
     with rig.workflow().session(rig.server, command="test") as rescued:
         assert rescued.announced is not None
         assert rescued.announced.fingerprints == {RESCUE_FINGERPRINT}
-    assert [call.split()[0] for call in rig.cloud.calls].count("rescue") == 1
+    assert rescues(rig) == 1
 
 
 def test_two_different_announcements_after_rescue_are_refused(rig: Rig) -> None:
