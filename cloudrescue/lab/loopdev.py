@@ -165,22 +165,26 @@ def _backing_files() -> dict[str, str]:
     """
     found: dict[str, str] = {}
     for name in os.listdir(SYS_BLOCK):
-        if name.startswith("loop"):
-            backing = _sysfs(f"{SYS_BLOCK}/{name}/loop/backing_file")
-            if backing is not None:
-                found[name] = backing.removesuffix(" (deleted)")
+        if name.startswith("loop") and (backing := _backing_file(name)) is not None:
+            found[name] = backing
     return found
+
+
+def _backing_file(name: str) -> str | None:
+    """The file ``/dev/<name>`` maps (None when it is not attached)."""
+    backing = _sysfs(f"{SYS_BLOCK}/{name}/loop/backing_file")
+    return None if backing is None else backing.removesuffix(" (deleted)")
 
 
 def info(name: str) -> LoopInfo | None:
     """What sysfs says of ``/dev/<name>`` (None when it is not attached)."""
     loop_dir = f"{SYS_BLOCK}/{name}/loop"
-    backing = _sysfs(f"{loop_dir}/backing_file")
+    backing = _backing_file(name)
     offset, sizelimit = _sysfs(f"{loop_dir}/offset"), _sysfs(f"{loop_dir}/sizelimit")
     if backing is None or offset is None or sizelimit is None:
         return None  # not attached, or detached meanwhile
     try:
-        return LoopInfo(name, backing.removesuffix(" (deleted)"), int(offset), int(sizelimit))
+        return LoopInfo(name, backing, int(offset), int(sizelimit))
     except ValueError:
         return None
 

@@ -172,9 +172,8 @@ class ServerStore:
             self._json = {server_id: r.to_json() for server_id, r in self._records.items()}
 
     def save(self) -> None:
-        """Write every record (after ``load``, or records changed in place)."""
+        """Write the records as they are (a new store's first file)."""
         with self._lock:
-            self._json = {server_id: r.to_json() for server_id, r in self._records.items()}
             change = self._changed()
         self._write(*change)
 
