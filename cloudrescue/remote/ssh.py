@@ -363,8 +363,9 @@ class SSHHost:
             return self.sftp.listdir(path)
 
     def read_file(self, path: str) -> bytes:
+        # No prefetch(): its reader thread is paramiko's, and a connection cut mid-read made it
+        # die with a traceback on stderr (seen in the faults matrix's ssh-cut-mid-fix).
         with self._connection("reading", path), self.sftp.open(path, "rb") as handle:
-            handle.prefetch()
             return handle.read()
 
     def write_file(self, path: str, data: bytes, *, mode: int) -> None:
